@@ -1,0 +1,1 @@
+import src.config_resolvers  # noqa: F401  (registers ${not:...} for conf/)

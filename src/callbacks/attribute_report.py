@@ -1,0 +1,54 @@
+"""The report's Table 1: train/val accuracy per attribute at the best epoch, as text, CSV and bar chart."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytorch_lightning as pl
+
+from src.callbacks.history import MetricHistory
+from src.data.attributes import HEAD_NAMES
+from src.io.atomic import save_figure, write_csv
+
+
+def accuracy_table(best: pd.Series) -> pd.DataFrame:
+    """One history row -> accuracy per attribute plus the mean, in percent."""
+    rows = [
+        {"attribute": name, "train_acc": 100 * best.get(f"train/acc/{name}", float("nan")), "val_acc": 100 * best[f"val/acc/{name}"]}
+        for name in HEAD_NAMES
+    ]
+    table = pd.DataFrame(rows)
+    mean = {"attribute": "mean", "train_acc": table["train_acc"].mean(), "val_acc": table["val_acc"].mean()}
+    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+
+
+class AttributeReport(MetricHistory):
+    """Writes attribute_accuracy.csv/.png for the epoch with the best ``monitor`` value."""
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.history or not trainer.is_global_zero:
+            return
+        history = self.frame()
+        best = history.loc[history[self.monitor].idxmax()]
+        table = accuracy_table(best)
+        write_csv(self.output_dir / "attribute_accuracy.csv", table.round(2))
+        print(f"\nPer-attribute accuracy at the best epoch ({int(best['epoch'])}):")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:6.2f}"))
+        save_figure(self.output_dir / "attribute_accuracy.png", accuracy_bars(table))
+
+
+def accuracy_bars(table: pd.DataFrame):
+    figure, axis = plt.subplots(figsize=(10, 4))
+    positions = range(len(table))
+    axis.bar([p - 0.2 for p in positions], table["train_acc"], width=0.4, label="train")
+    axis.bar([p + 0.2 for p in positions], table["val_acc"], width=0.4, label="val")
+    axis.set_xticks(list(positions), table["attribute"], rotation=45, ha="right")
+    axis.set_ylabel("accuracy (%)")
+    axis.set_ylim(0, 100)
+    axis.set_title("Accuracy per attribute (best epoch)")
+    axis.legend(loc="lower right")
+    axis.grid(axis="y", alpha=0.3)
+    return figure

@@ -1,0 +1,68 @@
+"""Per-epoch metric history (kept in checkpoints) and metric-vs-epoch plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytorch_lightning as pl
+
+from src.io.atomic import save_figure
+
+
+class MetricHistory(pl.Callback):
+    """Records every train/ and val/ metric after each validation epoch (after the module logged them)."""
+
+    def __init__(self, output_dir: str, monitor: str):
+        self.output_dir = Path(output_dir)
+        self.monitor = monitor
+        self.history: list[dict] = []
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
+        self.history = [h for h in self.history if h["epoch"] != trainer.current_epoch]
+        self.history.append({"epoch": trainer.current_epoch, **metrics})
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.history)
+
+
+class MetricCurves(MetricHistory):
+    """At the end of fit, one PNG per entry of ``plots``: {file name: {title, ylabel, metrics: {key: label}}}."""
+
+    def __init__(self, output_dir: str, monitor: str, plots: dict):
+        super().__init__(output_dir, monitor)
+        self.plots = plots
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.history or not trainer.is_global_zero:
+            return
+        history = self.frame()
+        for file_name, spec in self.plots.items():
+            present = {k: v for k, v in spec["metrics"].items() if k in history}
+            if present:
+                save_figure(self.output_dir / file_name, curve(history, present, spec["title"], spec["ylabel"], spec.get("scale", 1.0)))
+
+
+def curve(history: pd.DataFrame, metrics: dict[str, str], title: str, ylabel: str, scale: float = 1.0):
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for key, label in metrics.items():
+        axis.plot(history["epoch"], scale * history[key], marker="o", label=label)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return figure

@@ -1,0 +1,84 @@
+"""The 12 attribute heads and the course CSV coding (1 = no / 2 = yes, one-hot colours).
+
+Colour heads: the course CSV has one column per colour. Exactly one set -> that colour; none set ->
+"multicolour" (the extra last class). Several set (never in the course data, a few rows of Lin et
+al.'s .mat) -> also "multicolour": the person wears more than one colour, and decoding multicolour
+writes all colour columns as 1, which the course data uses for the same case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+UPPER_COLOURS = ("upblack", "upwhite", "upred", "uppurple", "upyellow", "upgray", "upblue", "upgreen")
+LOWER_COLOURS = (
+    "downblack", "downwhite", "downpink", "downpurple", "downyellow", "downgray", "downblue", "downgreen", "downbrown",
+)
+BINARY_COLUMNS = ("backpack", "bag", "handbag", "clothes", "down", "up", "hair", "hat", "gender")
+CSV_COLUMNS = ("id", "age", *BINARY_COLUMNS, *UPPER_COLOURS, *LOWER_COLOURS)
+
+
+@dataclass(frozen=True)
+class Head:
+    name: str
+    classes: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+HEADS: tuple[Head, ...] = (
+    Head("age", ("young", "teenager", "adult", "old")),
+    *(Head(name, ("no", "yes")) for name in BINARY_COLUMNS),
+    Head("upcolor", tuple(c[2:] for c in UPPER_COLOURS) + ("multicolor",)),
+    Head("downcolor", tuple(c[4:] for c in LOWER_COLOURS) + ("multicolor",)),
+)
+HEAD_NAMES: tuple[str, ...] = tuple(h.name for h in HEADS)
+HEAD_BY_NAME: dict[str, Head] = {h.name: h for h in HEADS}
+NUM_HEAD_OUTPUTS = sum(h.num_classes for h in HEADS)  # 41
+
+
+def _colour_class(onehot: np.ndarray) -> np.ndarray:
+    """(N, C) booleans -> class index; none or several set -> C (multicolour)."""
+    n_set = onehot.sum(axis=1)
+    return np.where(n_set == 1, onehot.argmax(axis=1), onehot.shape[1])
+
+
+def encode_annotations(table: pd.DataFrame) -> pd.DataFrame:
+    """Course-coded table (columns of CSV_COLUMNS, values 1/2, age 1..4) -> class indices per head.
+
+    Returns a DataFrame indexed like ``table`` with one int column per head, in HEAD_NAMES order.
+    The table must already be validated (see records.read_annotations_csv).
+    """
+    out = pd.DataFrame(index=table.index)
+    out["age"] = table["age"].to_numpy(dtype=np.int64) - 1
+    for name in BINARY_COLUMNS:
+        out[name] = table[name].to_numpy(dtype=np.int64) - 1
+    out["upcolor"] = _colour_class(table[list(UPPER_COLOURS)].to_numpy() == 2)
+    out["downcolor"] = _colour_class(table[list(LOWER_COLOURS)].to_numpy() == 2)
+    return out[list(HEAD_NAMES)].astype(np.int64)
+
+
+def decode_annotations(ids: list[str] | pd.Index, labels: np.ndarray) -> pd.DataFrame:
+    """(N, 12) class indices (HEAD_NAMES order) -> table in the course CSV format (CSV_COLUMNS)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.ndim != 2 or labels.shape[1] != len(HEADS):
+        raise ValueError(f"expected labels of shape (N, {len(HEADS)}), got {labels.shape}")
+    col = {name: labels[:, i] for i, name in enumerate(HEAD_NAMES)}
+    data: dict[str, np.ndarray | list] = {"id": list(ids), "age": col["age"] + 1}
+    for name in BINARY_COLUMNS:
+        data[name] = col[name] + 1
+    for head, columns in (("upcolor", UPPER_COLOURS), ("downcolor", LOWER_COLOURS)):
+        cls = col[head]
+        for j, c in enumerate(columns):
+            data[c] = np.where(cls == j, 2, 1)
+    return pd.DataFrame(data, columns=list(CSV_COLUMNS))
+
+
+def logits_to_probabilities(logits: dict) -> dict:
+    """Per-head softmax of a dict of logits (torch tensors)."""
+    return {name: logits[name].softmax(dim=-1) for name in HEAD_NAMES}

@@ -1,0 +1,111 @@
+"""LightningDataModule: a source's labelled records, split by identity, as train/val loaders."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from src.data.datasets import ImageDataset, preload
+from src.data.images import drop_unreadable
+from src.data.records import ImageRecord
+from src.data.samplers import IdentitySampler
+from src.data.splits import query_gallery_split, split_by_identity
+from src.data.transforms import build_transform
+from src.data.triplets import TripletDataset
+
+
+class MarketDataModule(pl.LightningDataModule):
+    """Train/val loaders over identity-disjoint splits; the val split also defines query/gallery for re-ID.
+
+    ``source(root)`` builds the layout reader (CourseSource, StandardSource, SyntheticSource): an
+    object with ``labelled()``, ``gallery()`` and ``queries()`` returning records.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        source,
+        height: int = 128,
+        width: int = 64,
+        val_ratio: float = 0.2,
+        split_seed: int = 0,
+        batch_size: int = 64,
+        eval_batch_size: int = 256,
+        num_workers: int = 2,
+        augment: dict | None = None,
+        preload: bool = True,
+        skip_corrupt: bool = False,
+        identity_sampler: bool = False,
+        num_instances: int = 4,
+        triplets: bool = False,
+        triplet_images: bool = False,
+    ):
+        super().__init__()
+        self.root = root
+        self.source_factory = source
+        self._source = None
+        self.height, self.width = height, width
+        self.val_ratio, self.split_seed = val_ratio, split_seed
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers = num_workers
+        self.augment = dict(augment or {})
+        self.preload = preload
+        self.skip_corrupt = skip_corrupt
+        self.identity_sampler, self.num_instances = identity_sampler, num_instances
+        self.triplets, self.triplet_images = triplets, triplet_images
+        self.train_records: list[ImageRecord] = []
+        self.val_records: list[ImageRecord] = []
+
+    @property
+    def source(self):
+        """The layout reader, built on first use so a bad root fails when data is needed, naming it."""
+        if self._source is None:
+            self._source = self.source_factory(self.root)
+        return self._source
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_records:
+            return
+        records = self.source.labelled()
+        if self.skip_corrupt:
+            records = drop_unreadable(records)
+        self.train_records, self.val_records = split_by_identity(records, self.val_ratio, self.split_seed)
+        self.train_pids = sorted({r.pid for r in self.train_records})
+        self.pid_to_label = {pid: i for i, pid in enumerate(self.train_pids)}
+        query_index, _ = query_gallery_split(self.val_records, self.split_seed)
+        self.val_is_query = torch.zeros(len(self.val_records), dtype=torch.bool)
+        self.val_is_query[query_index] = True
+        cache = (lambda recs, name: preload(recs, self.height, self.width, self.num_workers, f"decoding {name}")) if self.preload else (lambda recs, name: None)
+        self.train_set = ImageDataset(
+            self.train_records, self.height, self.width, build_transform(self.height, self.width, **self.augment),
+            cache(self.train_records, "train"),
+        )
+        self.val_set = ImageDataset(self.val_records, self.height, self.width, None, cache(self.val_records, "val"))
+
+    @property
+    def num_train_ids(self) -> int:
+        return len(self.train_pids)
+
+    def _loader(self, dataset, batch_size, **kwargs) -> DataLoader:
+        return DataLoader(
+            dataset, batch_size=batch_size, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0, **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.triplets:  # the report's stage 2: index triplets, images only for the uncached path
+            dataset = TripletDataset(self.train_records, self.train_set if self.triplet_images else None)
+            return self._loader(dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size)
+        if self.identity_sampler:
+            sampler = IdentitySampler([r.pid for r in self.train_records], self.num_instances, self.split_seed)
+            return self._loader(self.train_set, self.batch_size, sampler=sampler, drop_last=True)
+        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=len(self.train_set) > self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size)
+
+    def unlabelled_loader(self, records: list[ImageRecord], num_workers: int | None = None) -> DataLoader:
+        dataset = ImageDataset(records, self.height, self.width)
+        workers = self.num_workers if num_workers is None else num_workers
+        return DataLoader(dataset, batch_size=self.eval_batch_size, num_workers=workers)

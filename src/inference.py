@@ -1,0 +1,25 @@
+"""Batch inference over image records: embeddings, attribute logits, content hashes."""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from src.data.datasets import ImageDataset
+from src.data.records import ImageRecord
+
+
+@torch.no_grad()
+def embed_records(net, records: list[ImageRecord], height: int, width: int, batch_size: int = 256,
+                  num_workers: int = 2, desc: str = "embedding") -> torch.Tensor:
+    """(N, D) retrieval embeddings of ``net.embed`` for the records' images."""
+    net.eval()
+    loader = DataLoader(ImageDataset(records, height, width), batch_size=batch_size, num_workers=num_workers)
+    return torch.cat([net.embed(batch["image"]) for batch in tqdm(loader, desc=desc, unit="batch")])
+
+
+def content_hashes(records: list[ImageRecord]) -> list[str]:
+    return [hashlib.sha256(r.path.read_bytes()).hexdigest() for r in records]

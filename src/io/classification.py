@@ -1,0 +1,55 @@
+"""Attribute predictions -> the course ``annotations_train.csv`` format, and a readable text form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from src.data.attributes import HEAD_NAMES, HEADS, decode_annotations
+from src.io.atomic import write_csv
+
+
+@torch.no_grad()
+def predict_attributes(net, loader, desc: str = "predicting attributes") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Run an attribute network over a loader -> (labels (N, 12), probabilities per head)."""
+    net.eval()
+    probabilities: dict[str, list] = {name: [] for name in HEAD_NAMES}
+    for batch in tqdm(loader, desc=desc, unit="batch"):
+        logits = net(batch["image"].contiguous(memory_format=torch.channels_last))
+        for name in HEAD_NAMES:
+            probabilities[name].append(logits[name].float().softmax(-1))
+    probs = {name: torch.cat(p).numpy() for name, p in probabilities.items()}
+    labels = np.stack([probs[name].argmax(1) for name in HEAD_NAMES], axis=1)
+    return labels, probs
+
+
+def write_classification_csv(path: Path, names: list[str], labels: np.ndarray) -> Path:
+    """``id`` = file name, the rest coded exactly like annotations_train.csv."""
+    return write_csv(path, decode_annotations(names, labels))
+
+
+def readable_rows(names: list[str], labels: np.ndarray, probs: dict[str, np.ndarray] | None = None) -> list[str]:
+    """One line per image: ``000001.jpg  age=adult backpack=no ... upcolor=red(0.93)``."""
+    lines = []
+    for row, name in enumerate(names):
+        parts = []
+        for head_index, head in enumerate(HEADS):
+            cls = int(labels[row, head_index])
+            text = f"{head.name}={head.classes[cls]}"
+            if probs is not None:
+                text += f"({probs[head.name][row, cls]:.2f})"
+            parts.append(text)
+        lines.append(f"{name}  " + " ".join(parts))
+    return lines
+
+
+def probabilities_frame(names: list[str], probs: dict[str, np.ndarray]) -> pd.DataFrame:
+    columns = {"name": names}
+    for head in HEADS:
+        for j, cls in enumerate(head.classes):
+            columns[f"{head.name}.{cls}"] = probs[head.name][:, j]
+    return pd.DataFrame(columns)

@@ -1,0 +1,110 @@
+"""LightningModule of the report's stage 1: summed cross-entropy over the 12 attribute heads."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from src.data.attributes import HEAD_NAMES, HEADS
+
+
+def plain(config) -> dict:
+    """OmegaConf -> plain dict so checkpoints load with ``torch.load(weights_only=True)``."""
+    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+
+
+def attribute_accuracies(prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {h.name: MulticlassAccuracy(num_classes=h.num_classes, average="micro") for h in HEADS}, prefix=prefix
+    )
+
+
+class AttributeModule(pl.LightningModule):
+    """``net`` (config of a MarketClassifier) + optimizer/scheduler partials; logs per-attribute accuracy.
+
+    ``id_loss_weight > 0`` adds an identity classifier on the 512-d feature (multi-task learning with
+    identities); 0 is the report's model.
+    """
+
+    def __init__(
+        self,
+        net: dict,
+        optimizer: dict,
+        scheduler: dict | None = None,
+        id_loss_weight: float = 0.0,
+        num_identities: int | None = None,
+        channels_last: bool = True,
+    ):
+        super().__init__()
+        self.save_hyperparameters({
+            "net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),
+            "id_loss_weight": id_loss_weight, "num_identities": num_identities, "channels_last": channels_last,
+        })
+        self.net = instantiate(self.hparams.net)
+        self.id_classifier = nn.Linear(self.net.feature_dim, num_identities) if num_identities else None
+        self.train_acc = attribute_accuracies("train/acc/")
+        self.val_acc = attribute_accuracies("val/acc/")
+        self.train_loss = MeanMetric()
+        self.val_mean_acc_best = MaxMetric()
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.id_loss_weight > 0 and self.id_classifier is None:
+            self.hparams.num_identities = self.trainer.datamodule.num_train_ids
+            self.id_classifier = nn.Linear(self.net.feature_dim, self.hparams.num_identities)
+            self.pid_to_label = self.trainer.datamodule.pid_to_label
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.net(self._layout(images))
+
+    def _layout(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
+
+    def attribute_loss(self, logits: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        return sum(nn.functional.cross_entropy(logits[name], labels[:, i]) for i, name in enumerate(HEAD_NAMES))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        features = self.net.features(self._layout(batch["image"]))
+        logits = self.net.classify(features)
+        loss = self.attribute_loss(logits, batch["labels"])
+        if self.id_classifier is not None and self.hparams.id_loss_weight > 0:
+            targets = torch.tensor([self.pid_to_label[int(p)] for p in batch["pid"]], device=features.device)
+            loss = loss + self.hparams.id_loss_weight * nn.functional.cross_entropy(self.id_classifier(features), targets)
+        self.train_loss(loss)
+        for i, name in enumerate(HEAD_NAMES):
+            self.train_acc[name].update(logits[name], batch["labels"][:, i])
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self(batch["image"])
+        for i, name in enumerate(HEAD_NAMES):
+            self.val_acc[name].update(logits[name], batch["labels"][:, i])
+        self.log("val/loss", self.attribute_loss(logits, batch["labels"]), on_epoch=True, batch_size=len(batch["image"]))
+
+    def on_validation_epoch_end(self) -> None:
+        # validation runs after the epoch's last training batch, so the train accuracies are complete here
+        if not self.trainer.sanity_checking and self.train_acc[HEAD_NAMES[0]].update_count:
+            train_accuracies = self.train_acc.compute()
+            self.log_dict(train_accuracies)
+            self.log("train/mean_acc", torch.stack(list(train_accuracies.values())).mean())
+            self.train_acc.reset()
+        accuracies = self.val_acc.compute()
+        self.val_acc.reset()
+        mean = torch.stack(list(accuracies.values())).mean()
+        self.log_dict(accuracies)
+        self.log("val/mean_acc", mean, prog_bar=True)
+        if not self.trainer.sanity_checking:
+            self.val_mean_acc_best(mean)
+        self.log("val/mean_acc_best", self.val_mean_acc_best.compute() if self.val_mean_acc_best.update_count else mean)
+
+    def configure_optimizers(self):
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

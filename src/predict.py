@@ -1,0 +1,82 @@
+"""Attribute prediction: ``python -m src.predict ckpt_path=PATH input=DIR_OR_IMAGE``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from src.data.datasets import ImageDataset
+from src.data.records import IMAGE_SUFFIXES, DataError, ImageRecord, list_images
+from src.io.atomic import write_csv, write_text
+from src.io.classification import predict_attributes, probabilities_frame, readable_rows, write_classification_csv
+from src.inference import content_hashes, embed_records
+from src.io.reid import reid_lines, write_reid_txt
+from src.models.loading import build_from_checkpoint, load_attribute_net, read_checkpoint
+
+
+def input_records(path: str | Path) -> list[ImageRecord]:
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        return [ImageRecord(path, -1, -1)]
+    if path.is_file():
+        raise DataError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)})")
+    return [ImageRecord(p, -1, -1) for p in list_images(path)]
+
+
+def predict_folder(
+    ckpt_path: str | Path, input_path: str | Path, output_dir: str | Path, *, height: int, width: int,
+    batch_size: int = 256, num_workers: int = 2, csv_name: str = "classification_test.csv",
+) -> Path:
+    """Write ``csv_name`` (course format), ``attribute_probabilities.csv`` and ``attributes.txt`` for the images."""
+    records = input_records(input_path)
+    net, _ = load_attribute_net(ckpt_path)
+    loader = DataLoader(ImageDataset(records, height, width), batch_size=batch_size, num_workers=num_workers)
+    labels, probs = predict_attributes(net.to(memory_format=torch.channels_last), loader)
+    names = [r.name for r in records]
+    output_dir = Path(output_dir)
+    csv_path = write_classification_csv(output_dir / csv_name, names, labels)
+    write_csv(output_dir / "attribute_probabilities.csv", probabilities_frame(names, probs), float_format="%.4f")
+    write_text(output_dir / "attributes.txt", "\n".join(readable_rows(names, labels, probs)) + "\n")
+    return csv_path
+
+
+def predict_reid(
+    ckpt_path: str | Path, queries: str | Path, gallery: str | Path, output_dir: str | Path, *, height: int, width: int,
+    threshold: float | None = None, batch_size: int = 256, num_workers: int = 2, metric: str = "euclidean",
+) -> Path:
+    """Write ``reid_test.txt``: for each query, the gallery images closer than the threshold (own copy excluded).
+
+    ``threshold=None`` takes the one the threshold sweep stored in the checkpoint.
+    """
+    if threshold is None:
+        threshold = read_checkpoint(ckpt_path).get("retrieval_threshold")
+        if threshold is None or threshold != threshold:
+            raise ValueError(f"{ckpt_path}: holds no swept threshold; pass threshold=VALUE")
+    net, _ = build_from_checkpoint(ckpt_path, "net.")
+    query_records, gallery_records = input_records(queries), input_records(gallery)
+    options = dict(height=height, width=width, batch_size=batch_size, num_workers=num_workers)
+    query_features = embed_records(net, query_records, desc="embedding queries", **options)
+    gallery_features = embed_records(net, gallery_records, desc="embedding gallery", **options)
+    lines = reid_lines(
+        query_features, gallery_features, [r.name for r in query_records], [r.name for r in gallery_records],
+        float(threshold), metric=metric, query_hashes=content_hashes(query_records),
+        gallery_hashes=content_hashes(gallery_records),
+    )
+    return write_reid_txt(Path(output_dir) / "reid_test.txt", lines)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    path = predict_folder(
+        cfg.ckpt_path, cfg.input, cfg.paths.output_dir, height=cfg.data.height, width=cfg.data.width,
+        batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers,
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

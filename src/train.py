@@ -1,0 +1,67 @@
+"""Training entry point: ``python -m src.train task=attributes`` (see conf/train.yaml)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.io.atomic import write_json, write_text
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_all(group: DictConfig | None) -> list:
+    return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
+
+
+def write_test_outputs(ckpt_path: str, datamodule, output_dir: Path, reid: bool) -> None:
+    """The report's deliverables for the source's unlabelled test/ (and queries/): CSV of attributes, reid_test.txt."""
+    from src.predict import predict_folder, predict_reid
+
+    root = Path(datamodule.source.root)
+    options = dict(height=datamodule.height, width=datamodule.width, batch_size=datamodule.eval_batch_size, num_workers=2)
+    log.info("attribute predictions written to %s", predict_folder(ckpt_path, root / "test", output_dir, **options))
+    if reid and (root / "queries").is_dir():
+        log.info("re-ID matches written to %s", predict_reid(ckpt_path, root / "queries", root / "test", output_dir, **options))
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the configured task; returns the final metrics (floats). Outputs land in cfg.paths.output_dir."""
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule: pl.LightningDataModule = instantiate(cfg.data)
+    model: pl.LightningModule = instantiate(cfg.model, _recursive_=False)
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    loggers = instantiate_all(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    if best:
+        metrics["best_model_score"] = float(checkpoint.best_model_score)
+    if trainer.is_global_zero:
+        write_json(output_dir / "metrics.json", {"best_checkpoint": best, **metrics})
+        if cfg.get("predict_test") and best:
+            write_test_outputs(best, datamodule, output_dir, reid=hasattr(model, "val_retrieval"))
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    metric = cfg.get("optimized_metric")
+    return metrics.get(metric) if metric else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Shared fixtures: composed Hydra configs shrunk for tests, and paths to the real shared data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED = ROOT.parent / "shared" / "data"
+COURSE = SHARED / "market1501-course"
+SAMPLES = SHARED / "market1501-samples"
+ATTRIBUTE_MAT = SHARED / "market-attribute" / "market_attribute.mat"
+
+needs_shared = pytest.mark.skipif(
+    not COURSE.is_dir(), reason=f"real Market-1501 data not found at {SHARED} (only CI and developers have ../shared)"
+)
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: Path, cache_dir: Path) -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=False)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.cache_dir = str(cache_dir)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+SMALL_DATA = [
+    "data.num_workers=0",
+    "data.source.num_train_ids=24",
+    "data.source.num_test_ids=6",
+    "data.batch_size=16",
+    "data.eval_batch_size=64",
+    "model.net.backbone.pretrained=false",
+    "logger=csv",
+]
+
+
+@pytest.fixture
+def make_cfg(tmp_path, cache_dir):
+    """make_cfg(overrides, config_name="train") -> a composed config writing into tmp_path."""
+
+    def factory(overrides: list[str], config_name: str = "train") -> DictConfig:
+        return compose_config(config_name, overrides, tmp_path / "run", cache_dir)
+
+    return factory

@@ -1,0 +1,165 @@
+"""Bad input gets a clear error naming the file and the problem (or a warning when asked to skip)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from src.data.attributes import CSV_COLUMNS
+from src.data.datamodule import MarketDataModule
+from src.data.images import load_image
+from src.data.records import DataError, read_annotations_csv
+from src.data.sources import CourseSource
+
+
+def _image(path: Path, mode: str = "RGB", size=(64, 128)) -> Path:
+    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+    array = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(array)
+    if mode != "RGB":
+        image = image.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def make_course(root: Path, pids=(1, 2, 3, 4), per_id: int = 3) -> Path:
+    rows = []
+    for pid in pids:
+        for k in range(per_id):
+            _image(root / "train" / f"{pid:04d}_c{k % 6 + 1}_{k:09d}.jpg")
+        row = {c: 1 for c in CSV_COLUMNS}
+        row.update(id=pid, age=2, upred=2)
+        rows.append(row)
+    header = ",".join(CSV_COLUMNS)
+    lines = [",".join(str(r[c]) for c in CSV_COLUMNS) for r in rows]
+    (root / "annotations_train.csv").write_text(header + "\n" + "\n".join(lines) + "\n")
+    for folder in ("test", "queries"):
+        _image(root / folder / "000000.jpg")
+    return root
+
+
+def test_missing_root_is_named(tmp_path):
+    with pytest.raises(DataError, match="nowhere.*not found"):
+        CourseSource(tmp_path / "nowhere")
+
+
+def test_unknown_layout_lists_the_known_ones(tmp_path):
+    (tmp_path / "random").mkdir()
+    with pytest.raises(DataError, match="missing.*known layouts"):
+        CourseSource(tmp_path)
+
+
+def test_datamodule_reports_bad_root_at_setup(tmp_path):
+    from src.data.sources import CourseSource as factory
+
+    module = MarketDataModule(str(tmp_path / "absent"), factory, num_workers=0)
+    with pytest.raises(DataError, match="absent"):
+        module.setup("fit")
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda text: text.replace(",downbrown", ""), r"missing columns \['downbrown'\]"),
+        (lambda text: text.replace("downbrown", "downbrown,colour"), r"unknown columns \['colour'\]"),
+        (lambda text: text.replace("\n1,2,", "\n1,7,", 1), r"'age' row 2 has value '7'; expected 1..4"),
+        (lambda text: text.replace("\n2,2,1", "\n2,2,3", 1), r"'backpack' row 3 has value '3'; expected 1..2"),
+        (lambda text: text.replace("\n2,", "\n1,", 1), r"duplicate ids \[1\]"),
+        (lambda text: text.replace("\n1,2,", "\n../x,2,", 1), r"'id' row 2 has value '../x'"),
+    ],
+)
+def test_bad_csv_is_named(tmp_path, mutate, message):
+    root = make_course(tmp_path)
+    csv = root / "annotations_train.csv"
+    csv.write_text(mutate(csv.read_text()))
+    with pytest.raises(DataError, match=message) as error:
+        read_annotations_csv(csv)
+    assert str(csv) in str(error.value)
+
+
+def test_csv_with_bom_and_crlf_is_read(tmp_path):
+    root = make_course(tmp_path)
+    csv = root / "annotations_train.csv"
+    csv.write_bytes(b"\xef\xbb\xbf" + csv.read_bytes().replace(b"\n", b"\r\n"))
+    table = read_annotations_csv(csv)
+    assert table["id"].tolist() == [1, 2, 3, 4]
+    assert table["upred"].tolist() == [2, 2, 2, 2]
+
+
+def test_image_without_annotation_row(tmp_path):
+    root = make_course(tmp_path)
+    _image(root / "train" / "0099_c1_000000001.jpg")
+    with pytest.raises(DataError, match=r"annotations_train.csv: no annotation row.*0099_c1_000000001.jpg"):
+        CourseSource(root).labelled()
+
+
+def test_annotation_row_without_images(tmp_path):
+    root = make_course(tmp_path)
+    for path in (root / "train").glob("0003_*"):
+        path.unlink()
+    with pytest.raises(DataError, match=r"annotation rows with no images for ids \[3\]"):
+        CourseSource(root).labelled()
+
+
+def test_badly_named_training_image(tmp_path):
+    root = make_course(tmp_path)
+    _image(root / "train" / "person.jpg")
+    with pytest.raises(DataError, match="person.jpg: not a course image name"):
+        CourseSource(root).labelled()
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xd8\xff\xe0 this is not a jpeg", None])
+def test_corrupt_or_empty_jpeg_is_named(tmp_path, content):
+    path = _image(tmp_path / "0001_c1_000000001.jpg")
+    path.write_bytes(path.read_bytes()[:200] if content is None else content)
+    with pytest.raises(DataError, match="0001_c1_000000001.jpg: (empty file|cannot decode)"):
+        load_image(path)
+
+
+def test_corrupt_image_fails_setup_or_is_skipped_with_a_warning(tmp_path):
+    from src.data.sources import CourseSource as factory
+
+    root = make_course(tmp_path)
+    broken = root / "train" / "0002_c2_000000001.jpg"
+    broken.write_bytes(b"")
+    module = MarketDataModule(str(root), factory, num_workers=0, val_ratio=0.25)
+    with pytest.raises(DataError, match="0002_c2_000000001.jpg: empty file"):
+        module.setup("fit")
+    module = MarketDataModule(str(root), factory, num_workers=0, val_ratio=0.25, skip_corrupt=True)
+    with pytest.warns(UserWarning, match="0002_c2_000000001.jpg"):
+        module.setup("fit")
+    assert len(module.train_records) + len(module.val_records) == 11
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK", "P", "I;16"])
+def test_other_image_modes_become_rgb(tmp_path, mode):
+    suffix = ".jpg" if mode in ("L", "CMYK") else ".png"
+    path = tmp_path / f"img{suffix}"
+    array = np.linspace(0, 255, 64 * 128).reshape(128, 64).astype(np.uint8)
+    if mode == "I;16":
+        Image.fromarray(array.astype(np.uint16) * 257).save(path)
+    else:
+        Image.fromarray(np.stack([array] * 3, -1)).convert(mode).save(path)
+    image = load_image(path)
+    assert image.dtype == torch.uint8 and image.shape == (3, 128, 64)
+    assert image.float().std() > 10  # content survived the conversion
+
+
+def test_very_large_image_is_shrunk_on_decode(tmp_path):
+    path = _image(tmp_path / "big.jpg", size=(6000, 3000))
+    image = load_image(path, max_side=512)
+    assert max(image.shape[1:]) <= 512
+
+
+def test_empty_folder(tmp_path):
+    root = make_course(tmp_path)
+    shutil.rmtree(root / "queries")
+    (root / "queries").mkdir()
+    with pytest.raises(DataError, match="queries: no images"):
+        CourseSource(root).queries()

@@ -9,9 +9,10 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from src.data.attributes import HEAD_NAMES, HEADS
+from src.data.attributes import HEAD_NAMES
 from src.data.feature_cache import cached_descriptors
 from src.models.attribute_module import plain
+from src.models.gather import gather_unique
 from src.models.loading import CheckpointError, load_attribute_net
 from src.models.reid_module import RetrievalValidation
 
@@ -48,6 +49,11 @@ class ReportReidNet(nn.Module):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.aggregator(self.descriptors(images))
+
+    def embed_and_classify(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One backbone pass -> (retrieval embedding, attribute logits)."""
+        descriptors = self.descriptors(images)
+        return self.aggregator(descriptors), self.stage1.split_descriptor(descriptors)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Attribute logits of the frozen stage-1 network (the attribute side of this model)."""
@@ -131,21 +137,17 @@ class AggregatorModule(RetrievalValidation):
                                 "labels": batch["labels"], "pid": batch["pid"], "camid": batch["camid"], "index": batch["index"]})
 
     def on_validation_epoch_end(self) -> None:
-        parts = {k: torch.cat([p[k] for p in self._val_parts]) for k in self._val_parts[0]}
+        parts = gather_unique(self, {k: torch.cat([p[k] for p in self._val_parts]) for k in self._val_parts[0]})
         self._val_parts.clear()
-        order = parts["index"].argsort()
-        parts = {k: v[order] for k, v in parts.items()}
         datamodule = self.trainer.datamodule
         is_query = datamodule.val_is_query[parts["index"]]
         names = [datamodule.val_records[i].name for i in parts["index"].tolist()]
         metrics = self.retrieval_metrics(parts["embedding"], parts["pid"].numpy(), parts["camid"].numpy(), is_query, names)
-        offset = self.net.stage1.feature_dim
+        logits = self.net.stage1.split_descriptor(parts["descriptor"])
         accuracies = []
-        for i, head in enumerate(HEADS):
-            logits = parts["descriptor"][:, offset : offset + head.num_classes]
-            offset += head.num_classes
-            accuracies.append((logits.argmax(1) == parts["labels"][:, i]).float().mean())
-            metrics[f"val/acc/{HEAD_NAMES[i]}"] = accuracies[-1]
+        for i, name in enumerate(HEAD_NAMES):
+            accuracies.append((logits[name].argmax(1) == parts["labels"][:, i]).float().mean())
+            metrics[f"val/acc/{name}"] = accuracies[-1]
         metrics["val/mean_acc"] = torch.stack(accuracies).mean()
         if self._train_distances and not self.trainer.sanity_checking:
             distances = torch.stack(self._train_distances).mean(0)

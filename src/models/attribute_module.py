@@ -9,8 +9,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.functional.classification import multiclass_accuracy
 
 from src.data.attributes import HEAD_NAMES, HEADS
+from src.models.gather import gather_unique
 
 
 def plain(config) -> dict:
@@ -48,7 +50,7 @@ class AttributeModule(pl.LightningModule):
         self.net = instantiate(self.hparams.net)
         self.id_classifier = nn.Linear(self.net.feature_dim, num_identities) if num_identities else None
         self.train_acc = attribute_accuracies("train/acc/")
-        self.val_acc = attribute_accuracies("val/acc/")
+        self._val_parts: list[dict] = []
         self.train_loss = MeanMetric()
         self.val_mean_acc_best = MaxMetric()
 
@@ -82,9 +84,12 @@ class AttributeModule(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self(batch["image"])
-        for i, name in enumerate(HEAD_NAMES):
-            self.val_acc[name].update(logits[name], batch["labels"][:, i])
-        self.log("val/loss", self.attribute_loss(logits, batch["labels"]), on_epoch=True, batch_size=len(batch["image"]))
+        self._val_parts.append({
+            "index": batch["index"], "labels": batch["labels"],
+            "predicted": torch.stack([logits[name].argmax(1) for name in HEAD_NAMES], dim=1),
+            "loss": torch.stack([nn.functional.cross_entropy(logits[name], batch["labels"][:, i], reduction="none")
+                                 for i, name in enumerate(HEAD_NAMES)]).sum(0),
+        })
 
     def on_validation_epoch_end(self) -> None:
         # validation runs after the epoch's last training batch, so the train accuracies are complete here
@@ -93,10 +98,15 @@ class AttributeModule(pl.LightningModule):
             self.log_dict(train_accuracies)
             self.log("train/mean_acc", torch.stack(list(train_accuracies.values())).mean())
             self.train_acc.reset()
-        accuracies = self.val_acc.compute()
-        self.val_acc.reset()
+        parts = gather_unique(self, {k: torch.cat([p[k] for p in self._val_parts]) for k in self._val_parts[0]})
+        self._val_parts.clear()
+        accuracies = {
+            f"val/acc/{h.name}": multiclass_accuracy(parts["predicted"][:, i], parts["labels"][:, i], h.num_classes, average="micro")
+            for i, h in enumerate(HEADS)
+        }
         mean = torch.stack(list(accuracies.values())).mean()
         self.log_dict(accuracies)
+        self.log("val/loss", parts["loss"].mean())
         self.log("val/mean_acc", mean, prog_bar=True)
         if not self.trainer.sanity_checking:
             self.val_mean_acc_best(mean)

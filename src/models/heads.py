@@ -50,6 +50,12 @@ class MarketClassifier(nn.Module):
         logits = self.classify(features)
         return torch.cat([features, *logits.values()], dim=1)
 
+    def split_descriptor(self, descriptors: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Inverse of the concatenation in ``descriptor``: the per-head logits."""
+        sizes = [self.feature_dim] + [h.num_classes for h in HEADS]
+        _, *logits = descriptors.split(sizes, dim=1)
+        return dict(zip(self.heads.keys(), logits))
+
     @property
     def descriptor_dim(self) -> int:
         return self.feature_dim + NUM_HEAD_OUTPUTS

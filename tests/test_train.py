@@ -1,0 +1,95 @@
+"""End-to-end runs on the synthetic dataset: fast_dev_run, a short run that learns, stage 2, eval, predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.data.attributes import CSV_COLUMNS, HEAD_NAMES
+from src.train import train
+
+
+def test_fast_dev_run_attributes(make_cfg, tmp_path):
+    from tests.conftest import SMALL_DATA
+
+    cfg = make_cfg(["task=attributes", "debug=fast", *SMALL_DATA])
+    metrics = train(cfg)
+    assert 0.0 <= metrics["val/mean_acc"] <= 1.0
+    assert (tmp_path / "run" / "config.yaml").is_file()
+
+
+@pytest.fixture(scope="module")
+def trained_attributes(tmp_path_factory, cache_dir):
+    """A short real run: pretrained lite0, 4 epochs on 60 synthetic identities."""
+    from tests.conftest import compose_config
+
+    out = tmp_path_factory.mktemp("attributes_run")
+    cfg = compose_config("train", [
+        "task=attributes", "data.num_workers=0", "data.source.num_train_ids=60", "data.source.num_test_ids=8",
+        "data.val_ratio=0.3", "data.batch_size=16", "model/optimizer=adamw", "model.optimizer.lr=1e-3",
+        "trainer.max_epochs=4", "trainer.enable_progress_bar=false", "~callbacks.progress_bar",
+    ], out, cache_dir)
+    return cfg, train(cfg), out
+
+
+def majority_baseline(cfg) -> float:
+    """Mean over heads of the val accuracy of always predicting the training split's majority class."""
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    train_labels = np.array([r.labels for r in datamodule.train_records])
+    val_labels = np.array([r.labels for r in datamodule.val_records])
+    accuracies = []
+    for head in range(len(HEAD_NAMES)):
+        majority = np.bincount(train_labels[:, head]).argmax()
+        accuracies.append((val_labels[:, head] == majority).mean())
+    return float(np.mean(accuracies))
+
+
+def test_short_run_beats_the_majority_baseline(trained_attributes):
+    cfg, metrics, out = trained_attributes
+    baseline = majority_baseline(cfg)
+    assert metrics["val/mean_acc_best"] > baseline + 0.05, (metrics["val/mean_acc_best"], baseline)
+
+
+def test_run_folder_holds_the_report_outputs(trained_attributes):
+    cfg, metrics, out = trained_attributes
+    table = pd.read_csv(out / "attribute_accuracy.csv")
+    assert table["attribute"].tolist() == [*HEAD_NAMES, "mean"]
+    assert table["val_acc"].iloc[-1] == pytest.approx(table["val_acc"].iloc[:-1].mean(), abs=0.02)
+    for name in ("attribute_accuracy.png", "accuracy_curve.png", "loss_curve.png", "metrics.csv"):
+        assert (out / name).stat().st_size > 0, name
+    predictions = pd.read_csv(out / "classification_test.csv")
+    assert tuple(predictions.columns) == CSV_COLUMNS
+    gallery = sorted(p.name for p in (Path(cfg.data.root) / "test").iterdir())
+    assert predictions["id"].tolist() == gallery
+    assert json.loads((out / "metrics.json").read_text())["best_checkpoint"].endswith(".ckpt")
+
+
+def test_report_aggregator_trains_on_the_frozen_stage1(trained_attributes, tmp_path, cache_dir):
+    from tests.conftest import compose_config
+
+    _, _, attributes_out = trained_attributes
+    stage1 = json.loads((attributes_out / "metrics.json").read_text())["best_checkpoint"]
+    cfg = compose_config("train", [
+        "task=reid", f"model.stage1_ckpt={stage1}", "data.source.num_train_ids=60", "data.source.num_test_ids=8",
+        "data.val_ratio=0.3", "trainer.max_epochs=6", "trainer.enable_progress_bar=false", "~callbacks.progress_bar",
+    ], tmp_path / "reid", cache_dir)
+    metrics = train(cfg)
+    assert metrics["val/mAP_best"] > 0.2
+    assert metrics["train/dist_an"] > metrics["train/dist_ap"]
+    lines = (tmp_path / "reid" / "reid_test.txt").read_text().splitlines()
+    truth = pd.read_csv(Path(cfg.data.root) / "queries_ground_truth.csv")
+    assert [line.split(":")[0] for line in lines] == sorted(truth["name"])
+    own_copy = dict(zip(truth["name"], truth["gallery_copy"]))
+    for line in lines:
+        query, _, matches = line.partition(": ")
+        assert own_copy[query] not in matches.split(", ")
+    sweep = pd.read_csv(tmp_path / "reid" / "threshold_sweep.csv")
+    assert sweep["chosen"].sum() == 1
+    assert (tmp_path / "reid" / "triplet_distances.png").is_file()

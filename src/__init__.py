@@ -1,1 +1,1 @@
-import src.config_resolvers  # noqa: F401  (registers ${not:...} for conf/)
+import src.config  # noqa: F401  (registers the ${not:...} resolver used by conf/)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from src.config import CONF_DIR as CONF
+from src.config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 SHARED = ROOT.parent / "shared" / "data"
 COURSE = SHARED / "market1501-course"
 SAMPLES = SHARED / "market1501-samples"
@@ -19,16 +19,6 @@ ATTRIBUTE_MAT = SHARED / "market-attribute" / "market_attribute.mat"
 needs_shared = pytest.mark.skipif(
     not COURSE.is_dir(), reason=f"real Market-1501 data not found at {SHARED} (only CI and developers have ../shared)"
 )
-
-
-def compose_config(config_name: str, overrides: list[str], output_dir: Path, cache_dir: Path) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=False)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.paths.cache_dir = str(cache_dir)
-    return cfg
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,38 @@
+"""Hydra callback: after a multirun, one CSV row per job (its overrides and its optimized metric)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from src.io.atomic import write_csv
+
+
+def summarise_sweep(sweep_dir: str | Path, metric: str) -> pd.DataFrame:
+    """Rows of ``override=value`` columns + ``metric`` for every finished job folder under ``sweep_dir``."""
+    rows = []
+    for job in sorted(Path(sweep_dir).iterdir(), key=lambda p: (len(p.name), p.name)):
+        overrides_file, metrics_file = job / ".hydra" / "overrides.yaml", job / "metrics.json"
+        if not overrides_file.is_file():
+            continue
+        overrides = yaml.safe_load(overrides_file.read_text()) or []
+        row = {"job": job.name, **dict(o.split("=", 1) for o in overrides if "=" in o)}
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        row[metric] = metrics.get(metric)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+class MultirunSummary(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        metric = config.get("optimized_metric") or "val/loss"
+        sweep_dir = Path(config.hydra.sweep.dir)
+        table = summarise_sweep(sweep_dir, metric)
+        if not table.empty:
+            write_csv(sweep_dir / "summary.csv", table)
+            print(f"\nmultirun summary ({sweep_dir / 'summary.csv'}):\n{table.to_string(index=False)}")

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+
 import pytest
 
 from tests.conftest import ROOT
@@ -27,7 +28,6 @@ def run(tmp_path, name: str, extra: list[str], cache) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
-@pytest.mark.slow
 def test_ddp_validation_equals_single_process(tmp_path):
     cache = tmp_path / "cache"
     single = run(tmp_path, "single", [], cache)

@@ -1,0 +1,65 @@
+"""Export a checkpoint to ONNX: ``python -m src.export ckpt_path=PATH format=onnx``.
+
+The graph takes ``images`` (N, 3, H, W) float in [0, 1] (normalisation is inside) with a dynamic batch
+axis, and returns the 12 attribute logits (``age`` ... ``downcolor``) and, for re-ID checkpoints, the
+retrieval ``embedding`` first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from src.data.attributes import HEAD_NAMES
+from src.io.atomic import atomic_path
+from src.models.loading import build_from_checkpoint
+
+
+class ExportGraph(nn.Module):
+    """Flattens the network's dict outputs into a tuple with a fixed order for ONNX."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.has_embedding = hasattr(net, "embed_and_classify")
+
+    @property
+    def output_names(self) -> list[str]:
+        return (["embedding"] if self.has_embedding else []) + list(HEAD_NAMES)
+
+    def forward(self, images: torch.Tensor):
+        if self.has_embedding:
+            embedding, logits = self.net.embed_and_classify(images)
+            return (embedding, *(logits[name] for name in HEAD_NAMES))
+        logits = self.net(images)
+        return tuple(logits[name] for name in HEAD_NAMES)
+
+
+def export_onnx(ckpt_path: str | Path, output: str | Path, height: int, width: int, opset: int = 17) -> Path:
+    net, _ = build_from_checkpoint(ckpt_path, "net.")
+    graph = ExportGraph(net.eval()).eval()
+    example = torch.rand(2, 3, height, width)
+    output = Path(output)
+    names = graph.output_names
+    with atomic_path(output) as tmp:
+        torch.onnx.export(
+            graph, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["images"], output_names=names,
+            dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in names}},
+        )
+    return output
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    if cfg.format != "onnx":
+        raise ValueError(f"format={cfg.format!r}: only 'onnx' is supported")
+    output = cfg.get("output") or Path(cfg.paths.output_dir) / (Path(cfg.ckpt_path).stem + ".onnx")
+    print(f"wrote {export_onnx(cfg.ckpt_path, output, cfg.data.height, cfg.data.width)}")
+
+
+if __name__ == "__main__":
+    main()

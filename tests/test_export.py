@@ -1,0 +1,49 @@
+"""ONNX export: onnxruntime gives the torch outputs, for any batch size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from src.export import ExportGraph, export_onnx
+from src.models.loading import build_from_checkpoint
+from tests.models.test_loading import save_attribute_checkpoint
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def check_export(ckpt, tmp_path):
+    path = export_onnx(ckpt, tmp_path / "model.onnx", 128, 64)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    graph = ExportGraph(build_from_checkpoint(ckpt, "net.")[0]).eval()
+    for batch in (1, 5):
+        images = torch.rand(batch, 3, 128, 64)
+        with torch.no_grad():
+            expected = [t.numpy() for t in graph(images)]
+        actual = session.run(None, {"images": images.numpy()})
+        assert [o.name for o in session.get_outputs()] == graph.output_names
+        for e, a in zip(expected, actual):
+            np.testing.assert_allclose(a, e, atol=1e-4, rtol=1e-4)
+    return graph
+
+
+def test_attribute_model_exports(tmp_path):
+    ckpt = tmp_path / "attributes.ckpt"
+    save_attribute_checkpoint(ckpt)
+    graph = check_export(ckpt, tmp_path)
+    assert graph.output_names[0] == "age" and len(graph.output_names) == 12
+
+
+def test_reid_model_exports_embedding_and_attributes(tmp_path):
+    from src.models.aggregator import AggregatorModule
+
+    stage1 = tmp_path / "stage1.ckpt"
+    save_attribute_checkpoint(stage1)
+    module = AggregatorModule(stage1_ckpt=str(stage1), optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1})
+    with torch.no_grad():  # non-trivial aggregator batch-norm statistics
+        module.net.aggregator.layers[0].running_mean.uniform_(-1, 1)
+    ckpt = tmp_path / "reid.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, ckpt)
+    graph = check_export(ckpt, tmp_path)
+    assert graph.output_names[0] == "embedding"

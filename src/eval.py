@@ -12,7 +12,7 @@ import hydra
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -21,7 +21,9 @@ from src.data.datasets import ImageDataset
 from src.data.splits import query_gallery_split
 from src.io.atomic import write_json
 from src.metrics.distance import pairwise_distance
+from src.metrics.query_expansion import query_expansion
 from src.metrics.rank import evaluate_rank
+from src.metrics.rerank import re_ranking_from_features
 from src.models.loading import build_from_checkpoint
 
 
@@ -39,10 +41,23 @@ def infer(net, loader) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
     return (torch.cat(embeddings) if embeddings else None), {k: torch.cat(v) for k, v in logits.items()}
 
 
+def retrieval_distances(query: torch.Tensor, gallery: torch.Tensor, metric: str, postprocess: dict) -> torch.Tensor:
+    """Query->gallery distances, optionally after average query expansion and/or k-reciprocal re-ranking."""
+    expansion = postprocess.get("query_expansion") or {}
+    if expansion.get("enabled"):
+        query, gallery = query_expansion(query, gallery, top_k=expansion["top_k"], alpha=expansion["alpha"],
+                                         expand_gallery=expansion.get("expand_gallery", False))
+    rerank = postprocess.get("rerank") or {}
+    if rerank.get("enabled"):
+        return re_ranking_from_features(query, gallery, metric, k1=rerank["k1"], k2=rerank["k2"], lambda_value=rerank["lambda_value"])
+    return pairwise_distance(query, gallery, metric)
+
+
 def evaluate(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     records = datamodule.source.labelled()
-    net, _ = build_from_checkpoint(cfg.ckpt_path, "net.")
+    net, hparams = build_from_checkpoint(cfg.ckpt_path, "net.")
+    metric = cfg.get("metric") or hparams.get("metric", "euclidean")
     loader = DataLoader(ImageDataset(records, datamodule.height, datamodule.width),
                         batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
     embeddings, logits = infer(net, loader)
@@ -55,10 +70,11 @@ def evaluate(cfg: DictConfig) -> dict:
         query, gallery = query_gallery_split(records, cfg.data.split_seed)
         pids = np.array([r.pid for r in records])
         camids = np.array([r.camid for r in records])
-        distmat = pairwise_distance(embeddings[query], embeddings[gallery], cfg.get("metric", "euclidean"))
+        distmat = retrieval_distances(embeddings[query], embeddings[gallery], metric, cfg.get("postprocess") or {})
         rank = evaluate_rank(distmat, pids[query], pids[gallery], camids[query], camids[gallery], max_rank=10)
         result.update({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rank.items()})
-        result.update(num_queries=len(query), num_gallery=len(gallery))
+        result.update(num_queries=len(query), num_gallery=len(gallery), metric=metric,
+                      postprocess=OmegaConf.to_container(cfg.get("postprocess") or {}))
     write_json(Path(cfg.paths.output_dir) / "eval_metrics.json", result)
     return result
 

@@ -46,17 +46,19 @@ def predict_folder(
 
 def predict_reid(
     ckpt_path: str | Path, queries: str | Path, gallery: str | Path, output_dir: str | Path, *, height: int, width: int,
-    threshold: float | None = None, batch_size: int = 256, num_workers: int = 2, metric: str = "euclidean",
+    threshold: float | None = None, batch_size: int = 256, num_workers: int = 2, metric: str | None = None,
 ) -> Path:
     """Write ``reid_test.txt``: for each query, the gallery images closer than the threshold (own copy excluded).
 
-    ``threshold=None`` takes the one the threshold sweep stored in the checkpoint.
+    ``threshold=None`` takes the one the threshold sweep stored in the checkpoint, ``metric=None`` the
+    distance the model was validated with.
     """
     if threshold is None:
         threshold = read_checkpoint(ckpt_path).get("retrieval_threshold")
         if threshold is None or threshold != threshold:
             raise ValueError(f"{ckpt_path}: holds no swept threshold; pass threshold=VALUE")
-    net, _ = build_from_checkpoint(ckpt_path, "net.")
+    net, hparams = build_from_checkpoint(ckpt_path, "net.")
+    metric = metric or hparams.get("metric", "euclidean")
     query_records, gallery_records = input_records(queries), input_records(gallery)
     options = dict(height=height, width=width, batch_size=batch_size, num_workers=num_workers)
     query_features = embed_records(net, query_records, desc="embedding queries", **options)

@@ -51,6 +51,8 @@ class MetricCurves(MetricHistory):
             return
         history = self.frame()
         for file_name, spec in self.plots.items():
+            if not spec:
+                continue
             present = {k: v for k, v in spec["metrics"].items() if k in history}
             if present:
                 save_figure(self.output_dir / file_name, curve(history, present, spec["title"], spec["ylabel"], spec.get("scale", 1.0)))

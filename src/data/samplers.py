@@ -31,8 +31,7 @@ class IdentitySampler(Sampler[int]):
         return self.length
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        self.epoch += 1
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)  # Lightning calls set_epoch each epoch
         chunks = []
         for indices in self.by_pid.values():
             members = torch.tensor(indices)

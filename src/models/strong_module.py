@@ -1,0 +1,101 @@
+"""LightningModule of the strong model: ID cross-entropy (label smoothing) + batch-hard triplet + optional center
+loss + the 12 attribute heads as an auxiliary loss; validated with the same retrieval code as the report's model."""
+
+from __future__ import annotations
+
+import torch
+from hydra.utils import instantiate
+from torch import nn
+from torchmetrics.functional.classification import multiclass_accuracy
+
+from src.data.attributes import HEAD_NAMES, HEADS
+from src.losses.center import CenterLoss
+from src.losses.triplet import BatchHardTripletLoss
+from src.models.attribute_module import plain
+from src.models.gather import gather_unique
+from src.models.reid_module import RetrievalValidation
+
+
+class StrongReidModule(RetrievalValidation):
+    def __init__(
+        self,
+        net: dict,
+        optimizer: dict,
+        scheduler: dict | None = None,
+        label_smoothing: float = 0.1,
+        triplet_margin: float | None = 0.3,
+        triplet_weight: float = 1.0,
+        center_weight: float = 0.0,
+        attribute_weight: float = 1.0,
+        metric: str = "cosine",
+        channels_last: bool = True,
+    ):
+        super().__init__()
+        self.save_hyperparameters({
+            "net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),
+            "label_smoothing": label_smoothing, "triplet_margin": triplet_margin, "triplet_weight": triplet_weight,
+            "center_weight": center_weight, "attribute_weight": attribute_weight, "metric": metric,
+        })
+        self.metric = metric
+        self.net = instantiate(self.hparams.net) if self.hparams.net.get("num_identities") else None
+        self.id_loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.triplet = BatchHardTripletLoss(triplet_margin)
+        self.center: CenterLoss | None = None
+        self._val_parts: list[dict] = []
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        datamodule.setup(stage)
+        self.pid_to_label = datamodule.pid_to_label
+        if self.net is None:
+            self.hparams.net["num_identities"] = datamodule.num_train_ids
+            self.net = instantiate(self.hparams.net)
+        if self.hparams.center_weight > 0 and self.center is None:
+            self.center = CenterLoss(self.net.id_classifier.out_features, self.net.feature_dim)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self.net.forward_train(batch["image"])
+        targets = torch.tensor([self.pid_to_label[int(p)] for p in batch["pid"]], device=self.device)
+        losses = {
+            "id": self.id_loss(out["id_logits"], targets),
+            "triplet": self.hparams.triplet_weight * self.triplet(out["feature"], targets),
+            "attributes": self.hparams.attribute_weight * sum(
+                nn.functional.cross_entropy(out["attributes"][name], batch["labels"][:, i]) for i, name in enumerate(HEAD_NAMES)
+            ) / len(HEAD_NAMES),
+        }
+        if self.center is not None:
+            losses["center"] = self.hparams.center_weight * self.center(out["feature"], targets)
+        loss = sum(losses.values())
+        size = len(targets)
+        self.log_dict({f"train/loss_{k}": v for k, v in losses.items()}, on_step=False, on_epoch=True, batch_size=size)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log("train/id_acc", (out["id_logits"].argmax(1) == targets).float().mean(), on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        embedding, logits = self.net.embed_and_classify(batch["image"])
+        self._val_parts.append({
+            "embedding": embedding, "index": batch["index"], "pid": batch["pid"], "camid": batch["camid"],
+            "labels": batch["labels"], "predicted": torch.stack([logits[n].argmax(1) for n in HEAD_NAMES], dim=1),
+        })
+
+    def on_validation_epoch_end(self) -> None:
+        parts = gather_unique(self, {k: torch.cat([p[k] for p in self._val_parts]) for k in self._val_parts[0]})
+        self._val_parts.clear()
+        datamodule = self.trainer.datamodule
+        is_query = datamodule.val_is_query[parts["index"]]
+        names = [datamodule.val_records[i].name for i in parts["index"].tolist()]
+        metrics = self.retrieval_metrics(parts["embedding"], parts["pid"].numpy(), parts["camid"].numpy(), is_query, names)
+        accuracies = [multiclass_accuracy(parts["predicted"][:, i], parts["labels"][:, i], h.num_classes, average="micro")
+                      for i, h in enumerate(HEADS)]
+        metrics.update({f"val/acc/{h.name}": a for h, a in zip(HEADS, accuracies)})
+        metrics["val/mean_acc"] = torch.stack(accuracies).mean()
+        self.log_dict({k: float(v) for k, v in metrics.items() if k != "val/mAP"})
+        self.log("val/mAP", float(metrics["val/mAP"]), prog_bar=True)
+
+    def configure_optimizers(self):
+        params = list(self.net.parameters()) + (list(self.center.parameters()) if self.center is not None else [])
+        optimizer = instantiate(self.hparams.optimizer)(params=[p for p in params if p.requires_grad])
+        if not self.hparams.scheduler:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": instantiate(self.hparams.scheduler)(optimizer=optimizer), "interval": "epoch"}}

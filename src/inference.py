@@ -21,5 +21,20 @@ def embed_records(net, records: list[ImageRecord], height: int, width: int, batc
     return torch.cat([net.embed(batch["image"]) for batch in tqdm(loader, desc=desc, unit="batch")])
 
 
+@torch.no_grad()
+def embed_and_classify_records(net, records: list[ImageRecord], height: int, width: int, batch_size: int = 256,
+                               num_workers: int = 2, desc: str = "embedding + attributes") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One backbone pass per image -> (embeddings (N, D), attribute probabilities per head)."""
+    net.eval()
+    loader = DataLoader(ImageDataset(records, height, width), batch_size=batch_size, num_workers=num_workers)
+    embeddings, probabilities = [], {}
+    for batch in tqdm(loader, desc=desc, unit="batch"):
+        embedding, logits = net.embed_and_classify(batch["image"])
+        embeddings.append(embedding)
+        for name, value in logits.items():
+            probabilities.setdefault(name, []).append(value.float().softmax(-1))
+    return torch.cat(embeddings), {name: torch.cat(v) for name, v in probabilities.items()}
+
+
 def content_hashes(records: list[ImageRecord]) -> list[str]:
     return [hashlib.sha256(r.path.read_bytes()).hexdigest() for r in records]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
@@ -13,7 +14,8 @@ from src.data.datasets import ImageDataset
 from src.data.records import IMAGE_SUFFIXES, DataError, ImageRecord, list_images
 from src.io.atomic import write_csv, write_text
 from src.io.classification import predict_attributes, probabilities_frame, readable_rows, write_classification_csv
-from src.inference import content_hashes, embed_records
+from src.data.attributes import HEAD_NAMES
+from src.inference import content_hashes, embed_and_classify_records, embed_records
 from src.io.reid import reid_lines, write_reid_txt
 from src.models.loading import build_from_checkpoint, load_attribute_net, read_checkpoint
 
@@ -35,8 +37,14 @@ def predict_folder(
     records = input_records(input_path)
     net, _ = load_attribute_net(ckpt_path)
     loader = DataLoader(ImageDataset(records, height, width), batch_size=batch_size, num_workers=num_workers)
-    labels, probs = predict_attributes(net.to(memory_format=torch.channels_last), loader)
-    names = [r.name for r in records]
+    _, probs = predict_attributes(net.to(memory_format=torch.channels_last), loader)
+    return write_attribute_outputs(output_dir, [r.name for r in records], probs, csv_name)
+
+
+def write_attribute_outputs(output_dir: str | Path, names: list[str], probs: dict[str, np.ndarray],
+                            csv_name: str = "classification_test.csv") -> Path:
+    """Course-format CSV, per-class probabilities CSV and the readable text, from per-head probabilities."""
+    labels = np.stack([probs[name].argmax(1) for name in HEAD_NAMES], axis=1)
     output_dir = Path(output_dir)
     csv_path = write_classification_csv(output_dir / csv_name, names, labels)
     write_csv(output_dir / "attribute_probabilities.csv", probabilities_frame(names, probs), float_format="%.4f")
@@ -48,7 +56,8 @@ def predict_reid(
     ckpt_path: str | Path, queries: str | Path, gallery: str | Path, output_dir: str | Path, *, height: int, width: int,
     threshold: float | None = None, batch_size: int = 256, num_workers: int = 2, metric: str | None = None,
 ) -> Path:
-    """Write ``reid_test.txt``: for each query, the gallery images closer than the threshold (own copy excluded).
+    """Write ``reid_test.txt``: for each query, the gallery images closer than the threshold (own copy excluded),
+    and the gallery's attribute predictions (classification_test.csv ...) from the same network pass.
 
     ``threshold=None`` takes the one the threshold sweep stored in the checkpoint, ``metric=None`` the
     distance the model was validated with.
@@ -62,7 +71,8 @@ def predict_reid(
     query_records, gallery_records = input_records(queries), input_records(gallery)
     options = dict(height=height, width=width, batch_size=batch_size, num_workers=num_workers)
     query_features = embed_records(net, query_records, desc="embedding queries", **options)
-    gallery_features = embed_records(net, gallery_records, desc="embedding gallery", **options)
+    gallery_features, probabilities = embed_and_classify_records(net, gallery_records, desc="embedding gallery", **options)
+    write_attribute_outputs(output_dir, [r.name for r in gallery_records], {k: v.numpy() for k, v in probabilities.items()})
     lines = reid_lines(
         query_features, gallery_features, [r.name for r in query_records], [r.name for r in gallery_records],
         float(threshold), metric=metric, query_hashes=content_hashes(query_records),

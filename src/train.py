@@ -26,9 +26,10 @@ def write_test_outputs(ckpt_path: str, datamodule, output_dir: Path, reid: bool)
 
     root = Path(datamodule.source.root)
     options = dict(height=datamodule.height, width=datamodule.width, batch_size=datamodule.eval_batch_size, num_workers=2)
-    log.info("attribute predictions written to %s", predict_folder(ckpt_path, root / "test", output_dir, **options))
     if reid and (root / "queries").is_dir():
         log.info("re-ID matches written to %s", predict_reid(ckpt_path, root / "queries", root / "test", output_dir, **options))
+    else:
+        log.info("attribute predictions written to %s", predict_folder(ckpt_path, root / "test", output_dir, **options))
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

@@ -13,6 +13,7 @@ OWN_SCRIPTS = {
     "bench_stage2_epoch.py": "| cached 543-d descriptors |",
     "bench_lightning_overhead.py": "| Lightning (AttributeModule + Trainer) |",
     "bench_inference.py": "| float32 channels_last |",
+    "bench_data_pipeline.py": "| model training step (lite0) |",
 }
 
 

@@ -29,6 +29,18 @@ class MetricHistory(pl.Callback):
         self.history = [h for h in self.history if h["epoch"] != trainer.current_epoch]
         self.history.append({"epoch": trainer.current_epoch, **metrics})
 
+    def _refresh_train_metrics(self, trainer: pl.Trainer) -> None:
+        """Epoch-level train metrics are reduced after validation ends; copy them into that epoch's row."""
+        if self.history:
+            self.history[-1].update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")})
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.history and self.history[-1]["epoch"] == trainer.current_epoch - 1:
+            self._refresh_train_metrics(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._refresh_train_metrics(trainer)  # the final epoch's train metrics
+
     def state_dict(self) -> dict:
         return {"history": self.history}
 

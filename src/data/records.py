@@ -20,8 +20,8 @@ from src.data.attributes import (
 )
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-COURSE_NAME = re.compile(r"^(\d{4})_c(\d)_(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
-STANDARD_NAME = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.(?:jpe?g|png)$", re.IGNORECASE)
+COURSE_NAME = re.compile(r"(\d{4})_c(\d)_(\d+)\.(?:jpe?g|png)", re.IGNORECASE | re.ASCII)
+STANDARD_NAME = re.compile(r"(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.(?:jpe?g|png)", re.IGNORECASE | re.ASCII)
 
 
 class DataError(ValueError):
@@ -42,7 +42,7 @@ class ImageRecord:
 
 def parse_course_name(name: str) -> tuple[int, int]:
     """``0002_c1_016620005.jpg`` -> (pid 2, camera 1)."""
-    match = COURSE_NAME.match(name)
+    match = COURSE_NAME.fullmatch(name)
     if match is None:
         raise DataError(f"{name}: not a course image name <pid 4 digits>_c<camera>_<digits>.jpg")
     return int(match[1]), int(match[2])
@@ -50,7 +50,7 @@ def parse_course_name(name: str) -> tuple[int, int]:
 
 def parse_standard_name(name: str) -> tuple[int, int]:
     """``0002_c1s1_000451_03.jpg`` -> (pid 2, camera 1); junk images have pid -1, distractors 0."""
-    match = STANDARD_NAME.match(name)
+    match = STANDARD_NAME.fullmatch(name)
     if match is None:
         raise DataError(f"{name}: not a Market-1501 image name <pid>_c<cam>s<seq>_<frame>_<box>.jpg")
     return int(match[1]), int(match[2])
@@ -84,7 +84,7 @@ def read_annotations_csv(path: Path) -> pd.DataFrame:
     table = table[list(CSV_COLUMNS)]
     for column in CSV_COLUMNS:
         values = table[column].str.strip()
-        bad = ~values.str.fullmatch(r"\d+")
+        bad = ~values.str.fullmatch(r"[0-9]{1,9}")  # ASCII digits; ids beyond 9 digits are not Market ids
         allowed = {"id": None, "age": (1, 4)}.get(column, (1, 2))
         numbers = pd.to_numeric(values.where(~bad), errors="coerce")
         if allowed is not None:
@@ -93,7 +93,7 @@ def read_annotations_csv(path: Path) -> pd.DataFrame:
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(
                 f"{path}: column '{column}' row {row + 2} has value {table[column].iloc[row]!r}; "
-                + ("expected a non-negative integer id" if allowed is None else f"expected {allowed[0]}..{allowed[1]}")
+                + ("expected a non-negative integer id of at most 9 digits" if allowed is None else f"expected {allowed[0]}..{allowed[1]}")
             )
         table[column] = numbers.astype(np.int64)
     duplicated = table["id"][table["id"].duplicated()].unique()

@@ -9,10 +9,8 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from src.data.attributes import HEAD_NAMES
 from src.data.feature_cache import cached_descriptors
 from src.models.attribute_module import plain
-from src.models.gather import gather_unique
 from src.models.loading import CheckpointError, load_attribute_net
 from src.models.reid_module import RetrievalValidation
 
@@ -100,7 +98,6 @@ class AggregatorModule(RetrievalValidation):
         self.net = ReportReidNet(stage1, net["aggregator"])
         self.loss = nn.TripletMarginLoss(margin=margin)
         self.descriptors: dict[str, torch.Tensor] = {}
-        self._val_parts: list[dict] = []
         self._train_distances: list[torch.Tensor] = []
 
     def setup(self, stage: str) -> None:
@@ -133,28 +130,15 @@ class AggregatorModule(RetrievalValidation):
             descriptors = self.descriptors["val"].to(self.device)[batch["index"]]
         else:
             descriptors = self.net.descriptors(batch["image"])
-        self._val_parts.append({"embedding": self.net.aggregator(descriptors), "descriptor": descriptors,
-                                "labels": batch["labels"], "pid": batch["pid"], "camid": batch["camid"], "index": batch["index"]})
+        self.collect_validation(self.net.aggregator(descriptors), self.net.stage1.split_descriptor(descriptors), batch)
 
     def on_validation_epoch_end(self) -> None:
-        parts = gather_unique(self, {k: torch.cat([p[k] for p in self._val_parts]) for k in self._val_parts[0]})
-        self._val_parts.clear()
-        datamodule = self.trainer.datamodule
-        is_query = datamodule.val_is_query[parts["index"]]
-        names = [datamodule.val_records[i].name for i in parts["index"].tolist()]
-        metrics = self.retrieval_metrics(parts["embedding"], parts["pid"].numpy(), parts["camid"].numpy(), is_query, names)
-        logits = self.net.stage1.split_descriptor(parts["descriptor"])
-        accuracies = []
-        for i, name in enumerate(HEAD_NAMES):
-            accuracies.append((logits[name].argmax(1) == parts["labels"][:, i]).float().mean())
-            metrics[f"val/acc/{name}"] = accuracies[-1]
-        metrics["val/mean_acc"] = torch.stack(accuracies).mean()
+        metrics = self.validation_metrics()
         if self._train_distances and not self.trainer.sanity_checking:
             distances = torch.stack(self._train_distances).mean(0)
             metrics["train/dist_ap"], metrics["train/dist_an"] = distances[0], distances[1]
             self._train_distances.clear()
-        self.log_dict({k: float(v) for k, v in metrics.items() if k != "val/mAP"})
-        self.log("val/mAP", float(metrics["val/mAP"]), prog_bar=True)
+        self.log_validation(metrics)
 
     def configure_optimizers(self):
         optimizer = instantiate(self.hparams.optimizer)(params=self.net.aggregator.parameters())

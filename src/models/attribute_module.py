@@ -53,6 +53,7 @@ class AttributeModule(pl.LightningModule):
         self._val_parts: list[dict] = []
         self.train_loss = MeanMetric()
         self.val_mean_acc_best = MaxMetric()
+        self.val_mean_acc_best.persistent(True)  # the running best survives a resume from checkpoint
 
     def setup(self, stage: str) -> None:
         if self.hparams.id_loss_weight > 0 and self.id_classifier is None:
@@ -79,7 +80,6 @@ class AttributeModule(pl.LightningModule):
         self.train_loss(loss)
         for i, name in enumerate(HEAD_NAMES):
             self.train_acc[name].update(logits[name], batch["labels"][:, i])
-        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -97,7 +97,9 @@ class AttributeModule(pl.LightningModule):
             train_accuracies = self.train_acc.compute()
             self.log_dict(train_accuracies)
             self.log("train/mean_acc", torch.stack(list(train_accuracies.values())).mean())
+            self.log("train/loss", self.train_loss.compute(), prog_bar=True)
             self.train_acc.reset()
+            self.train_loss.reset()
         parts = gather_unique(self, {k: torch.cat([p[k] for p in self._val_parts]) for k in self._val_parts[0]})
         self._val_parts.clear()
         accuracies = {

@@ -6,13 +6,16 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torchmetrics import MaxMetric
+from torchmetrics.functional.classification import multiclass_accuracy
 
+from src.data.attributes import HEAD_NAMES, HEADS
 from src.metrics.distance import pairwise_distance
 from src.metrics.rank import evaluate_rank
+from src.models.gather import gather_unique
 
 
 class RetrievalValidation(pl.LightningModule):
-    """Subclasses return val embeddings from ``validation_step``-collected pieces via ``val_embeddings``.
+    """Subclasses call ``collect_validation`` per batch and ``validation_metrics``/``log_validation`` at epoch end.
 
     After each validation epoch the module holds ``val_retrieval``: the query->gallery distance matrix
     and labels, which the threshold-sweep and rank-list callbacks read.
@@ -25,6 +28,8 @@ class RetrievalValidation(pl.LightningModule):
         self.register_buffer("threshold", torch.tensor(float("nan")))
         self.val_retrieval: dict | None = None
         self.val_map_best = MaxMetric()
+        self.val_map_best.persistent(True)  # the running best survives a resume from checkpoint
+        self._val_parts: list[dict] = []
 
     def retrieval_metrics(self, embeddings: torch.Tensor, pids, camids, is_query: torch.Tensor, names=None) -> dict:
         query, gallery = is_query, ~is_query
@@ -45,6 +50,31 @@ class RetrievalValidation(pl.LightningModule):
             "val/mAP_best": float(best), "val/mAP": result["mAP"], "val/rank1": result["rank1"], "val/rank5": result["rank5"],
             "val/rank10": result["rank10"], "val/mINP": result["mINP"],
         }
+
+    def collect_validation(self, embedding: torch.Tensor, logits: dict[str, torch.Tensor], batch: dict) -> None:
+        """Keep what one validation batch contributes (predicted attribute classes, not logits)."""
+        self._val_parts.append({
+            "embedding": embedding, "index": batch["index"], "pid": batch["pid"], "camid": batch["camid"],
+            "labels": batch["labels"], "predicted": torch.stack([logits[n].argmax(1) for n in HEAD_NAMES], dim=1),
+        })
+
+    def validation_metrics(self) -> dict:
+        """Retrieval and attribute metrics over the whole (rank-gathered, de-duplicated) validation split."""
+        parts = gather_unique(self, {k: torch.cat([p[k] for p in self._val_parts]) for k in self._val_parts[0]})
+        self._val_parts.clear()
+        datamodule = self.trainer.datamodule
+        is_query = datamodule.val_is_query[parts["index"]]
+        names = [datamodule.val_records[i].name for i in parts["index"].tolist()]
+        metrics = self.retrieval_metrics(parts["embedding"], parts["pid"].numpy(), parts["camid"].numpy(), is_query, names)
+        accuracies = [multiclass_accuracy(parts["predicted"][:, i], parts["labels"][:, i], h.num_classes, average="micro")
+                      for i, h in enumerate(HEADS)]
+        metrics.update({f"val/acc/{h.name}": a for h, a in zip(HEADS, accuracies)})
+        metrics["val/mean_acc"] = torch.stack(accuracies).mean()
+        return metrics
+
+    def log_validation(self, metrics: dict) -> None:
+        self.log_dict({k: float(v) for k, v in metrics.items() if k != "val/mAP"})
+        self.log("val/mAP", float(metrics["val/mAP"]), prog_bar=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["retrieval_threshold"] = float(self.threshold)

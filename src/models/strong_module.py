@@ -6,13 +6,11 @@ from __future__ import annotations
 import torch
 from hydra.utils import instantiate
 from torch import nn
-from torchmetrics.functional.classification import multiclass_accuracy
 
-from src.data.attributes import HEAD_NAMES, HEADS
+from src.data.attributes import HEAD_NAMES
 from src.losses.center import CenterLoss
 from src.losses.triplet import BatchHardTripletLoss
 from src.models.attribute_module import plain
-from src.models.gather import gather_unique
 from src.models.reid_module import RetrievalValidation
 
 
@@ -41,7 +39,6 @@ class StrongReidModule(RetrievalValidation):
         self.id_loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.triplet = BatchHardTripletLoss(triplet_margin)
         self.center: CenterLoss | None = None
-        self._val_parts: list[dict] = []
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
@@ -74,24 +71,10 @@ class StrongReidModule(RetrievalValidation):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         embedding, logits = self.net.embed_and_classify(batch["image"])
-        self._val_parts.append({
-            "embedding": embedding, "index": batch["index"], "pid": batch["pid"], "camid": batch["camid"],
-            "labels": batch["labels"], "predicted": torch.stack([logits[n].argmax(1) for n in HEAD_NAMES], dim=1),
-        })
+        self.collect_validation(embedding, logits, batch)
 
     def on_validation_epoch_end(self) -> None:
-        parts = gather_unique(self, {k: torch.cat([p[k] for p in self._val_parts]) for k in self._val_parts[0]})
-        self._val_parts.clear()
-        datamodule = self.trainer.datamodule
-        is_query = datamodule.val_is_query[parts["index"]]
-        names = [datamodule.val_records[i].name for i in parts["index"].tolist()]
-        metrics = self.retrieval_metrics(parts["embedding"], parts["pid"].numpy(), parts["camid"].numpy(), is_query, names)
-        accuracies = [multiclass_accuracy(parts["predicted"][:, i], parts["labels"][:, i], h.num_classes, average="micro")
-                      for i, h in enumerate(HEADS)]
-        metrics.update({f"val/acc/{h.name}": a for h, a in zip(HEADS, accuracies)})
-        metrics["val/mean_acc"] = torch.stack(accuracies).mean()
-        self.log_dict({k: float(v) for k, v in metrics.items() if k != "val/mAP"})
-        self.log("val/mAP", float(metrics["val/mAP"]), prog_bar=True)
+        self.log_validation(self.validation_metrics())
 
     def configure_optimizers(self):
         params = list(self.net.parameters()) + (list(self.center.parameters()) if self.center is not None else [])

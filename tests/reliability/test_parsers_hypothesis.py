@@ -12,9 +12,8 @@ Properties:
   with at most one colour set and gives "no colour set" (multicolour) for rows with several.
 
 The known deviations from the documented formats found while writing these tests are pinned by the
-``xfail(strict=True)`` tests at the end (each says what is wrong); they are excluded from the general
-properties with ``assume`` so that those keep checking everything else. When one is fixed its xfail
-test starts to pass, which fails the run (strict): remove the marker and the matching ``assume``.
+regression tests at the end for inputs that once slipped through (trailing newline, non-ASCII digits,
+ids beyond 9 digits).
 """
 
 from __future__ import annotations
@@ -106,13 +105,7 @@ def mutated(draw, names: st.SearchStrategy) -> str:
     return name[:position] + char + name[position + 1:]
 
 
-def known_deviation(name: str) -> bool:
-    """Inputs the parsers accept against the documented format (pinned by the xfail tests below)."""
-    return name.endswith("\n") or any(c.isdecimal() and not c.isascii() for c in name)
-
-
 def check_parser(parse, strict: re.Pattern, name: str) -> None:
-    assume(not known_deviation(name))
     match = strict.fullmatch(name)
     try:
         result = parse(name)
@@ -156,13 +149,14 @@ def test_standard_parser_accepts_exactly_the_format(name):
 
 # ---- annotations_train.csv ----
 
+MAX_ID = 999_999_999  # ids have at most 9 digits
 RANGES = {"age": (1, 4), **{c: (1, 2) for c in CSV_COLUMNS if c not in ("id", "age")}}
 
 
 @st.composite
 def annotation_tables(draw) -> pd.DataFrame:
     n = draw(st.integers(1, 12))
-    ids = draw(st.lists(st.integers(0, 2**63 - 1) | st.integers(0, 1600), min_size=n, max_size=n, unique=True))
+    ids = draw(st.lists(st.integers(0, MAX_ID) | st.integers(0, 1600), min_size=n, max_size=n, unique=True))
     data = {"id": ids}
     for column, (low, high) in RANGES.items():
         data[column] = draw(st.lists(st.integers(low, high), min_size=n, max_size=n))
@@ -221,19 +215,18 @@ non_numbers = st.sampled_from(["", " ", "1.0", "2.", "1e0", "+1", "0x1", "1_0", 
 
 
 def out_of_range(column: str) -> st.SearchStrategy[str]:
-    low, high = RANGES.get(column, (0, None))
+    low, high = RANGES.get(column, (0, MAX_ID))
     below = st.one_of(st.just(low - 1), st.integers(-(10**6), low - 1)).map(str)
-    if high is None:  # ids: only negatives are out of range (int64 overflow: see the xfail test)
-        return below
     above = st.one_of(st.sampled_from([high + 1, high + 2]), st.integers(high + 1, 10**20)).map(str)
-    return st.one_of(below, above, st.integers(high + 1, 99).map(lambda v: f"0{v}"))
+    padded = st.integers(high + 1, max(high + 1, 99)).map(lambda v: f"0{v}")
+    return st.one_of(below, above, padded)
 
 
 def is_valid_cell(column: str, text: str) -> bool:
     text = text.strip()
-    if not re.fullmatch(r"[0-9]+", text):
+    if not re.fullmatch(r"[0-9]{1,9}", text):
         return False
-    low, high = RANGES.get(column, (0, 2**63 - 1))
+    low, high = RANGES.get(column, (0, MAX_ID))
     return low <= int(text) <= high
 
 
@@ -242,8 +235,6 @@ def corruptions(draw) -> tuple[str, str]:
     column = draw(st.sampled_from(CSV_COLUMNS))
     value = draw(st.one_of(out_of_range(column), non_numbers, path_tricks, cell_text))
     assume(not is_valid_cell(column, value))
-    if column == "id":  # an all-digit id in non-ASCII digits is a known deviation (xfail test below)
-        assume(not (value.strip() and all(c.isdecimal() for c in value.strip())))
     return column, value
 
 
@@ -263,6 +254,25 @@ def test_one_corrupted_cell_is_named(table, layout, corruption, data):
     assert str(path) in message
     assert f"column '{column}'" in message
     assert f"row {row + 2}" in message  # 1-based, after the header line
+
+
+def test_boundary_corruptions_of_every_column_are_named(tmp_path):
+    """Deterministic companion of the property: each column's first invalid values, in every row position."""
+    table = pd.DataFrame({c: [3, 7, 11] if c == "id" else [1, 2, 1] for c in CSV_COLUMNS})
+    layout = {"bom": True, "newline": "\r\n", "pad": "", "zero_pad_ids": False, "final_newline": True,
+              "columns": CSV_COLUMNS}
+    path = tmp_path / "annotations_train.csv"
+    for column in CSV_COLUMNS:
+        low, high = RANGES.get(column, (0, None))
+        values = [str(low - 1), "../x", "1.0", "", "x"] + ([str(high + 1), f"0{high + 1}"] if high else [])
+        for row, value in enumerate(values):
+            row %= len(table)
+            header, rows = csv_cells(table, layout)
+            rows[row][header.index(column)] = value
+            write_csv_file(path, header, rows, layout)
+            with pytest.raises(DataError) as err:
+                read_annotations_csv(path)
+            assert f"{path}: column '{column}' row {row + 2} has value {value!r}" in str(err.value)
 
 
 # ---- label coding ----
@@ -325,11 +335,9 @@ def test_decode_rejects_wrong_shapes(n, width):
         decode_annotations(list(range(n)), np.zeros((n, width), dtype=np.int64))
 
 
-# ---- known deviations (strict xfail: these document bugs; fixing one makes its test pass -> remove the marker) ----
+# ---- inputs that once slipped through ----
 
 
-@pytest.mark.xfail(strict=True, reason="COURSE_NAME/STANDARD_NAME end in '$', which also matches before a final newline; "
-                   "use re.fullmatch or '\\Z'")
 @pytest.mark.parametrize("parse, name", [(parse_course_name, "0002_c1_016620005.jpg\n"),
                                          (parse_standard_name, "0002_c1s1_000451_03.jpg\n")])
 def test_name_with_trailing_newline_is_rejected(parse, name):
@@ -337,8 +345,6 @@ def test_name_with_trailing_newline_is_rejected(parse, name):
         parse(name)
 
 
-@pytest.mark.xfail(strict=True, reason="'\\d' without re.ASCII matches any Unicode decimal digit and int() accepts them: "
-                   "'\\u0660\\u0660\\u0660\\u0662_c1_1.jpg' parses as pid 2")
 @pytest.mark.parametrize("parse, name", [(parse_course_name, "\u0660\u0660\u0660\u0662_c1_1.jpg"),
                                          (parse_standard_name, "0002_c\u0661s1_000451_03.jpg")])
 def test_name_with_non_ascii_digits_is_rejected(parse, name):
@@ -346,9 +352,6 @@ def test_name_with_non_ascii_digits_is_rejected(parse, name):
         parse(name)
 
 
-@pytest.mark.xfail(strict=True, reason="read_annotations_csv: ids beyond int64 wrap silently (18446744073709551615 -> -1, "
-                   "the 'unknown pid' value); a 400-digit id or a non-ASCII digit id raises pandas' IntCastingNaNError, "
-                   "not DataError (the id column has no range check after to_numeric)")
 @pytest.mark.parametrize("bad_id", ["18446744073709551615", "9223372036854775808", "1" * 400, "\u0663"])
 def test_id_not_representable_is_a_data_error(tmp_path, bad_id):
     path = tmp_path / "annotations_train.csv"

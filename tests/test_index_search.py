@@ -1,0 +1,465 @@
+"""Gallery index (build, reuse, incremental update, bad images, other checkpoint) and search (ranking, filter,
+own-copy exclusion, re-ranking / query expansion, outputs, CLI). Tiny synthetic data, a tiny random re-ID net."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from src.data.attributes import HEAD_NAMES, HEADS
+from src.data.feature_cache import file_digest
+from src.data.synthetic import generate_synthetic_dataset
+from src.index import (
+    INDEX_VERSION,
+    GalleryIndexError,
+    UnreadableImagesWarning,
+    build_index,
+    embed_images,
+    load_index,
+    load_reid_net,
+)
+from src.metrics.distance import pairwise_distance
+from src.metrics.query_expansion import query_expansion
+from src.metrics.rerank import re_ranking_from_features
+from src.search import FilterError, filter_mask, hydra_argv, parse_filter, search, write_search_outputs
+from tests.models.test_loading import save_attribute_checkpoint
+
+HEIGHT, WIDTH = 64, 32
+TINY_NET = {
+    "_target_": "src.models.heads.MarketClassifier",
+    "backbone": {"_target_": "src.models.backbones.timm_backbone", "model_name": "test_resnet", "pretrained": False},
+    "feature_dim": 48,
+    "hidden": 32,
+}
+
+
+def save_reid_checkpoint(path: Path, seed: int, images: list[Path]) -> Path:
+    """A report-style re-ID checkpoint (frozen tiny stage 1 + aggregator) with seeded random weights.
+
+    The batch-norm statistics are recomputed on ``images``, so that the random network's embeddings and
+    attribute predictions differ from image to image (with default statistics every image gets the same classes).
+    """
+    from src.data.datasets import decode_resized
+    from src.models.aggregator import AggregatorModule
+
+    torch.manual_seed(seed)
+    stage1 = path.with_suffix(".stage1.ckpt")
+    save_attribute_checkpoint(stage1, TINY_NET)
+    module = AggregatorModule(stage1_ckpt=str(stage1), aggregator={"embed_dim": 32, "dropout": 0.0},
+                              optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1})
+    batch = torch.stack([decode_resized(p, HEIGHT, WIDTH) for p in images]).float() / 255
+    norms = [m for m in module.net.modules() if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: one pass sets the statistics of the batch
+        m.train()
+    with torch.no_grad():
+        module.net.aggregator(module.net.stage1.descriptor(batch))
+    module.net.eval()
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("index_world")
+    data = generate_synthetic_dataset(root / "synthetic", num_train_ids=1, num_test_ids=4, images_per_id=(3, 4), seed=3)
+    images = sorted((Path(data) / "test").iterdir())
+    return {"data": Path(data), "ckpt": save_reid_checkpoint(root / "reid.ckpt", 0, images),
+            "other_ckpt": save_reid_checkpoint(root / "other.ckpt", 1, images)}
+
+
+@pytest.fixture
+def gallery(world, tmp_path) -> Path:
+    folder = tmp_path / "gallery"
+    shutil.copytree(world["data"] / "test", folder)
+    return folder
+
+
+def build(world, gallery, output, **kwargs):
+    return build_index(kwargs.pop("ckpt", world["ckpt"]), gallery, output, height=HEIGHT, width=WIDTH, batch_size=8, **kwargs)
+
+
+def brute_force(world, index, query_dir: Path, candidates=None):
+    """Expected ranking: embed each query with the network, sort all (filtered) gallery distances, drop own copies."""
+    net, metric = load_reid_net(world["ckpt"])
+    names = sorted(p.name for p in query_dir.iterdir())
+    q = embed_images(net, [query_dir / n for n in names], HEIGHT, WIDTH).embeddings
+    rows = torch.arange(len(index)) if candidates is None else candidates
+    distances = pairwise_distance(q, index.embeddings[rows], metric)
+    expected = {}
+    for i, name in enumerate(names):
+        sha = file_digest(query_dir / name)
+        order = [int(j) for j in torch.argsort(distances[i], stable=True)]
+        expected[name] = [(index.names[int(rows[j])], float(distances[i, j])) for j in order if index.sha256[int(rows[j])] != sha]
+    return expected
+
+
+# ------------------------------------------------------------------------------------------------ index
+def test_index_file_holds_plain_data_and_the_documented_fields(world, gallery, tmp_path):
+    output = tmp_path / "gallery.pt"
+    report = build(world, gallery, output)
+    assert report.written and report.embedded == report.total == len(list(gallery.iterdir()))
+    raw = torch.load(output, weights_only=True)  # plain tensors / lists / dicts only
+    assert raw["version"] == INDEX_VERSION and raw["checkpoint_sha256"] == file_digest(world["ckpt"])
+    assert (raw["height"], raw["width"], raw["metric"]) == (HEIGHT, WIDTH, "euclidean")
+    index = load_index(output)
+    assert index.names == sorted(p.name for p in gallery.iterdir())
+    assert index.sha256 == [file_digest(gallery / n) for n in index.names]
+    assert index.embeddings.dtype == torch.float32 and index.embeddings.shape == (len(index), 32)
+    assert index.attributes.shape == (len(index), len(HEADS))
+    for i, head in enumerate(HEADS):
+        probs = index.probabilities[head.name]
+        assert probs.shape == (len(index), head.num_classes)
+        torch.testing.assert_close(probs.sum(1), torch.ones(len(index)))
+        assert torch.equal(probs.argmax(1), index.attributes[:, i])
+    # the stored embeddings are the network's
+    net, _ = load_reid_net(world["ckpt"])
+    fresh = embed_images(net, [gallery / n for n in index.names[:3]], HEIGHT, WIDTH).embeddings
+    torch.testing.assert_close(index.embeddings[:3], fresh, atol=1e-5, rtol=1e-5)
+
+
+def test_unchanged_gallery_is_not_recomputed_nor_rewritten(world, gallery, tmp_path, monkeypatch):
+    output = tmp_path / "gallery.pt"
+    build(world, gallery, output)
+    before = output.stat().st_mtime_ns, output.read_bytes()
+
+    import src.index
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was loaded for an unchanged gallery")
+
+    monkeypatch.setattr(src.index, "load_reid_net", no_network)
+    monkeypatch.setattr(src.index, "embed_images", no_network)
+    report = build(world, gallery, output)
+    assert not report.written and report.embedded == 0 and report.reused == report.total
+    assert (output.stat().st_mtime_ns, output.read_bytes()) == before
+    assert "up to date" in report.summary()
+
+
+def test_incremental_update_embeds_only_new_and_changed_images(world, gallery, tmp_path, monkeypatch):
+    output = tmp_path / "gallery.pt"
+    build(world, gallery, output)
+    old = load_index(output)
+    names = old.names
+    (gallery / names[0]).unlink()  # removed
+    shutil.copyfile(gallery / names[2], gallery / names[1])  # changed (now a copy of another image)
+    train = sorted((world["data"] / "train").iterdir())
+    shutil.copyfile(train[0], gallery / "new_a.jpg")  # added
+    (gallery / "sub").mkdir()
+    shutil.copyfile(train[1], gallery / "sub" / "new_b.jpg")  # added, in a sub-folder
+    shutil.copyfile(gallery / names[3], gallery / "renamed.jpg")  # same bytes under a new name: reused
+
+    import src.index
+
+    embedded: list[str] = []
+    original = src.index.embed_images
+
+    def spy(net, paths, *args, **kwargs):
+        embedded.extend(p.name for p in paths)
+        return original(net, paths, *args, **kwargs)
+
+    monkeypatch.setattr(src.index, "embed_images", spy)
+    report = build(world, gallery, output)
+    assert sorted(embedded) == ["new_a.jpg", "new_b.jpg"]  # the changed file's bytes are already indexed
+    assert (report.embedded, report.removed, report.total) == (2, 1, len(names) - 1 + 3)
+    new = load_index(output)
+    assert names[0] not in new.names and {"new_a.jpg", "sub/new_b.jpg", "renamed.jpg"} <= set(new.names)
+    assert new.sha256[new.names.index(names[1])] == old.sha256[2]
+    for name in names[2:]:  # untouched rows: bit-identical
+        assert torch.equal(new.embeddings[new.names.index(name)], old.embeddings[names.index(name)])
+    assert torch.equal(new.embeddings[new.names.index(names[1])], old.embeddings[2])
+    assert torch.equal(new.embeddings[new.names.index("renamed.jpg")], old.embeddings[3])
+    # the incremental index equals a full rebuild
+    full = load_index(build(world, gallery, tmp_path / "full.pt").path)
+    assert full.names == new.names and full.sha256 == new.sha256
+    torch.testing.assert_close(full.embeddings, new.embeddings, atol=1e-5, rtol=1e-5)
+    assert torch.equal(full.attributes, new.attributes)
+
+
+def test_unreadable_images_are_skipped_with_one_warning(world, gallery, tmp_path):
+    (gallery / "empty.jpg").write_bytes(b"")
+    (gallery / "garbage.jpg").write_bytes(b"this is not a jpeg")
+    good = len(list(gallery.iterdir())) - 2
+    output = tmp_path / "gallery.pt"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = build(world, gallery, output)
+    ours = [w for w in caught if issubclass(w.category, UnreadableImagesWarning)]
+    assert len(ours) == 1, [str(w.message) for w in caught]
+    message = str(ours[0].message)
+    assert "skipped 2 unreadable images" in message and "empty.jpg" in message and "garbage.jpg" in message
+    assert report.total == good and report.unreadable == ["empty.jpg", "garbage.jpg"]
+    assert not {"empty.jpg", "garbage.jpg"} & set(load_index(output).names)
+    # still broken, unchanged: not retried, not rewritten, still reported
+    mtime = output.stat().st_mtime_ns
+    with pytest.warns(UnreadableImagesWarning, match="garbage.jpg"):
+        again = build(world, gallery, output)
+    assert not again.written and output.stat().st_mtime_ns == mtime
+    # repaired: indexed
+    shutil.copyfile(sorted((world["data"] / "train").iterdir())[0], gallery / "garbage.jpg")
+    with pytest.warns(UnreadableImagesWarning, match="empty.jpg"):
+        repaired = build(world, gallery, output)
+    assert repaired.embedded == 1 and "garbage.jpg" in load_index(output).names
+
+
+def test_index_of_another_checkpoint_is_a_clear_error(world, gallery, tmp_path):
+    output = tmp_path / "gallery.pt"
+    build(world, gallery, output)
+    with pytest.raises(GalleryIndexError, match=r"built with checkpoint .*reid\.ckpt.*not with .*other\.ckpt"):
+        build(world, gallery, output, ckpt=world["other_ckpt"])
+    report = build(world, gallery, output, ckpt=world["other_ckpt"], rebuild=True)
+    assert report.embedded == report.total and load_index(output).checkpoint_sha256 == file_digest(world["other_ckpt"])
+    with pytest.raises(GalleryIndexError, match="input size 64x32, asked for 128x64"):
+        build_index(world["other_ckpt"], gallery, output, height=128, width=64)
+
+
+def test_not_an_index(tmp_path):
+    path = tmp_path / "x.pt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(GalleryIndexError, match="not a gallery index"):
+        load_index(path)
+    with pytest.raises(GalleryIndexError, match="index file not found"):
+        load_index(tmp_path / "missing.pt")
+
+
+# ------------------------------------------------------------------------------------------------ search
+@pytest.fixture(scope="module")
+def indexed(world, tmp_path_factory):
+    output = tmp_path_factory.mktemp("indexed") / "gallery.pt"
+    build(world, world["data"] / "test", output)
+    return load_index(output)
+
+
+@pytest.fixture(scope="module")
+def outside_queries(world, tmp_path_factory) -> Path:
+    """Queries that are not gallery copies: training images of another identity."""
+    folder = tmp_path_factory.mktemp("outside")
+    for path in sorted((world["data"] / "train").iterdir())[:2]:
+        shutil.copyfile(path, folder / path.name)
+    return folder
+
+
+def as_pairs(result):
+    return {name: [(result.index.names[r], d) for r, d in m] for name, m in zip(result.query_names, result.matches)}
+
+
+def assert_same_ranking(actual, expected, top_k):
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        got, want = actual[name], expected[name][:top_k]
+        assert [g for g, _ in got] == [g for g, _ in want], name
+        torch.testing.assert_close(torch.tensor([d for _, d in got]), torch.tensor([d for _, d in want]), atol=1e-4, rtol=1e-4)
+
+
+def test_search_equals_a_brute_force_distance_sort(world, indexed, outside_queries):
+    for folder in (world["data"] / "queries", outside_queries):
+        result = search(indexed, folder, top_k=5)
+        assert_same_ranking(as_pairs(result), brute_force(world, indexed, folder), 5)
+    everything = search(indexed, outside_queries, top_k=1000)
+    assert all(len(m) == len(indexed) for m in everything.matches)
+
+
+def test_own_copy_is_never_reported(world, indexed):
+    truth = pd.read_csv(world["data"] / "queries_ground_truth.csv", dtype={"name": str, "gallery_copy": str})
+    result = search(indexed, world["data"] / "queries", top_k=len(indexed))
+    copies = dict(zip(truth["name"], truth["gallery_copy"]))
+    for name, matches, excluded in zip(result.query_names, result.matches, result.excluded):
+        reported = [indexed.names[r] for r, _ in matches]
+        assert copies[name] not in reported
+        assert [indexed.names[r] for r in excluded] == [copies[name]]
+        assert len(reported) == len(indexed) - 1
+    single = search(indexed, world["data"] / "queries" / truth["name"][0], top_k=3)  # one image works too
+    assert single.query_names == [truth["name"][0]] and len(single.matches[0]) == 3
+
+
+def varied_head(index) -> tuple[str, str]:
+    """A (head, class) that some but not all gallery images are predicted to have."""
+    for i, head in enumerate(HEADS):
+        values = index.attributes[:, i]
+        if len(values.unique()) > 1:
+            return head.name, head.classes[int(values.mode().values)]
+    pytest.skip("the random network predicts one class per head for every image")
+
+
+def test_filter_restricts_to_matching_predictions(world, indexed, outside_queries):
+    name, value = varied_head(indexed)
+    column = HEAD_NAMES.index(name)
+    keep = torch.nonzero(indexed.attributes[:, column] == HEADS[column].classes.index(value)).flatten()
+    assert 0 < len(keep) < len(indexed)
+    result = search(indexed, outside_queries, top_k=len(indexed), filter=f"{name}={value}")
+    assert torch.equal(result.candidates, keep)
+    assert_same_ranking(as_pairs(result), brute_force(world, indexed, outside_queries, keep), len(indexed))
+    for matches in result.matches:
+        assert {indexed.names[r] for r, _ in matches} == {indexed.names[int(r)] for r in keep}
+    frame = write_search_outputs(result, Path(outside_queries).parent / "filtered", grids=False, html=False)
+    table = pd.read_csv(frame["csv"])
+    assert (table[name] == value).all() and len(table) == 2 * len(keep)
+
+
+def test_filter_parsing_and_its_errors():
+    red, yes = HEADS[HEAD_NAMES.index("upcolor")].classes.index("red"), 1
+    expected = {"upcolor": [red], "backpack": [yes]}
+    assert parse_filter("upcolor=red,backpack=yes") == expected
+    assert parse_filter("UpColor = Red , backpack:yes") == expected
+    assert parse_filter({"upcolor": "red", "backpack": True}) == expected
+    assert parse_filter(["upcolor=red", "backpack=yes"]) == expected
+    assert parse_filter("downcolor=multicolor,age=adult") == {"downcolor": [9], "age": [2]}
+    assert parse_filter("upcolor=red|white") == {"upcolor": [1, 2]}
+    assert parse_filter(None) == {} and parse_filter("") == {}
+    with pytest.raises(FilterError, match="unknown attribute 'colour'.*attributes are: age, backpack, .*upcolor, downcolor"):
+        parse_filter("colour=red")
+    with pytest.raises(FilterError, match="unknown value 'pink' for attribute 'upcolor'; valid values: black, white, red"):
+        parse_filter("upcolor=pink")
+    with pytest.raises(FilterError, match="unknown value 'maybe'.*valid values: no, yes"):
+        parse_filter("backpack=maybe")
+    with pytest.raises(FilterError, match="not attribute=value"):
+        parse_filter("red")
+    attributes = torch.zeros(4, len(HEADS), dtype=torch.long)
+    attributes[1, HEAD_NAMES.index("upcolor")] = red
+    attributes[2, HEAD_NAMES.index("upcolor")] = red
+    attributes[2, HEAD_NAMES.index("backpack")] = 1
+    assert filter_mask(attributes, expected).tolist() == [False, False, True, False]
+    assert filter_mask(attributes, {}).all()
+
+
+def test_reranking_and_query_expansion_work_on_the_filtered_gallery(world, indexed, outside_queries):
+    name, value = varied_head(indexed)
+    keep = torch.nonzero(indexed.attributes[:, HEAD_NAMES.index(name)] == HEADS[HEAD_NAMES.index(name)].classes.index(value)).flatten()
+    net, metric = load_reid_net(world["ckpt"])
+    names = sorted(p.name for p in outside_queries.iterdir())
+    q = embed_images(net, [outside_queries / n for n in names], HEIGHT, WIDTH).embeddings
+    g = indexed.embeddings[keep]
+    qe_q, qe_g = query_expansion(q, g, top_k=2, alpha=3.0)
+    expected = re_ranking_from_features(qe_q, qe_g, metric, k1=4, k2=2, lambda_value=0.3)
+    result = search(indexed, outside_queries, top_k=len(keep), filter={name: value}, rerank=True, query_expansion=True,
+                    rerank_params={"k1": 4, "k2": 2}, query_expansion_params={"top_k": 2})
+    for i, matches in enumerate(result.matches):
+        order = torch.argsort(expected[i], stable=True)
+        assert [r for r, _ in matches] == [int(keep[j]) for j in order]
+        torch.testing.assert_close(torch.tensor([d for _, d in matches]), expected[i][order].float(), atol=1e-4, rtol=1e-4)
+    plain = search(indexed, outside_queries, top_k=len(keep), filter={name: value})
+    assert [d for _, d in plain.matches[0]] != [d for _, d in result.matches[0]]
+
+
+def test_unreadable_queries_are_skipped_with_a_warning(world, indexed, outside_queries, tmp_path):
+    folder = tmp_path / "queries"
+    shutil.copytree(outside_queries, folder)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    with pytest.warns(UnreadableImagesWarning, match="skipped 1 unreadable query images: .*broken.jpg"):
+        result = search(indexed, folder, top_k=2)
+    assert result.unreadable == ["broken.jpg"] and len(result.query_names) == 2
+
+
+def test_queries_need_the_index_checkpoint(world, indexed, outside_queries):
+    with pytest.raises(GalleryIndexError, match=r"built with checkpoint .*reid\.ckpt.*not with .*other\.ckpt"):
+        search(indexed, outside_queries, ckpt_path=world["other_ckpt"])
+
+
+def test_search_outputs(world, indexed, tmp_path):
+    from src.search import identities, read_identities
+
+    result = search(indexed, world["data"] / "queries", top_k=4)
+    query_pids = identities(result.query_names, read_identities(world["data"] / "queries_ground_truth.csv"))
+    gallery_pids = identities(indexed.names, read_identities(world["data"] / "test_ground_truth.csv"))
+    written = write_search_outputs(result, tmp_path, max_visual_queries=2, query_pids=query_pids, gallery_pids=gallery_pids)
+    table = pd.read_csv(written["csv"])
+    assert list(table.columns[:5]) == ["query", "rank", "gallery", "distance", "same_identity"]
+    assert list(table.columns[5:]) == list(HEAD_NAMES)
+    assert len(table) == 4 * len(result.query_names) and table["distance"].is_monotonic_increasing is not None
+    grids = sorted((tmp_path / "grids").iterdir())
+    assert len(grids) == 2 and all(p.stat().st_size > 10_000 for p in grids)
+    page = written["html"].read_text()
+    assert page.count("data:image/jpeg;base64,") == 2 * (1 + 4)
+    assert result.query_names[0] in page and "Gallery search" in page
+
+
+def test_identities_from_market_names():
+    from src.search import identities, same_identity
+
+    assert identities(["0002_c1s1_000451_03.jpg", "0002_c1_016620005.jpg", "000001.jpg", "-1_c1s1_000001_00.jpg"]) == [2, 2, None, -1]
+    assert same_identity(2, 2) is True and same_identity(2, 3) is False and same_identity(None, 2) is None
+    assert same_identity(0, 0) is False
+
+
+def test_hydra_argv_quotes_the_filter():
+    assert hydra_argv(["x", "filter=upcolor=red,backpack=yes", "top_k=3"]) == ["x", "filter='upcolor=red,backpack=yes'", "top_k=3"]
+    assert hydra_argv(["x", "filter={upcolor:red}"]) == ["x", "filter={upcolor:red}"]
+    assert hydra_argv(["x", "filter='a=b'"]) == ["x", "filter='a=b'"]
+
+
+def test_command_line(world, tmp_path):
+    from tests.conftest import ROOT
+
+    index = tmp_path / "idx.pt"
+    common = [f"hydra.run.dir={tmp_path / 'run'}", "data.height=64", "data.width=32", "data.num_workers=0"]
+    build_cmd = [sys.executable, "-m", "src.index", "build", f"ckpt_path={world['ckpt']}",
+                 f"gallery={world['data'] / 'test'}", f"output={index}", *common]
+    done = subprocess.run(build_cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{index}: {len(list((world['data'] / 'test').iterdir()))} images" in done.stdout
+    again = subprocess.run(build_cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "up to date" in again.stdout, again.stderr[-3000:]
+
+    name, value = varied_head(load_index(index))
+    out = tmp_path / "search"
+    search_cmd = [sys.executable, "-m", "src.search", f"index={index}", f"query={world['data'] / 'queries'}", "top_k=3",
+                  f"filter={name}={value},age=young|teenager|adult|old", f"hydra.run.dir={out}",
+                  f"ground_truth.query={world['data'] / 'queries_ground_truth.csv'}",
+                  f"ground_truth.gallery={world['data'] / 'test_ground_truth.csv'}"]
+    done = subprocess.run(search_cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"pass the filter {name}={value}" in done.stdout and "distance" in done.stdout
+    assert (out / "search_results.csv").is_file() and (out / "search.html").is_file() and any((out / "grids").iterdir())
+    bad = subprocess.run([*search_cmd[:5], "filter=colour=red", f"hydra.run.dir={tmp_path / 'bad'}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "attributes are: age, backpack" in bad.stderr
+
+
+def test_an_attribute_checkpoint_is_refused(world, gallery, tmp_path):
+    from src.models.loading import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"reid\.stage1\.ckpt: MarketClassifier has no retrieval embedding.*task=reid"):
+        build(world, gallery, tmp_path / "x.pt", ckpt=world["ckpt"].with_suffix(".stage1.ckpt"))
+
+
+def test_configs_compose_with_the_documented_overrides(tmp_path):
+    from src.config import compose_config
+
+    cfg = compose_config("index", ["ckpt_path=a.ckpt", "gallery=g", "data.height=256", "data.width=128"], tmp_path)
+    assert (cfg.action, cfg.output, cfg.rebuild, cfg.data.height) == ("build", None, False, 256)
+    expected = {"upcolor": [2], "backpack": [1]}
+    for override in ("filter={upcolor:red,backpack:yes}", "filter='upcolor=red,backpack=yes'",
+                     hydra_argv(["", "filter=upcolor=red,backpack=yes"])[1]):
+        cfg = compose_config("search", ["index=i.pt", "query=q", override, "rerank=true"], tmp_path)
+        assert parse_filter(cfg.filter) == expected, override
+        assert cfg.rerank and cfg.top_k == 20 and not cfg.query_expansion
+    cfg = compose_config("train", ["task=reid_strong"], tmp_path)
+    assert cfg.callbacks.rank_lists._target_ == "src.callbacks.rank_lists.RankLists"
+
+
+def test_a_filter_that_matches_nothing_gives_empty_results(indexed, outside_queries, tmp_path):
+    for i, head in enumerate(HEADS):
+        absent = [c for c in range(head.num_classes) if not (indexed.attributes[:, i] == c).any()]
+        if absent:
+            break
+    else:
+        pytest.skip("every class of every head is predicted for some gallery image")
+    result = search(indexed, outside_queries, filter={head.name: head.classes[absent[0]]})
+    assert len(result.candidates) == 0 and result.matches == [[], []]
+    table = pd.read_csv(write_search_outputs(result, tmp_path, grids=False, html=False)["csv"])
+    assert len(table) == 0 and list(table.columns[:4]) == ["query", "rank", "gallery", "distance"]
+
+
+def test_info_describes_an_index(indexed):
+    from src.index import describe
+
+    text = describe(indexed, "gallery.pt")
+    assert f"gallery.pt: {len(indexed)} images of {indexed.gallery}" in text and "metric euclidean" in text

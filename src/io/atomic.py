@@ -36,7 +36,8 @@ def _umask() -> int:
 
 def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        # surrogateescape: file names that are not UTF-8 on disk are written back as their original bytes
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
     return Path(path)
 
 
@@ -46,7 +47,7 @@ def write_json(path: str | Path, data) -> Path:
 
 def write_csv(path: str | Path, frame, **kwargs) -> Path:
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, **kwargs)
+        frame.to_csv(tmp, index=False, errors="surrogateescape", **kwargs)
     return Path(path)
 
 

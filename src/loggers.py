@@ -20,6 +20,7 @@ class ResumableCSVLogger(CSVLogger):
         if path.is_file():
             with open(path, newline="") as handle:
                 previous = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
-        writer = super().experiment  # creates the writer, which removes the old file
-        writer.metrics[:0] = previous
+        writer = super().experiment  # creates the writer, which removes the old file (a dummy on ranks > 0)
+        if isinstance(getattr(writer, "metrics", None), list):
+            writer.metrics[:0] = previous
         return writer

@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader
 
 from src.data.datasets import ImageDataset
 from src.data.records import IMAGE_SUFFIXES, DataError, ImageRecord, list_images
-from src.io.atomic import write_csv, write_text
+from src.io.atomic import write_csv, write_json, write_text
 from src.io.classification import predict_attributes, probabilities_frame, readable_rows, write_classification_csv
-from src.data.attributes import HEAD_NAMES
+from src.data.attributes import HEAD_NAMES, HEADS
 from src.inference import content_hashes, embed_and_classify_records, embed_records
 from src.io.reid import reid_lines, write_reid_txt
 from src.models.loading import build_from_checkpoint, load_attribute_net, read_checkpoint
@@ -43,12 +43,16 @@ def predict_folder(
 
 def write_attribute_outputs(output_dir: str | Path, names: list[str], probs: dict[str, np.ndarray],
                             csv_name: str = "classification_test.csv") -> Path:
-    """Course-format CSV, per-class probabilities CSV and the readable text, from per-head probabilities."""
+    """Course-format CSV, per-class probabilities (CSV and JSON) and the readable text, from per-head probabilities."""
     labels = np.stack([probs[name].argmax(1) for name in HEAD_NAMES], axis=1)
     output_dir = Path(output_dir)
     csv_path = write_classification_csv(output_dir / csv_name, names, labels)
     write_csv(output_dir / "attribute_probabilities.csv", probabilities_frame(names, probs), float_format="%.4f")
     write_text(output_dir / "attributes.txt", "\n".join(readable_rows(names, labels, probs)) + "\n")
+    write_json(output_dir / "attributes.json", {
+        name: {h.name: {c: round(float(p), 4) for c, p in zip(h.classes, probs[h.name][row])} for h in HEADS}
+        for row, name in enumerate(names)
+    })
     return csv_path
 
 

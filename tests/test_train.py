@@ -9,17 +9,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.data.attributes import CSV_COLUMNS, HEAD_NAMES
+from src.data.attributes import CSV_COLUMNS, HEAD_NAMES, UPPER_COLOURS
 from src.train import train
 
 
 def test_fast_dev_run_attributes(make_cfg, tmp_path):
     from tests.conftest import SMALL_DATA
 
-    cfg = make_cfg(["task=attributes", "debug=fast", *SMALL_DATA])
-    metrics = train(cfg)
+    metrics = train(make_cfg(["task=attributes", "debug=fast", *SMALL_DATA]))
     assert 0.0 <= metrics["val/mean_acc"] <= 1.0
     assert (tmp_path / "run" / "config.yaml").is_file()
+
+
+def test_tensorboard_logger_writes_events(make_cfg, tmp_path):
+    from tests.conftest import SMALL_DATA
+
+    small = [o for o in SMALL_DATA if not o.startswith("logger=")]
+    train(make_cfg(["task=attributes", *small, "logger=tensorboard", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+                    "trainer.limit_val_batches=1", "predict_test=false"]))
+    assert list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +76,12 @@ def test_run_folder_holds_the_report_outputs(trained_attributes):
     assert tuple(predictions.columns) == CSV_COLUMNS
     gallery = sorted(p.name for p in (Path(cfg.data.root) / "test").iterdir())
     assert predictions["id"].tolist() == gallery
+    probabilities = json.loads((out / "attributes.json").read_text())
+    assert sorted(probabilities) == gallery
+    first, row = probabilities[gallery[0]], predictions.iloc[0]
+    assert list(first) == list(HEAD_NAMES) and abs(sum(first["upcolor"].values()) - 1) < 1e-3
+    set_colours = [c[2:] for c in UPPER_COLOURS if row[c] == 2]
+    assert max(first["upcolor"], key=first["upcolor"].get) == (set_colours[0] if set_colours else "multicolor")
     assert json.loads((out / "metrics.json").read_text())["best_checkpoint"].endswith(".ckpt")
 
 

@@ -15,7 +15,7 @@ from src.data.records import IMAGE_SUFFIXES, DataError, ImageRecord, list_images
 from src.io.atomic import write_csv, write_json, write_text
 from src.io.classification import predict_attributes, probabilities_frame, readable_rows, write_classification_csv
 from src.data.attributes import HEAD_NAMES, HEADS
-from src.inference import content_hashes, embed_and_classify_records, embed_records
+from src.inference import content_hashes, embed_and_classify_records, embed_records, fastest_inference
 from src.io.reid import reid_lines, write_reid_txt
 from src.models.loading import build_from_checkpoint, load_attribute_net, read_checkpoint
 
@@ -37,7 +37,7 @@ def predict_folder(
     records = input_records(input_path)
     net, _ = load_attribute_net(ckpt_path)
     loader = DataLoader(ImageDataset(records, height, width), batch_size=batch_size, num_workers=num_workers)
-    _, probs = predict_attributes(net.to(memory_format=torch.channels_last), loader)
+    _, probs = predict_attributes(fastest_inference(net, len(records)), loader)
     return write_attribute_outputs(output_dir, [r.name for r in records], probs, csv_name)
 
 

@@ -104,8 +104,3 @@ class MarketDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size)
-
-    def unlabelled_loader(self, records: list[ImageRecord], num_workers: int | None = None) -> DataLoader:
-        dataset = ImageDataset(records, self.height, self.width)
-        workers = self.num_workers if num_workers is None else num_workers
-        return DataLoader(dataset, batch_size=self.eval_batch_size, num_workers=workers)

@@ -164,10 +164,10 @@ def unlabelled_records(folder: Path) -> list[ImageRecord]:
 
 def warn_if_several_colours(annotations: pd.DataFrame, source: Path) -> None:
     """Rows with several colours set are encoded as multicolour (see attributes.py); say so once."""
-    for columns in (UPPER_COLOURS, LOWER_COLOURS):
+    for body_part, columns in (("upper-body", UPPER_COLOURS), ("lower-body", LOWER_COLOURS)):
         several = int(((annotations[list(columns)] == 2).sum(axis=1) > 1).sum())
         if several:
-            warnings.warn(f"{source}: {several} rows set several of {columns[0][:2]}* colours; encoded as multicolour")
+            warnings.warn(f"{source}: {several} rows set several {body_part} colours; encoded as multicolour")
 
 
 __all__ = [

@@ -1,7 +1,10 @@
 """Evaluate a checkpoint on a labelled folder: ``python -m src.eval task=reid ckpt_path=PATH data=market_course data.root=DIR``.
 
-Every identity of the folder is in the evaluation split; queries are one seeded image per
-(identity, camera), the gallery is everything else (the same protocol as validation).
+``split=all`` (default) evaluates every identity of the folder; ``split=val`` only the identities that
+training held out (the same seeded identity split from ``data.val_ratio`` and ``data.split_seed``), so the
+numbers equal the run's validation and can be recomputed with re-ranking or query expansion;
+``split=train`` the others. Queries are one seeded image per (identity, camera), the gallery is
+everything else (the same protocol as validation).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from tqdm import tqdm
 
 from src.data.attributes import HEAD_NAMES
 from src.data.datasets import ImageDataset
-from src.data.splits import query_gallery_split
+from src.data.splits import query_gallery_split, split_by_identity
 from src.io.atomic import write_json
 from src.metrics.distance import pairwise_distance
 from src.metrics.query_expansion import query_expansion
@@ -53,9 +56,23 @@ def retrieval_distances(query: torch.Tensor, gallery: torch.Tensor, metric: str,
     return pairwise_distance(query, gallery, metric)
 
 
+SPLITS = ("all", "train", "val")
+
+
+def evaluation_records(datamodule, split: str) -> list:
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+    records = datamodule.source.labelled()
+    if split == "all":
+        return records
+    train_records, val_records = split_by_identity(records, datamodule.val_ratio, datamodule.split_seed)
+    return val_records if split == "val" else train_records
+
+
 def evaluate(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
-    records = datamodule.source.labelled()
+    split = cfg.get("split", "all")
+    records = evaluation_records(datamodule, split)
     net, hparams = build_from_checkpoint(cfg.ckpt_path, "net.")
     metric = cfg.get("metric") or hparams.get("metric", "euclidean")
     loader = DataLoader(ImageDataset(records, datamodule.height, datamodule.width),
@@ -63,7 +80,8 @@ def evaluate(cfg: DictConfig) -> dict:
     embeddings, logits = infer(net, loader)
     labels = torch.tensor([r.labels for r in records])
     accuracy = {name: float((logits[name].argmax(1) == labels[:, i]).float().mean()) for i, name in enumerate(HEAD_NAMES)}
-    result: dict = {"checkpoint": str(cfg.ckpt_path), "data_root": str(datamodule.source.root), "num_images": len(records),
+    result: dict = {"checkpoint": str(cfg.ckpt_path), "data_root": str(datamodule.source.root), "split": split,
+                    "num_images": len(records),
                     "num_identities": len({r.pid for r in records}),
                     "attribute_accuracy": accuracy, "mean_attribute_accuracy": float(np.mean(list(accuracy.values())))}
     if embeddings is not None:
@@ -80,7 +98,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def summary(result: dict) -> str:
-    lines = [f"{result['num_images']} images of {result['num_identities']} identities in {result['data_root']}"]
+    lines = [f"{result['num_images']} images of {result['num_identities']} identities in {result['data_root']} (split {result['split']})"]
     if "mAP" in result:
         lines.append(f"mAP {100 * result['mAP']:.2f}%  rank-1 {100 * result['rank1']:.2f}%  rank-5 {100 * result['rank5']:.2f}%  "
                      f"rank-10 {100 * result['rank10']:.2f}%  mINP {100 * result['mINP']:.2f}%  "

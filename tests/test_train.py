@@ -141,6 +141,24 @@ def test_strong_model_learns_identities_and_attributes(tmp_path, cache_dir):
     history = pd.read_csv(tmp_path / "strong" / "metrics.csv")
     losses = history["train/loss"].dropna().to_numpy()
     assert losses[-1] < losses[0]
+    clock = history["time/train_min"].dropna().to_numpy()
+    assert len(clock) == 4 and (np.diff(clock) > 0).all() and clock[0] > 0
+    assert (tmp_path / "strong" / "retrieval_vs_time.png").stat().st_size > 0
+
+    # src.eval split=val recomputes the last validation from last.ckpt; split=train holds the other identities
+    from src.eval import evaluate
+    base = ["task=reid_strong", f"ckpt_path={tmp_path / 'strong' / 'checkpoints' / 'last.ckpt'}", "data.num_workers=0",
+            "data.source.num_train_ids=40", "data.source.num_test_ids=6", "data.val_ratio=0.3", "data.height=128", "data.width=64"]
+    val = evaluate(compose_config("eval", [*base, "split=val"], tmp_path / "eval_val", cache_dir))
+    last = history.dropna(subset=["val/mAP"]).iloc[-1]
+    assert val["num_identities"] == 12 and val["split"] == "val"
+    assert val["mAP"] == pytest.approx(last["val/mAP"], abs=1e-5) and val["rank1"] == pytest.approx(last["val/rank1"], abs=1e-6)
+    assert val["mean_attribute_accuracy"] == pytest.approx(last["val/mean_acc"], abs=1e-6)
+    assert evaluate(compose_config("eval", [*base, "split=train"], tmp_path / "eval_train", cache_dir))["num_identities"] == 28
+    reranked = evaluate(compose_config("eval", [*base, "split=val", "postprocess.rerank.enabled=true"], tmp_path / "eval_rr", cache_dir))
+    assert 0 < reranked["mAP"] <= 1 and reranked["mAP"] != val["mAP"]
+    with pytest.raises(ValueError, match="split='test' is not one of"):
+        evaluate(compose_config("eval", [*base, "split=test"], tmp_path / "eval_bad", cache_dir))
 
 
 def test_eval_with_reranking_and_query_expansion(trained_attributes, tmp_path, cache_dir):

@@ -25,7 +25,7 @@ class MetricHistory(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/", "time/"))}
         self.history = [h for h in self.history if h["epoch"] != trainer.current_epoch]
         self.history.append({"epoch": trainer.current_epoch, **metrics})
 
@@ -52,7 +52,10 @@ class MetricHistory(pl.Callback):
 
 
 class MetricCurves(MetricHistory):
-    """At the end of fit, one PNG per entry of ``plots``: {file name: {title, ylabel, metrics: {key: label}}}."""
+    """At the end of fit, one PNG per entry of ``plots``: {file name: {title, ylabel, metrics: {key: label}}}.
+
+A spec may set ``x`` (a logged metric such as ``time/train_min``, default the epoch) and ``xlabel``.
+"""
 
     def __init__(self, output_dir: str, monitor: str, plots: dict):
         super().__init__(output_dir, monitor)
@@ -66,15 +69,18 @@ class MetricCurves(MetricHistory):
             if not spec:
                 continue
             present = {k: v for k, v in spec["metrics"].items() if k in history}
-            if present:
-                save_figure(self.output_dir / file_name, curve(history, present, spec["title"], spec["ylabel"], spec.get("scale", 1.0)))
+            x = spec.get("x", "epoch")
+            if present and x in history:
+                save_figure(self.output_dir / file_name, curve(history, present, spec["title"], spec["ylabel"], spec.get("scale", 1.0),
+                                                               x=x, xlabel=spec.get("xlabel")))
 
 
-def curve(history: pd.DataFrame, metrics: dict[str, str], title: str, ylabel: str, scale: float = 1.0):
+def curve(history: pd.DataFrame, metrics: dict[str, str], title: str, ylabel: str, scale: float = 1.0,
+          x: str = "epoch", xlabel: str | None = None):
     figure, axis = plt.subplots(figsize=(7, 4))
     for key, label in metrics.items():
-        axis.plot(history["epoch"], scale * history[key], marker="o", label=label)
-    axis.set_xlabel("epoch")
+        axis.plot(history[x], scale * history[key], marker="o", label=label)
+    axis.set_xlabel(xlabel or x)
     axis.set_ylabel(ylabel)
     axis.set_title(title)
     axis.grid(alpha=0.3)

@@ -17,31 +17,18 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from src.data.attributes import HEAD_NAMES
 from src.data.datasets import ImageDataset
 from src.data.splits import query_gallery_split, split_by_identity
 from src.io.atomic import write_json
+from src.inference import classify_loader
+from src.metrics.consensus import neighbour_consensus
 from src.metrics.distance import pairwise_distance
 from src.metrics.query_expansion import query_expansion
 from src.metrics.rank import evaluate_rank
 from src.metrics.rerank import re_ranking_from_features
 from src.models.loading import build_from_checkpoint
-
-
-@torch.no_grad()
-def infer(net, loader) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
-    embeddings, logits = [], {name: [] for name in HEAD_NAMES}
-    for batch in tqdm(loader, desc="evaluating", unit="batch"):
-        if hasattr(net, "embed_and_classify"):
-            embedding, batch_logits = net.embed_and_classify(batch["image"])
-            embeddings.append(embedding)
-        else:
-            batch_logits = net(batch["image"].contiguous(memory_format=torch.channels_last))
-        for name in HEAD_NAMES:
-            logits[name].append(batch_logits[name])
-    return (torch.cat(embeddings) if embeddings else None), {k: torch.cat(v) for k, v in logits.items()}
 
 
 def retrieval_distances(query: torch.Tensor, gallery: torch.Tensor, metric: str, postprocess: dict) -> torch.Tensor:
@@ -75,14 +62,19 @@ def evaluate(cfg: DictConfig) -> dict:
     records = evaluation_records(datamodule, split)
     net, hparams = build_from_checkpoint(cfg.ckpt_path, "net.")
     metric = cfg.get("metric") or hparams.get("metric", "euclidean")
+    options = cfg.get("attributes") or {}
+    flip_test, consensus_k = bool(options.get("flip_test", False)), int(options.get("consensus_k", 0))
+    if consensus_k and not hasattr(net, "embed_and_classify"):
+        raise ValueError(f"{cfg.ckpt_path}: attributes.consensus_k needs re-ID embeddings (a task=reid or reid_strong checkpoint)")
     loader = DataLoader(ImageDataset(records, datamodule.height, datamodule.width),
                         batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
-    embeddings, logits = infer(net, loader)
+    embeddings, probabilities = classify_loader(net.eval(), loader, flip_test, desc="evaluating")
+    probabilities = neighbour_consensus(embeddings, probabilities, consensus_k, metric)
     labels = torch.tensor([r.labels for r in records])
-    accuracy = {name: float((logits[name].argmax(1) == labels[:, i]).float().mean()) for i, name in enumerate(HEAD_NAMES)}
+    accuracy = {name: float((probabilities[name].argmax(1) == labels[:, i]).float().mean()) for i, name in enumerate(HEAD_NAMES)}
     result: dict = {"checkpoint": str(cfg.ckpt_path), "data_root": str(datamodule.source.root), "split": split,
-                    "num_images": len(records),
-                    "num_identities": len({r.pid for r in records}),
+                    "num_images": len(records), "num_identities": len({r.pid for r in records}),
+                    "attribute_options": {"flip_test": flip_test, "consensus_k": consensus_k},
                     "attribute_accuracy": accuracy, "mean_attribute_accuracy": float(np.mean(list(accuracy.values())))}
     if embeddings is not None:
         query, gallery = query_gallery_split(records, cfg.data.split_seed)
@@ -103,7 +95,9 @@ def summary(result: dict) -> str:
         lines.append(f"mAP {100 * result['mAP']:.2f}%  rank-1 {100 * result['rank1']:.2f}%  rank-5 {100 * result['rank5']:.2f}%  "
                      f"rank-10 {100 * result['rank10']:.2f}%  mINP {100 * result['mINP']:.2f}%  "
                      f"({result['num_valid_queries']} queries, {result['num_skipped_queries']} without a match skipped)")
-    lines.append(f"mean attribute accuracy {100 * result['mean_attribute_accuracy']:.2f}%: " + ", ".join(
+    options = result["attribute_options"]
+    lines.append(f"mean attribute accuracy {100 * result['mean_attribute_accuracy']:.2f}% (flip_test={options['flip_test']}, "
+                 f"consensus_k={options['consensus_k']}): " + ", ".join(
         f"{k} {100 * v:.1f}" for k, v in result["attribute_accuracy"].items()))
     return "\n".join(lines)
 

@@ -21,19 +21,45 @@ def embed_records(net, records: list[ImageRecord], height: int, width: int, batc
     return torch.cat([net.embed(batch["image"]) for batch in tqdm(loader, desc=desc, unit="batch")])
 
 
+def attribute_logits(net, images: torch.Tensor, flip_test: bool = False) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """(embedding or None, attribute logits) of one batch; ``flip_test`` averages the logits with the mirrored image's.
+
+    Networks that flip internally (``net.flip_test``, the strong model) are not flipped twice; the embedding
+    is the network's own (re-ID nets) and never flipped here, so it matches what validation measured.
+    """
+    images = images.contiguous(memory_format=torch.channels_last)
+    if hasattr(net, "embed_and_classify"):
+        embedding, logits = net.embed_and_classify(images)
+    else:
+        embedding, logits = None, net(images)
+    if flip_test and not getattr(net, "flip_test", False):
+        mirrored = net(images.flip(3))
+        logits = {name: (value + mirrored[name]) / 2 for name, value in logits.items()}
+    return embedding, logits
+
+
 @torch.no_grad()
-def embed_and_classify_records(net, records: list[ImageRecord], height: int, width: int, batch_size: int = 256,
-                               num_workers: int = 2, desc: str = "embedding + attributes") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One backbone pass per image -> (embeddings (N, D), attribute probabilities per head)."""
-    net = fastest_inference(net, len(records))
-    loader = DataLoader(ImageDataset(records, height, width), batch_size=batch_size, num_workers=num_workers)
+def classify_loader(net, loader, flip_test: bool = True, desc: str = "predicting attributes"
+                    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """Over a loader -> (embeddings (N, D) of re-ID nets else None, attribute probabilities per head)."""
     embeddings, probabilities = [], {}
     for batch in tqdm(loader, desc=desc, unit="batch"):
-        embedding, logits = net.embed_and_classify(batch["image"])
-        embeddings.append(embedding)
+        embedding, logits = attribute_logits(net, batch["image"], flip_test)
+        if embedding is not None:
+            embeddings.append(embedding)
         for name, value in logits.items():
             probabilities.setdefault(name, []).append(value.float().softmax(-1))
-    return torch.cat(embeddings), {name: torch.cat(v) for name, v in probabilities.items()}
+    return (torch.cat(embeddings) if embeddings else None), {name: torch.cat(v) for name, v in probabilities.items()}
+
+
+def embed_and_classify_records(net, records: list[ImageRecord], height: int, width: int, batch_size: int = 256,
+                               num_workers: int = 2, flip_test: bool = True, desc: str = "embedding + attributes",
+                               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One backbone pass per image (two with ``flip_test`` on nets that do not flip themselves)
+    -> (embeddings (N, D), attribute probabilities per head)."""
+    net = fastest_inference(net, len(records))
+    loader = DataLoader(ImageDataset(records, height, width), batch_size=batch_size, num_workers=num_workers)
+    return classify_loader(net, loader, flip_test, desc)
 
 
 COMPILE_MIN_IMAGES = 2000  # below this, compilation (~30 s) costs more than it saves

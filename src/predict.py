@@ -6,16 +6,14 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
 
-from src.data.datasets import ImageDataset
 from src.data.records import IMAGE_SUFFIXES, DataError, ImageRecord, list_images
 from src.io.atomic import write_csv, write_json, write_text
-from src.io.classification import predict_attributes, probabilities_frame, readable_rows, write_classification_csv
+from src.io.classification import probabilities_frame, readable_rows, write_classification_csv
 from src.data.attributes import HEAD_NAMES, HEADS
-from src.inference import content_hashes, embed_and_classify_records, embed_records, fastest_inference
+from src.inference import content_hashes, embed_and_classify_records, embed_records
+from src.metrics.consensus import neighbour_consensus
 from src.io.reid import reid_lines, write_reid_txt
 from src.models.loading import build_from_checkpoint, load_attribute_net, read_checkpoint
 
@@ -32,13 +30,23 @@ def input_records(path: str | Path) -> list[ImageRecord]:
 def predict_folder(
     ckpt_path: str | Path, input_path: str | Path, output_dir: str | Path, *, height: int, width: int,
     batch_size: int = 256, num_workers: int = 2, csv_name: str = "classification_test.csv",
+    flip_test: bool = True, consensus_k: int = 0,
 ) -> Path:
-    """Write ``csv_name`` (course format), ``attribute_probabilities.csv`` and ``attributes.txt`` for the images."""
+    """Write ``csv_name`` (course format), ``attribute_probabilities.csv`` and ``attributes.txt`` for the images.
+
+    ``flip_test`` averages each image with its mirror; ``consensus_k > 0`` averages each image's probabilities
+    with its k nearest images in the checkpoint's re-ID space (src/metrics/consensus.py; re-ID checkpoints only).
+    """
     records = input_records(input_path)
-    net, _ = load_attribute_net(ckpt_path)
-    loader = DataLoader(ImageDataset(records, height, width), batch_size=batch_size, num_workers=num_workers)
-    _, probs = predict_attributes(fastest_inference(net, len(records)), loader)
-    return write_attribute_outputs(output_dir, [r.name for r in records], probs, csv_name)
+    net, hparams = load_attribute_net(ckpt_path)
+    if consensus_k and not hasattr(net, "embed_and_classify"):
+        raise ValueError(f"{ckpt_path}: attribute consensus needs re-ID embeddings; pass a task=reid or task=reid_strong "
+                         "checkpoint (it holds the attribute heads too) or set consensus_k=0")
+    embeddings, probs = embed_and_classify_records(net, records, height, width, batch_size, num_workers, flip_test,
+                                                   desc="predicting attributes")
+    if consensus_k:
+        probs = neighbour_consensus(embeddings, probs, consensus_k, hparams.get("metric", "euclidean"))
+    return write_attribute_outputs(output_dir, [r.name for r in records], {k: v.numpy() for k, v in probs.items()}, csv_name)
 
 
 def write_attribute_outputs(output_dir: str | Path, names: list[str], probs: dict[str, np.ndarray],
@@ -59,12 +67,14 @@ def write_attribute_outputs(output_dir: str | Path, names: list[str], probs: dic
 def predict_reid(
     ckpt_path: str | Path, queries: str | Path, gallery: str | Path, output_dir: str | Path, *, height: int, width: int,
     threshold: float | None = None, batch_size: int = 256, num_workers: int = 2, metric: str | None = None,
+    flip_test: bool = True, consensus_k: int = 0,
 ) -> Path:
     """Write ``reid_test.txt``: for each query, the gallery images closer than the threshold (own copy excluded),
     and the gallery's attribute predictions (classification_test.csv ...) from the same network pass.
 
     ``threshold=None`` takes the one the threshold sweep stored in the checkpoint, ``metric=None`` the
-    distance the model was validated with.
+    distance the model was validated with. ``flip_test`` / ``consensus_k``: as in ``predict_folder``, for the
+    gallery's attributes (the neighbours are other gallery images).
     """
     if threshold is None:
         threshold = read_checkpoint(ckpt_path).get("retrieval_threshold")
@@ -75,7 +85,9 @@ def predict_reid(
     query_records, gallery_records = input_records(queries), input_records(gallery)
     options = dict(height=height, width=width, batch_size=batch_size, num_workers=num_workers)
     query_features = embed_records(net, query_records, desc="embedding queries", **options)
-    gallery_features, probabilities = embed_and_classify_records(net, gallery_records, desc="embedding gallery", **options)
+    gallery_features, probabilities = embed_and_classify_records(net, gallery_records, flip_test=flip_test,
+                                                                 desc="embedding gallery", **options)
+    probabilities = neighbour_consensus(gallery_features, probabilities, consensus_k, metric)
     write_attribute_outputs(output_dir, [r.name for r in gallery_records], {k: v.numpy() for k, v in probabilities.items()})
     lines = reid_lines(
         query_features, gallery_features, [r.name for r in query_records], [r.name for r in gallery_records],
@@ -90,6 +102,7 @@ def main(cfg: DictConfig) -> None:
     path = predict_folder(
         cfg.ckpt_path, cfg.input, cfg.paths.output_dir, height=cfg.data.height, width=cfg.data.width,
         batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers,
+        flip_test=cfg.attributes.flip_test, consensus_k=cfg.attributes.consensus_k,
     )
     print(f"wrote {path}")
 

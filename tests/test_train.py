@@ -157,6 +157,13 @@ def test_strong_model_learns_identities_and_attributes(tmp_path, cache_dir):
     assert evaluate(compose_config("eval", [*base, "split=train"], tmp_path / "eval_train", cache_dir))["num_identities"] == 28
     reranked = evaluate(compose_config("eval", [*base, "split=val", "postprocess.rerank.enabled=true"], tmp_path / "eval_rr", cache_dir))
     assert 0 < reranked["mAP"] <= 1 and reranked["mAP"] != val["mAP"]
+    # attribute consensus over re-ID neighbours: in eval, and in predict for the unlabelled test folder
+    smoothed = evaluate(compose_config("eval", [*base, "split=val", "attributes.consensus_k=3"], tmp_path / "eval_k", cache_dir))
+    assert smoothed["attribute_options"] == {"flip_test": True, "consensus_k": 3} and 0.5 < smoothed["mean_attribute_accuracy"] <= 1
+    from src.predict import predict_folder
+    test_dir = Path(cfg.data.root) / "test"
+    csv = predict_folder(base[1].split("=", 1)[1], test_dir, tmp_path / "predicted", height=128, width=64, num_workers=0, consensus_k=3)
+    assert pd.read_csv(csv)["id"].tolist() == sorted(p.name for p in test_dir.iterdir())
     with pytest.raises(ValueError, match="split='test' is not one of"):
         evaluate(compose_config("eval", [*base, "split=test"], tmp_path / "eval_bad", cache_dir))
 
@@ -172,3 +179,9 @@ def test_eval_with_reranking_and_query_expansion(trained_attributes, tmp_path, c
     plain = evaluate(compose_config("eval", base, tmp_path / "plain", cache_dir))
     assert "mAP" not in plain and 0 < plain["mean_attribute_accuracy"] <= 1
     assert json.loads((tmp_path / "plain" / "eval_metrics.json").read_text())["num_identities"] == 60
+    # without test-time flips, split=val of the best checkpoint is the run's best validation accuracy
+    val = evaluate(compose_config("eval", [*base, "split=val", "data.val_ratio=0.3", "attributes.flip_test=false"],
+                                  tmp_path / "val", cache_dir))
+    assert val["mean_attribute_accuracy"] == pytest.approx(json.loads((out / "metrics.json").read_text())["val/mean_acc_best"], abs=1e-6)
+    with pytest.raises(ValueError, match=r"\.ckpt: attributes\.consensus_k needs re-ID embeddings"):
+        evaluate(compose_config("eval", [*base, "attributes.consensus_k=3"], tmp_path / "consensus", cache_dir))

@@ -6,25 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from tqdm import tqdm
 
-from src.data.attributes import HEAD_NAMES, HEADS, decode_annotations
+from src.data.attributes import HEADS, decode_annotations
 from src.io.atomic import write_csv
-
-
-@torch.no_grad()
-def predict_attributes(net, loader, desc: str = "predicting attributes") -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Run an attribute network over a loader -> (labels (N, 12), probabilities per head)."""
-    net.eval()
-    probabilities: dict[str, list] = {name: [] for name in HEAD_NAMES}
-    for batch in tqdm(loader, desc=desc, unit="batch"):
-        logits = net(batch["image"].contiguous(memory_format=torch.channels_last))
-        for name in HEAD_NAMES:
-            probabilities[name].append(logits[name].float().softmax(-1))
-    probs = {name: torch.cat(p).numpy() for name, p in probabilities.items()}
-    labels = np.stack([probs[name].argmax(1) for name in HEAD_NAMES], axis=1)
-    return labels, probs
 
 
 def write_classification_csv(path: Path, names: list[str], labels: np.ndarray) -> Path:

@@ -49,5 +49,5 @@ def build_from_checkpoint(path: str | Path, prefix: str, config_key: str = "net"
 
 
 def load_attribute_net(path: str | Path):
-    """The MarketClassifier of an attributes checkpoint, in eval mode."""
+    """(network, hyper-parameters) of a checkpoint whose network outputs attribute logits, in eval mode."""
     return build_from_checkpoint(path, "net.")

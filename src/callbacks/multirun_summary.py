@@ -13,8 +13,12 @@ from omegaconf import DictConfig
 from src.io.atomic import write_csv
 
 
+EVAL_COLUMNS = ("mAP", "rank1", "rank5", "mINP", "mean_attribute_accuracy")
+
+
 def summarise_sweep(sweep_dir: str | Path, metric: str) -> pd.DataFrame:
-    """Rows of ``override=value`` columns + ``metric`` for every finished job folder under ``sweep_dir``."""
+    """Rows of ``override=value`` columns + ``metric`` for every finished job folder under ``sweep_dir``
+    (for ``src.eval`` sweeps: its retrieval and attribute numbers)."""
     rows = []
     for job in sorted(Path(sweep_dir).iterdir(), key=lambda p: (len(p.name), p.name)):
         overrides_file, metrics_file = job / ".hydra" / "overrides.yaml", job / "metrics.json"
@@ -22,8 +26,13 @@ def summarise_sweep(sweep_dir: str | Path, metric: str) -> pd.DataFrame:
             continue
         overrides = yaml.safe_load(overrides_file.read_text()) or []
         row = {"job": job.name, **dict(o.split("=", 1) for o in overrides if "=" in o)}
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        row[metric] = metrics.get(metric)
+        evaluation = job / "eval_metrics.json"
+        if evaluation.is_file():
+            result = json.loads(evaluation.read_text())
+            row.update({k: result[k] for k in EVAL_COLUMNS if k in result})
+        else:
+            metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+            row[metric] = metrics.get(metric)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -10,14 +10,15 @@ import torch
 from src.models.backbones import BackboneWeightsError, efficientnet_lite, efficientnet_lite_classifier, torchvision_resnet
 
 
-def test_offline_lite0_weights_classify_chelsea_as_a_cat():
+@pytest.mark.parametrize("variant, size", [("lite0", 224), ("lite1", 240), ("lite2", 260)])
+def test_offline_weights_classify_chelsea_as_a_cat(variant, size):
     from skimage import data
 
-    model = efficientnet_lite_classifier("lite0", pretrained=True).eval()
+    model = efficientnet_lite_classifier(variant, pretrained=True).eval()
     mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(model.pretrained_cfg["std"]).view(1, 3, 1, 1)
     image = torch.from_numpy(data.chelsea()).permute(2, 0, 1).float()[None] / 255
-    image = torch.nn.functional.interpolate(image, size=(224, 224), mode="bilinear", antialias=True)
+    image = torch.nn.functional.interpolate(image, size=(size, size), mode="bilinear", antialias=True)
     with torch.no_grad():
         top = model((image - mean) / std).argmax(1).item()
     assert 281 <= top <= 285, f"class {top} is not a cat class"

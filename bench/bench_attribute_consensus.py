@@ -1,0 +1,130 @@
+"""Benchmark (accuracy, not speed): attribute accuracy with test-time flips and re-ID neighbour consensus.
+
+    python bench/bench_attribute_consensus.py --ckpt RE_ID_CKPT [--data-root DIR] [--height 256 --width 128]
+    python bench/bench_attribute_consensus.py --small      # random-weight network on synthetic data (smoke test)
+
+One inference pass over the validation identities (the seeded identity split of training), then side by
+side: plain, + flip, + consensus over k re-ID neighbours (src/metrics/consensus.py) for several k, and the
+identity oracle (the mean over all pictures of the true person: the ceiling of any consensus, not a method).
+The checkpoint must be a re-ID one (task=reid holds the frozen stage 1 and its heads; task=reid_strong its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from _common import REPO, machine_line, markdown_table
+
+sys.path.insert(0, str(REPO))
+
+from src.data.attributes import HEAD_NAMES  # noqa: E402
+from src.data.splits import split_by_identity  # noqa: E402
+from src.metrics.consensus import neighbour_consensus  # noqa: E402
+
+KS = (5, 10, 20, 40)
+
+
+@torch.no_grad()
+def inference(net, records, height: int, width: int, batch_size: int = 64):
+    """-> embeddings as the network retrieves with, plain and mirrored attribute probabilities."""
+    from torch.utils.data import DataLoader
+
+    from src.data.datasets import ImageDataset
+
+    flips_itself = getattr(net, "flip_test", False)
+    if flips_itself:
+        net.flip_test = False
+    embeddings, plain, mirrored = [], {n: [] for n in HEAD_NAMES}, {n: [] for n in HEAD_NAMES}
+    for batch in DataLoader(ImageDataset(records, height, width), batch_size=batch_size):
+        images = batch["image"]
+        embedding, logits = net.embed_and_classify(images)
+        embedding_mirrored, logits_mirrored = net.embed_and_classify(images.flip(3))
+        embeddings.append((embedding + embedding_mirrored) / 2 if flips_itself else embedding)
+        for name in HEAD_NAMES:
+            plain[name].append(logits[name])
+            mirrored[name].append(logits_mirrored[name])
+    plain = {n: torch.cat(v) for n, v in plain.items()}
+    mirrored = {n: torch.cat(v) for n, v in mirrored.items()}
+    flipped = {n: ((plain[n] + mirrored[n]) / 2).softmax(1) for n in HEAD_NAMES}
+    return torch.cat(embeddings), {n: v.softmax(1) for n, v in plain.items()}, flipped
+
+
+def accuracies(probabilities: dict, labels: torch.Tensor) -> list[float]:
+    return [100 * float((probabilities[n].argmax(1) == labels[:, i]).float().mean()) for i, n in enumerate(HEAD_NAMES)]
+
+
+def identity_oracle(probabilities: dict, pids: np.ndarray) -> dict:
+    out = {}
+    for name, probs in probabilities.items():
+        smoothed = probs.clone()
+        for pid in np.unique(pids):
+            rows = torch.from_numpy(pids == pid)
+            smoothed[rows] = probs[rows].mean(0)
+        out[name] = smoothed
+    return out
+
+
+def small_setup(folder: str):
+    from src.data.sources import SyntheticSource
+    from src.models.backbones import efficientnet_lite
+    from src.models.strong import StrongReidNet
+
+    records = SyntheticSource(folder, num_train_ids=20, num_test_ids=4, seed=0).labelled()
+    net = StrongReidNet(efficientnet_lite("lite0", pretrained=False), num_identities=16).eval()
+    return net, records, "cosine", 128, 64, (2, 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", help="a task=reid or task=reid_strong checkpoint")
+    parser.add_argument("--data-root", default=str(REPO.parent / "shared/data/market1501-course"))
+    parser.add_argument("--height", type=int, default=256)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--val-ratio", type=float, default=0.2)
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--small", action="store_true", help="random network on tiny synthetic data (smoke test)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.small:
+        folder = tempfile.mkdtemp(prefix="bench_consensus_")
+        net, records, metric, height, width, ks = small_setup(folder)
+        source = "synthetic (random weights)"
+    else:
+        if not args.ckpt:
+            parser.error("--ckpt is required (or --small)")
+        from src.data.sources import CourseSource
+        from src.models.loading import build_from_checkpoint
+
+        net, hparams = build_from_checkpoint(args.ckpt, "net.")
+        if not hasattr(net, "embed_and_classify"):
+            parser.error(f"{args.ckpt}: not a re-ID checkpoint (task=reid or task=reid_strong)")
+        metric, height, width, ks = hparams.get("metric", "euclidean"), args.height, args.width, KS
+        records = CourseSource(args.data_root).labelled()
+        source = f"{args.data_root} with {args.ckpt}"
+    _, val = split_by_identity(records, args.val_ratio, args.split_seed)
+    labels = torch.tensor([r.labels for r in val])
+    pids = np.array([r.pid for r in val])
+    started = time.perf_counter()
+    embeddings, plain, flipped = inference(net, val, height, width)
+    seconds = time.perf_counter() - started
+    rows = [("plain", plain), ("+ flip", flipped)]
+    rows += [(f"+ flip + consensus k={k}", neighbour_consensus(embeddings, flipped, k, metric)) for k in ks]
+    rows.append(("identity oracle (ceiling, not a method)", identity_oracle(flipped, pids)))
+    table = []
+    for name, probabilities in rows:
+        per_head = accuracies(probabilities, labels)
+        table.append([name, f"{np.mean(per_head):.2f}", *(f"{a:.1f}" for a in per_head)])
+    print(f"# attribute accuracy (%) on {len(val)} validation images of {len(set(pids))} identities; {source}; "
+          f"{height}x{width}, {metric} distance; inference {seconds:.0f} s")
+    print(machine_line(args.threads))
+    print(markdown_table(["test-time", "mean", *HEAD_NAMES], table))
+
+
+if __name__ == "__main__":
+    main()

@@ -63,12 +63,12 @@ def evaluate(cfg: DictConfig) -> dict:
     net, hparams = build_from_checkpoint(cfg.ckpt_path, "net.")
     metric = cfg.get("metric") or hparams.get("metric", "euclidean")
     options = cfg.get("attributes") or {}
-    flip_test, consensus_k = bool(options.get("flip_test", False)), int(options.get("consensus_k", 0))
+    flip_test, consensus_k = bool(options.get("flip_test", True)), int(options.get("consensus_k", 0))
     if consensus_k and not hasattr(net, "embed_and_classify"):
         raise ValueError(f"{cfg.ckpt_path}: attributes.consensus_k needs re-ID embeddings (a task=reid or reid_strong checkpoint)")
     loader = DataLoader(ImageDataset(records, datamodule.height, datamodule.width),
                         batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
-    embeddings, probabilities = classify_loader(net.eval(), loader, flip_test, desc="evaluating")
+    embeddings, probabilities = classify_loader(net, loader, flip_test, desc="evaluating")
     probabilities = neighbour_consensus(embeddings, probabilities, consensus_k, metric)
     labels = torch.tensor([r.labels for r in records])
     accuracy = {name: float((probabilities[name].argmax(1) == labels[:, i]).float().mean()) for i, name in enumerate(HEAD_NAMES)}

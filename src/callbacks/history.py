@@ -54,8 +54,8 @@ class MetricHistory(pl.Callback):
 class MetricCurves(MetricHistory):
     """At the end of fit, one PNG per entry of ``plots``: {file name: {title, ylabel, metrics: {key: label}}}.
 
-A spec may set ``x`` (a logged metric such as ``time/train_min``, default the epoch) and ``xlabel``.
-"""
+    A spec may set ``x`` (a logged metric such as ``time/train_min``, default the epoch) and ``xlabel``.
+    """
 
     def __init__(self, output_dir: str, monitor: str, plots: dict):
         super().__init__(output_dir, monitor)

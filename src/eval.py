@@ -22,7 +22,7 @@ from src.data.attributes import HEAD_NAMES
 from src.data.datasets import ImageDataset
 from src.data.splits import query_gallery_split, split_by_identity
 from src.io.atomic import write_json
-from src.inference import classify_loader
+from src.inference import classify_loader, ensemble_members, ensemble_probabilities
 from src.metrics.consensus import neighbour_consensus
 from src.metrics.distance import pairwise_distance
 from src.metrics.query_expansion import query_expansion
@@ -66,15 +66,22 @@ def evaluate(cfg: DictConfig) -> dict:
     flip_test, consensus_k = bool(options.get("flip_test", True)), int(options.get("consensus_k", 0))
     if consensus_k and not hasattr(net, "embed_and_classify"):
         raise ValueError(f"{cfg.ckpt_path}: attributes.consensus_k needs re-ID embeddings (a task=reid or reid_strong checkpoint)")
+    members = ensemble_members(options.get("ensemble"), datamodule.height, datamodule.width)
+    with_main = bool(options.get("ensemble_with_main", True))
     loader = DataLoader(ImageDataset(records, datamodule.height, datamodule.width),
                         batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
     embeddings, probabilities = classify_loader(net, loader, flip_test, desc="evaluating")
+    if members or not with_main:
+        probabilities = ensemble_probabilities(records, members, probabilities if with_main else None, flip_test=flip_test,
+                                               batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
     probabilities = neighbour_consensus(embeddings, probabilities, consensus_k, metric)
     labels = torch.tensor([r.labels for r in records])
     accuracy = {name: float((probabilities[name].argmax(1) == labels[:, i]).float().mean()) for i, name in enumerate(HEAD_NAMES)}
     result: dict = {"checkpoint": str(cfg.ckpt_path), "data_root": str(datamodule.source.root), "split": split,
                     "num_images": len(records), "num_identities": len({r.pid for r in records}),
-                    "attribute_options": {"flip_test": flip_test, "consensus_k": consensus_k},
+                    "attribute_options": {"flip_test": flip_test, "consensus_k": consensus_k,
+                                          "ensemble": [{"ckpt": c, "height": h, "width": w} for c, h, w in members],
+                                          "ensemble_with_main": with_main},
                     "attribute_accuracy": accuracy, "mean_attribute_accuracy": float(np.mean(list(accuracy.values())))}
     if embeddings is not None:
         query, gallery = query_gallery_split(records, cfg.data.split_seed)
@@ -89,6 +96,13 @@ def evaluate(cfg: DictConfig) -> dict:
     return result
 
 
+def ensemble_note(options: dict) -> str:
+    members = len(options.get("ensemble") or ())
+    if not members:
+        return ""
+    return f", ensemble of {members + bool(options.get('ensemble_with_main', True))} networks"
+
+
 def summary(result: dict) -> str:
     lines = [f"{result['num_images']} images of {result['num_identities']} identities in {result['data_root']} (split {result['split']})"]
     if "mAP" in result:
@@ -97,7 +111,7 @@ def summary(result: dict) -> str:
                      f"({result['num_valid_queries']} queries, {result['num_skipped_queries']} without a match skipped)")
     options = result["attribute_options"]
     lines.append(f"mean attribute accuracy {100 * result['mean_attribute_accuracy']:.2f}% (flip_test={options['flip_test']}, "
-                 f"consensus_k={options['consensus_k']}): " + ", ".join(
+                 f"consensus_k={options['consensus_k']}{ensemble_note(options)}): " + ", ".join(
         f"{k} {100 * v:.1f}" for k, v in result["attribute_accuracy"].items()))
     return "\n".join(lines)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -74,9 +75,45 @@ def fastest_inference(net, num_images: int, compile: bool | str = "auto"):
     if compile is True or (compile == "auto" and num_images >= COMPILE_MIN_IMAGES):
         for module in net.modules():
             if isinstance(module, Backbone):
-                module.body = torch.compile(module.body)
+                module.body = torch.compile(module.body, dynamic=False)
     return net
 
 
 def content_hashes(records: list[ImageRecord]) -> list[str]:
     return [hashlib.sha256(r.path.read_bytes()).hexdigest() for r in records]
+
+
+def ensemble_members(specs, height: int, width: int) -> list[tuple[str, int, int]]:
+    """``attributes.ensemble`` entries -> (checkpoint, height, width); an entry is a path or a mapping
+    ``{ckpt: PATH, height: H, width: W}`` (the input size the member was trained at; default the data's)."""
+    members = []
+    for spec in specs or ():
+        if isinstance(spec, str):
+            spec = {"ckpt": spec}
+        spec = dict(spec)
+        unknown = set(spec) - {"ckpt", "height", "width"}
+        if "ckpt" not in spec or unknown:
+            raise ValueError(f"attributes.ensemble entry {spec}: expected a path or {{ckpt: PATH, height: H, width: W}}"
+                             + (f" (unknown keys {sorted(unknown)})" if unknown else " (no ckpt)"))
+        members.append((str(spec["ckpt"]), int(spec.get("height", height)), int(spec.get("width", width))))
+    return members
+
+
+def ensemble_probabilities(records: list[ImageRecord], members: list[tuple[str, int, int]],
+                           main: dict[str, torch.Tensor] | None = None, *, flip_test: bool = True,
+                           batch_size: int = 256, num_workers: int = 2) -> dict[str, torch.Tensor]:
+    """Mean attribute probabilities of ``main`` (if given) and each member checkpoint, every network at its own
+    input size. Independently trained networks err on different pictures; measured in README "Results"."""
+    from src.models.loading import CheckpointError, load_attribute_net
+
+    pool = [main] if main is not None else []
+    for ckpt, height, width in members:
+        net, _ = load_attribute_net(ckpt)
+        _, probabilities = embed_and_classify_records(net, records, height, width, batch_size, num_workers, flip_test,
+                                                      desc=f"attributes of {Path(ckpt).name}")
+        if pool and set(probabilities) != set(pool[0]):
+            raise CheckpointError(f"{ckpt}: attribute heads {sorted(probabilities)} differ from {sorted(pool[0])}")
+        pool.append(probabilities)
+    if not pool:
+        raise ValueError("attribute ensemble: no network (empty attributes.ensemble and ensemble_with_main=false)")
+    return {name: torch.stack([p[name] for p in pool]).mean(0) for name in pool[0]}

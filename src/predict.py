@@ -12,7 +12,8 @@ from src.data.records import IMAGE_SUFFIXES, DataError, ImageRecord, list_images
 from src.io.atomic import write_csv, write_json, write_text
 from src.io.classification import probabilities_frame, readable_rows, write_classification_csv
 from src.data.attributes import HEAD_NAMES, HEADS
-from src.inference import content_hashes, embed_and_classify_records, embed_records
+from src.inference import (content_hashes, embed_and_classify_records, embed_records, ensemble_members,
+                           ensemble_probabilities)
 from src.metrics.consensus import neighbour_consensus
 from src.io.reid import reid_lines, write_reid_txt
 from src.models.loading import build_from_checkpoint, load_attribute_net, read_checkpoint
@@ -30,13 +31,16 @@ def input_records(path: str | Path) -> list[ImageRecord]:
 def predict_folder(
     ckpt_path: str | Path, input_path: str | Path, output_dir: str | Path, *, height: int, width: int,
     batch_size: int = 256, num_workers: int = 2, csv_name: str = "classification_test.csv",
-    flip_test: bool = True, consensus_k: int = 0,
+    flip_test: bool = True, consensus_k: int = 0, ensemble=(), ensemble_with_main: bool = True,
 ) -> Path:
     """Write ``csv_name`` (course format), ``attribute_probabilities.csv`` and ``attributes.txt`` for the images.
 
     ``flip_test`` averages each image with its mirror; ``consensus_k > 0`` averages each image's probabilities
     with its k nearest images in the checkpoint's re-ID space (src/metrics/consensus.py; re-ID checkpoints only).
+    ``ensemble``: more attribute checkpoints whose probabilities are averaged in (``ensemble_members`` entries);
+    ``ensemble_with_main=False`` leaves the checkpoint's own heads out (it then only gives the re-ID neighbours).
     """
+    members = ensemble_members(ensemble, height, width)
     records = input_records(input_path)
     net, hparams = load_attribute_net(ckpt_path)
     if consensus_k and not hasattr(net, "embed_and_classify"):
@@ -44,6 +48,9 @@ def predict_folder(
                          "checkpoint (it holds the attribute heads too) or set consensus_k=0")
     embeddings, probs = embed_and_classify_records(net, records, height, width, batch_size, num_workers, flip_test,
                                                    desc="predicting attributes")
+    if members or not ensemble_with_main:
+        probs = ensemble_probabilities(records, members, probs if ensemble_with_main else None, flip_test=flip_test,
+                                       batch_size=batch_size, num_workers=num_workers)
     if consensus_k:
         probs = neighbour_consensus(embeddings, probs, consensus_k, hparams.get("metric", "euclidean"))
     return write_attribute_outputs(output_dir, [r.name for r in records], {k: v.numpy() for k, v in probs.items()}, csv_name)
@@ -67,13 +74,13 @@ def write_attribute_outputs(output_dir: str | Path, names: list[str], probs: dic
 def predict_reid(
     ckpt_path: str | Path, queries: str | Path, gallery: str | Path, output_dir: str | Path, *, height: int, width: int,
     threshold: float | None = None, batch_size: int = 256, num_workers: int = 2, metric: str | None = None,
-    flip_test: bool = True, consensus_k: int = 0,
+    flip_test: bool = True, consensus_k: int = 0, ensemble=(), ensemble_with_main: bool = True,
 ) -> Path:
     """Write ``reid_test.txt``: for each query, the gallery images closer than the threshold (own copy excluded),
     and the gallery's attribute predictions (classification_test.csv ...) from the same network pass.
 
     ``threshold=None`` takes the one the threshold sweep stored in the checkpoint, ``metric=None`` the
-    distance the model was validated with. ``flip_test`` / ``consensus_k``: as in ``predict_folder``, for the
+    distance the model was validated with. ``flip_test`` / ``consensus_k`` / ``ensemble``: as in ``predict_folder``, for the
     gallery's attributes (the neighbours are other gallery images).
     """
     if threshold is None:
@@ -87,6 +94,10 @@ def predict_reid(
     query_features = embed_records(net, query_records, desc="embedding queries", **options)
     gallery_features, probabilities = embed_and_classify_records(net, gallery_records, flip_test=flip_test,
                                                                  desc="embedding gallery", **options)
+    members = ensemble_members(ensemble, height, width)
+    if members or not ensemble_with_main:
+        probabilities = ensemble_probabilities(gallery_records, members, probabilities if ensemble_with_main else None,
+                                               flip_test=flip_test, batch_size=batch_size, num_workers=num_workers)
     probabilities = neighbour_consensus(gallery_features, probabilities, consensus_k, metric)
     write_attribute_outputs(output_dir, [r.name for r in gallery_records], {k: v.numpy() for k, v in probabilities.items()})
     lines = reid_lines(
@@ -103,6 +114,7 @@ def main(cfg: DictConfig) -> None:
         cfg.ckpt_path, cfg.input, cfg.paths.output_dir, height=cfg.data.height, width=cfg.data.width,
         batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers,
         flip_test=cfg.attributes.flip_test, consensus_k=cfg.attributes.consensus_k,
+        ensemble=cfg.attributes.ensemble, ensemble_with_main=cfg.attributes.ensemble_with_main,
     )
     print(f"wrote {path}")
 

@@ -185,3 +185,47 @@ def test_eval_with_reranking_and_query_expansion(trained_attributes, tmp_path, c
     assert val["mean_attribute_accuracy"] == pytest.approx(json.loads((out / "metrics.json").read_text())["val/mean_acc_best"], abs=1e-6)
     with pytest.raises(ValueError, match=r"\.ckpt: attributes\.consensus_k needs re-ID embeddings"):
         evaluate(compose_config("eval", [*base, "attributes.consensus_k=3"], tmp_path / "consensus", cache_dir))
+
+
+def test_attribute_ensemble_averages_the_networks(trained_attributes, tmp_path, cache_dir):
+    from src.eval import evaluate
+    from src.models.loading import CheckpointError
+    from src.predict import predict_folder
+    from tests.conftest import compose_config
+
+    cfg, _, out = trained_attributes
+    best = json.loads((out / "metrics.json").read_text())["best_checkpoint"]
+    # a second, different network: the same run with its classifier weights perturbed
+    import torch
+    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    generator = torch.Generator().manual_seed(0)
+    for key, value in checkpoint["state_dict"].items():
+        if key.startswith("net.heads.") and value.is_floating_point() and value.dim() == 2:
+            value += 0.5 * value.std() * torch.randn(value.shape, generator=generator)
+    last = str(tmp_path / "other.ckpt")
+    torch.save(checkpoint, last)
+    base = ["task=attributes", "data.num_workers=0", "data.source.num_train_ids=60", "data.source.num_test_ids=8",
+            "split=val", "data.val_ratio=0.3"]
+    alone = evaluate(compose_config("eval", [*base, f"ckpt_path={last}"], tmp_path / "last", cache_dir))
+    # the checkpoint's own heads left out: the ensemble of one member is that member
+    only_member = evaluate(compose_config("eval", [*base, f"ckpt_path={best}", f"attributes.ensemble=[{last}]",
+                                                   "attributes.ensemble_with_main=false"], tmp_path / "member", cache_dir))
+    assert only_member["attribute_accuracy"] == alone["attribute_accuracy"]
+    assert only_member["attribute_options"]["ensemble"] == [{"ckpt": last, "height": 128, "width": 64}]
+
+    # predict: the ensemble's probabilities are the mean of the two networks'
+    test_dir = Path(cfg.data.root) / "test"
+    options = dict(height=128, width=64, num_workers=0)
+    probabilities = [pd.read_csv(predict_folder(ckpt, test_dir, tmp_path / name, **options).parent / "attribute_probabilities.csv")
+                     for ckpt, name in ((best, "best"), (last, "last"))]
+    both = pd.read_csv(predict_folder(best, test_dir, tmp_path / "both", ensemble=[{"ckpt": last, "height": 128, "width": 64}],
+                                      **options).parent / "attribute_probabilities.csv")
+    columns = [c for c in both.columns if c != "name"]
+    assert not np.allclose(probabilities[0][columns], probabilities[1][columns], atol=1e-3)
+    np.testing.assert_allclose(both[columns], (probabilities[0][columns] + probabilities[1][columns]) / 2, atol=2e-4)
+
+    with pytest.raises(ValueError, match=r"unknown keys \['size'\]"):
+        predict_folder(best, test_dir, tmp_path / "bad", ensemble=[{"ckpt": last, "size": 3}], **options)
+    with pytest.raises(CheckpointError, match="nowhere.ckpt: checkpoint not found"):
+        predict_folder(best, test_dir, tmp_path / "missing", ensemble=[str(tmp_path / "nowhere.ckpt")], **options)
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "missing").exists()

@@ -1,11 +1,14 @@
-"""Benchmark (accuracy, not speed): attribute accuracy with test-time flips and re-ID neighbour consensus.
+"""Benchmark (accuracy, not speed): attribute accuracy with test-time flips, re-ID neighbour consensus, ensembles.
 
     python bench/bench_attribute_consensus.py --ckpt RE_ID_CKPT [--data-root DIR] [--height 256 --width 128]
+        [--ensemble ATTR_CKPT[@HxW] ...] [--ensemble-only]
     python bench/bench_attribute_consensus.py --small      # random-weight network on synthetic data (smoke test)
 
 One inference pass over the validation identities (the seeded identity split of training), then side by
-side: plain, + flip, + consensus over k re-ID neighbours (src/metrics/consensus.py) for several k, and the
-identity oracle (the mean over all pictures of the true person: the ceiling of any consensus, not a method).
+side: plain, + flip, + consensus over k re-ID neighbours (src/metrics/consensus.py) for several k, by plain
+and by k-reciprocal re-ranked distance, and the identity oracle (the mean over all pictures of the true
+person: the ceiling of any consensus, not a method). With ``--ensemble`` the same rows follow for the mean
+probabilities of the checkpoint's heads (left out with ``--ensemble-only``) and the listed attribute networks.
 The checkpoint must be a re-ID one (task=reid holds the frozen stage 1 and its heads; task=reid_strong its own).
 """
 
@@ -24,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from src.data.attributes import HEAD_NAMES  # noqa: E402
 from src.data.splits import split_by_identity  # noqa: E402
+from src.inference import ensemble_probabilities  # noqa: E402
 from src.metrics.consensus import neighbour_consensus  # noqa: E402
 
 KS = (5, 10, 20, 40)
@@ -69,6 +73,23 @@ def identity_oracle(probabilities: dict, pids: np.ndarray) -> dict:
     return out
 
 
+def consensus_rows(label: str, probabilities: dict, embeddings, metric: str, ks, pids) -> list:
+    rows = [(label, probabilities)]
+    for rerank in (False, True):
+        rows += [(f"{label} + consensus k={k}{' re-ranked' if rerank else ''}",
+                  neighbour_consensus(embeddings, probabilities, k, metric, rerank=rerank)) for k in ks]
+    rows.append((f"{label}: identity oracle (ceiling, not a method)", identity_oracle(probabilities, pids)))
+    return rows
+
+
+def parse_member(spec: str, height: int, width: int) -> tuple[str, int, int]:
+    """``PATH`` or ``PATH@HxW`` -> (checkpoint, height, width)."""
+    path, _, size = spec.partition("@")
+    if size:
+        height, width = (int(v) for v in size.lower().split("x"))
+    return path, height, width
+
+
 def small_setup(folder: str):
     from src.data.sources import SyntheticSource
     from src.models.backbones import efficientnet_lite
@@ -88,6 +109,8 @@ def main() -> None:
     parser.add_argument("--val-ratio", type=float, default=0.2)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ensemble", nargs="*", default=[], help="attribute checkpoints averaged in, PATH or PATH@HxW")
+    parser.add_argument("--ensemble-only", action="store_true", help="leave the re-ID checkpoint's own heads out")
     parser.add_argument("--small", action="store_true", help="random network on tiny synthetic data (smoke test)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -113,9 +136,12 @@ def main() -> None:
     started = time.perf_counter()
     embeddings, plain, flipped = inference(net, val, height, width)
     seconds = time.perf_counter() - started
-    rows = [("plain", plain), ("+ flip", flipped)]
-    rows += [(f"+ flip + consensus k={k}", neighbour_consensus(embeddings, flipped, k, metric)) for k in ks]
-    rows.append(("identity oracle (ceiling, not a method)", identity_oracle(flipped, pids)))
+    rows = [("plain", plain), *consensus_rows("+ flip", flipped, embeddings, metric, ks, pids)]
+    if args.ensemble:
+        members = [parse_member(spec, height, width) for spec in args.ensemble]
+        ensembled = ensemble_probabilities(val, members, None if args.ensemble_only else flipped, num_workers=0)
+        label = f"ensemble of {len(members) + (not args.ensemble_only)} (flip)"
+        rows += consensus_rows(label, ensembled, embeddings, metric, ks, pids)
     table = []
     for name, probabilities in rows:
         per_head = accuracies(probabilities, labels)

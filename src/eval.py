@@ -74,12 +74,13 @@ def evaluate(cfg: DictConfig) -> dict:
     if members or not with_main:
         probabilities = ensemble_probabilities(records, members, probabilities if with_main else None, flip_test=flip_test,
                                                batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
-    probabilities = neighbour_consensus(embeddings, probabilities, consensus_k, metric)
+    consensus_rerank = bool(options.get("consensus_rerank", False))
+    probabilities = neighbour_consensus(embeddings, probabilities, consensus_k, metric, rerank=consensus_rerank)
     labels = torch.tensor([r.labels for r in records])
     accuracy = {name: float((probabilities[name].argmax(1) == labels[:, i]).float().mean()) for i, name in enumerate(HEAD_NAMES)}
     result: dict = {"checkpoint": str(cfg.ckpt_path), "data_root": str(datamodule.source.root), "split": split,
                     "num_images": len(records), "num_identities": len({r.pid for r in records}),
-                    "attribute_options": {"flip_test": flip_test, "consensus_k": consensus_k,
+                    "attribute_options": {"flip_test": flip_test, "consensus_k": consensus_k, "consensus_rerank": consensus_rerank,
                                           "ensemble": [{"ckpt": c, "height": h, "width": w} for c, h, w in members],
                                           "ensemble_with_main": with_main},
                     "attribute_accuracy": accuracy, "mean_attribute_accuracy": float(np.mean(list(accuracy.values())))}
@@ -111,7 +112,8 @@ def summary(result: dict) -> str:
                      f"({result['num_valid_queries']} queries, {result['num_skipped_queries']} without a match skipped)")
     options = result["attribute_options"]
     lines.append(f"mean attribute accuracy {100 * result['mean_attribute_accuracy']:.2f}% (flip_test={options['flip_test']}, "
-                 f"consensus_k={options['consensus_k']}{ensemble_note(options)}): " + ", ".join(
+                 f"consensus_k={options['consensus_k']}{' re-ranked' if options.get('consensus_rerank') else ''}"
+                 f"{ensemble_note(options)}): " + ", ".join(
         f"{k} {100 * v:.1f}" for k, v in result["attribute_accuracy"].items()))
     return "\n".join(lines)
 

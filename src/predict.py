@@ -31,12 +31,14 @@ def input_records(path: str | Path) -> list[ImageRecord]:
 def predict_folder(
     ckpt_path: str | Path, input_path: str | Path, output_dir: str | Path, *, height: int, width: int,
     batch_size: int = 256, num_workers: int = 2, csv_name: str = "classification_test.csv",
-    flip_test: bool = True, consensus_k: int = 0, ensemble=(), ensemble_with_main: bool = True,
+    flip_test: bool = True, consensus_k: int = 0, consensus_rerank: bool = False, ensemble=(),
+    ensemble_with_main: bool = True,
 ) -> Path:
     """Write ``csv_name`` (course format), ``attribute_probabilities.csv`` and ``attributes.txt`` for the images.
 
     ``flip_test`` averages each image with its mirror; ``consensus_k > 0`` averages each image's probabilities
-    with its k nearest images in the checkpoint's re-ID space (src/metrics/consensus.py; re-ID checkpoints only).
+    with its k nearest images in the checkpoint's re-ID space (src/metrics/consensus.py; re-ID checkpoints only),
+    by k-reciprocal re-ranked distance with ``consensus_rerank``.
     ``ensemble``: more attribute checkpoints whose probabilities are averaged in (``ensemble_members`` entries);
     ``ensemble_with_main=False`` leaves the checkpoint's own heads out (it then only gives the re-ID neighbours).
     """
@@ -52,7 +54,7 @@ def predict_folder(
         probs = ensemble_probabilities(records, members, probs if ensemble_with_main else None, flip_test=flip_test,
                                        batch_size=batch_size, num_workers=num_workers)
     if consensus_k:
-        probs = neighbour_consensus(embeddings, probs, consensus_k, hparams.get("metric", "euclidean"))
+        probs = neighbour_consensus(embeddings, probs, consensus_k, hparams.get("metric", "euclidean"), rerank=consensus_rerank)
     return write_attribute_outputs(output_dir, [r.name for r in records], {k: v.numpy() for k, v in probs.items()}, csv_name)
 
 
@@ -74,13 +76,14 @@ def write_attribute_outputs(output_dir: str | Path, names: list[str], probs: dic
 def predict_reid(
     ckpt_path: str | Path, queries: str | Path, gallery: str | Path, output_dir: str | Path, *, height: int, width: int,
     threshold: float | None = None, batch_size: int = 256, num_workers: int = 2, metric: str | None = None,
-    flip_test: bool = True, consensus_k: int = 0, ensemble=(), ensemble_with_main: bool = True,
+    flip_test: bool = True, consensus_k: int = 0, consensus_rerank: bool = False, ensemble=(),
+    ensemble_with_main: bool = True,
 ) -> Path:
     """Write ``reid_test.txt``: for each query, the gallery images closer than the threshold (own copy excluded),
     and the gallery's attribute predictions (classification_test.csv ...) from the same network pass.
 
     ``threshold=None`` takes the one the threshold sweep stored in the checkpoint, ``metric=None`` the
-    distance the model was validated with. ``flip_test`` / ``consensus_k`` / ``ensemble``: as in ``predict_folder``, for the
+    distance the model was validated with. ``flip_test`` / ``consensus_*`` / ``ensemble*``: as in ``predict_folder``, for the
     gallery's attributes (the neighbours are other gallery images).
     """
     if threshold is None:
@@ -98,7 +101,7 @@ def predict_reid(
     if members or not ensemble_with_main:
         probabilities = ensemble_probabilities(gallery_records, members, probabilities if ensemble_with_main else None,
                                                flip_test=flip_test, batch_size=batch_size, num_workers=num_workers)
-    probabilities = neighbour_consensus(gallery_features, probabilities, consensus_k, metric)
+    probabilities = neighbour_consensus(gallery_features, probabilities, consensus_k, metric, rerank=consensus_rerank)
     write_attribute_outputs(output_dir, [r.name for r in gallery_records], {k: v.numpy() for k, v in probabilities.items()})
     lines = reid_lines(
         query_features, gallery_features, [r.name for r in query_records], [r.name for r in gallery_records],
@@ -114,6 +117,7 @@ def main(cfg: DictConfig) -> None:
         cfg.ckpt_path, cfg.input, cfg.paths.output_dir, height=cfg.data.height, width=cfg.data.width,
         batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers,
         flip_test=cfg.attributes.flip_test, consensus_k=cfg.attributes.consensus_k,
+        consensus_rerank=cfg.attributes.consensus_rerank,
         ensemble=cfg.attributes.ensemble, ensemble_with_main=cfg.attributes.ensemble_with_main,
     )
     print(f"wrote {path}")

@@ -14,7 +14,7 @@ OWN_SCRIPTS = {
     "bench_lightning_overhead.py": "| Lightning (AttributeModule + Trainer) |",
     "bench_inference.py": "| float32 channels_last |",
     "bench_data_pipeline.py": "| model training step (lite0) |",
-    "bench_attribute_consensus.py": "| + flip + consensus k=4 |",
+    "bench_attribute_consensus.py": "| + flip + consensus k=4 re-ranked |",
 }
 
 

@@ -159,7 +159,10 @@ def test_strong_model_learns_identities_and_attributes(tmp_path, cache_dir):
     assert 0 < reranked["mAP"] <= 1 and reranked["mAP"] != val["mAP"]
     # attribute consensus over re-ID neighbours: in eval, and in predict for the unlabelled test folder
     smoothed = evaluate(compose_config("eval", [*base, "split=val", "attributes.consensus_k=3"], tmp_path / "eval_k", cache_dir))
-    assert smoothed["attribute_options"] == {"flip_test": True, "consensus_k": 3} and 0.5 < smoothed["mean_attribute_accuracy"] <= 1
+    assert smoothed["attribute_options"]["consensus_k"] == 3 and 0.5 < smoothed["mean_attribute_accuracy"] <= 1
+    reranked_k = evaluate(compose_config("eval", [*base, "split=val", "attributes.consensus_k=3", "attributes.consensus_rerank=true"],
+                                         tmp_path / "eval_k_rr", cache_dir))
+    assert reranked_k["attribute_options"]["consensus_rerank"] and 0.5 < reranked_k["mean_attribute_accuracy"] <= 1
     from src.predict import predict_folder
     test_dir = Path(cfg.data.root) / "test"
     csv = predict_folder(base[1].split("=", 1)[1], test_dir, tmp_path / "predicted", height=128, width=64, num_workers=0, consensus_k=3)

@@ -12,16 +12,26 @@ from __future__ import annotations
 import torch
 
 from .distance import iter_distance_chunks
+from .rerank import re_ranking_from_features
 
 
 @torch.no_grad()
-def neighbour_indices(embeddings: torch.Tensor, k: int, metric: str = "euclidean", chunk_size: int = 1024) -> torch.Tensor:
-    """(N, k) indices of each row's ``k`` nearest other rows, nearest first (memory: one chunk x N block)."""
+def neighbour_indices(embeddings: torch.Tensor, k: int, metric: str = "euclidean", chunk_size: int = 1024,
+                      rerank: bool = False) -> torch.Tensor:
+    """(N, k) indices of each row's ``k`` nearest other rows, nearest first (memory: one chunk x N block).
+
+    ``rerank``: by k-reciprocal re-ranked distance (src/metrics/rerank.py, default parameters), whose
+    neighbours are more often the same person; it holds the N x N distances (4 N^2 bytes).
+    """
     num = len(embeddings)
     if not 1 <= k < num:
         raise ValueError(f"consensus k must be in [1, {num - 1}] for {num} images, got {k}")
     indices = []
-    for start, block in iter_distance_chunks(embeddings, embeddings, metric, chunk_size):
+    chunks = iter_distance_chunks(embeddings, embeddings, metric, chunk_size)
+    if rerank:
+        reranked = re_ranking_from_features(embeddings, embeddings, metric)
+        chunks = ((start, reranked[start:start + chunk_size]) for start in range(0, num, chunk_size))
+    for start, block in chunks:
         rows = torch.arange(start, start + len(block))
         block[torch.arange(len(block)), rows] = float("inf")  # never one's own neighbour
         indices.append(torch.topk(block, k, dim=1, largest=False, sorted=True).indices)
@@ -30,12 +40,12 @@ def neighbour_indices(embeddings: torch.Tensor, k: int, metric: str = "euclidean
 
 @torch.no_grad()
 def neighbour_consensus(embeddings: torch.Tensor, probabilities: dict[str, torch.Tensor], k: int,
-                        metric: str = "euclidean", chunk_size: int = 1024) -> dict[str, torch.Tensor]:
+                        metric: str = "euclidean", chunk_size: int = 1024, rerank: bool = False) -> dict[str, torch.Tensor]:
     """Per head: the mean of each image's probabilities and those of its ``k`` nearest neighbours."""
     if k == 0:
         return probabilities
     for name, probs in probabilities.items():
         if len(probs) != len(embeddings):
             raise ValueError(f"{name}: {len(probs)} probability rows for {len(embeddings)} embeddings")
-    neighbours = neighbour_indices(embeddings, k, metric, chunk_size)
+    neighbours = neighbour_indices(embeddings, k, metric, chunk_size, rerank)
     return {name: (probs + probs[neighbours].sum(1)) / (k + 1) for name, probs in probabilities.items()}

@@ -60,3 +60,18 @@ def test_chunked_equals_one_block_at_scale():
     chunked = neighbour_consensus(embeddings, probs, 5, chunk_size=256)["age"]
     whole = neighbour_consensus(embeddings, probs, 5, chunk_size=4096)["age"]
     assert np.allclose(chunked.numpy(), whole.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_reranked_neighbours_follow_the_reranked_distances(metric):
+    from src.metrics.rerank import re_ranking_from_features
+
+    generator = torch.Generator().manual_seed(3)
+    embeddings = torch.randn(6, 4, generator=generator).repeat_interleave(5, 0) + 0.3 * torch.randn(30, 4, generator=generator)
+    reranked = re_ranking_from_features(embeddings, embeddings, metric).double()
+    reranked.fill_diagonal_(float("inf"))
+    got = neighbour_indices(embeddings, 4, metric, chunk_size=7, rerank=True)
+    assert not (got == torch.arange(30)[:, None]).any()
+    # the same distances as the brute-force order (ties may swap indices, never distances)
+    torch.testing.assert_close(reranked.gather(1, got), reranked.sort(1).values[:, :4])
+    assert not torch.equal(got, neighbour_indices(embeddings, 4, metric))

@@ -95,6 +95,9 @@ def ensemble_members(specs, height: int, width: int) -> list[tuple[str, int, int
         if "ckpt" not in spec or unknown:
             raise ValueError(f"attributes.ensemble entry {spec}: expected a path or {{ckpt: PATH, height: H, width: W}}"
                              + (f" (unknown keys {sorted(unknown)})" if unknown else " (no ckpt)"))
+        if not Path(spec["ckpt"]).is_file():  # before any inference: a typo should not cost a pass over the images
+            from src.models.loading import CheckpointError
+            raise CheckpointError(f"{spec['ckpt']}: checkpoint not found (attributes.ensemble)")
         members.append((str(spec["ckpt"]), int(spec.get("height", height)), int(spec.get("width", width))))
     return members
 

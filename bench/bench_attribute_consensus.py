@@ -58,8 +58,19 @@ def inference(net, records, height: int, width: int, batch_size: int = 64):
     return torch.cat(embeddings), {n: v.softmax(1) for n, v in plain.items()}, flipped
 
 
-def accuracies(probabilities: dict, labels: torch.Tensor) -> list[float]:
-    return [100 * float((probabilities[n].argmax(1) == labels[:, i]).float().mean()) for i, n in enumerate(HEAD_NAMES)]
+def correct_matrix(probabilities: dict, labels: torch.Tensor) -> np.ndarray:
+    """(N, heads) 1 where the image's predicted class is right."""
+    return np.stack([(probabilities[n].argmax(1) == labels[:, i]).numpy() for i, n in enumerate(HEAD_NAMES)], 1).astype(float)
+
+
+def identity_bootstrap(correct: np.ndarray, pids: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the mean accuracy (%) when the identities are resampled with replacement: the
+    spread to expect from another draw of validation people (images of one person are not independent)."""
+    ids, inverse = np.unique(pids, return_inverse=True)
+    sums, counts = np.bincount(inverse, correct.mean(1), len(ids)), np.bincount(inverse, minlength=len(ids))
+    picks = np.random.default_rng(seed).integers(0, len(ids), (resamples, len(ids)))
+    means = 100 * sums[picks].sum(1) / counts[picks].sum(1)
+    return tuple(np.percentile(means, [2.5, 97.5]))
 
 
 def identity_oracle(probabilities: dict, pids: np.ndarray) -> dict:
@@ -144,12 +155,13 @@ def main() -> None:
         rows += consensus_rows(label, ensembled, embeddings, metric, ks, pids)
     table = []
     for name, probabilities in rows:
-        per_head = accuracies(probabilities, labels)
-        table.append([name, f"{np.mean(per_head):.2f}", *(f"{a:.1f}" for a in per_head)])
+        correct = correct_matrix(probabilities, labels)
+        low, high = identity_bootstrap(correct, pids)
+        table.append([name, f"{100 * correct.mean():.2f}", f"{low:.1f}-{high:.1f}", *(f"{100 * a:.1f}" for a in correct.mean(0))])
     print(f"# attribute accuracy (%) on {len(val)} validation images of {len(set(pids))} identities; {source}; "
           f"{height}x{width}, {metric} distance; inference {seconds:.0f} s")
     print(machine_line(args.threads))
-    print(markdown_table(["test-time", "mean", *HEAD_NAMES], table))
+    print(markdown_table(["test-time", "mean", "95% CI (identities resampled)", *HEAD_NAMES], table))
 
 
 if __name__ == "__main__":

@@ -39,3 +39,23 @@ def test_reference_bench_small(script):
 def test_own_bench_small(script, row):
     out = run_small(script)
     assert row in out
+
+
+def test_identity_bootstrap_interval():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_attribute_consensus", BENCH / "bench_attribute_consensus.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(BENCH))
+    import numpy as np
+
+    pids = np.repeat(np.arange(40), 5)
+    # every person equally right: resampling people cannot move the mean
+    same = np.full((200, 3), 0.5)
+    assert bench.identity_bootstrap(same, pids) == pytest.approx((50.0, 50.0))
+    # half the people always right, half always wrong: the interval is wide and holds the mean
+    split = np.repeat((np.arange(40) % 2).astype(float), 5)[:, None].repeat(3, 1)
+    low, high = bench.identity_bootstrap(split, pids)
+    assert low < 50 < high and high - low > 20

@@ -71,9 +71,8 @@ def evaluate(cfg: DictConfig) -> dict:
     loader = DataLoader(ImageDataset(records, datamodule.height, datamodule.width),
                         batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
     embeddings, probabilities = classify_loader(net, loader, flip_test, desc="evaluating")
-    if members or not with_main:
-        probabilities = ensemble_probabilities(records, members, probabilities if with_main else None, flip_test=flip_test,
-                                               batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
+    probabilities = ensemble_probabilities(records, members, probabilities if with_main else None, flip_test=flip_test,
+                                           batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
     consensus_rerank = bool(options.get("consensus_rerank", False))
     probabilities = neighbour_consensus(embeddings, probabilities, consensus_k, metric, rerank=consensus_rerank)
     labels = torch.tensor([r.labels for r in records])

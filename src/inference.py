@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from src.data.datasets import ImageDataset
 from src.data.records import ImageRecord
+from src.models.loading import CheckpointError, load_attribute_net
 
 
 @torch.no_grad()
@@ -96,7 +97,6 @@ def ensemble_members(specs, height: int, width: int) -> list[tuple[str, int, int
             raise ValueError(f"attributes.ensemble entry {spec}: expected a path or {{ckpt: PATH, height: H, width: W}}"
                              + (f" (unknown keys {sorted(unknown)})" if unknown else " (no ckpt)"))
         if not Path(spec["ckpt"]).is_file():  # before any inference: a typo should not cost a pass over the images
-            from src.models.loading import CheckpointError
             raise CheckpointError(f"{spec['ckpt']}: checkpoint not found (attributes.ensemble)")
         members.append((str(spec["ckpt"]), int(spec.get("height", height)), int(spec.get("width", width))))
     return members
@@ -106,9 +106,10 @@ def ensemble_probabilities(records: list[ImageRecord], members: list[tuple[str, 
                            main: dict[str, torch.Tensor] | None = None, *, flip_test: bool = True,
                            batch_size: int = 256, num_workers: int = 2) -> dict[str, torch.Tensor]:
     """Mean attribute probabilities of ``main`` (if given) and each member checkpoint, every network at its own
-    input size. Independently trained networks err on different pictures; measured in README "Results"."""
-    from src.models.loading import CheckpointError, load_attribute_net
-
+    input size; ``main`` itself when there are no members. Independently trained networks err on different
+    pictures; measured in README "Results"."""
+    if not members and main is not None:
+        return main
     pool = [main] if main is not None else []
     for ckpt, height, width in members:
         net, _ = load_attribute_net(ckpt)

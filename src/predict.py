@@ -50,9 +50,8 @@ def predict_folder(
                          "checkpoint (it holds the attribute heads too) or set consensus_k=0")
     embeddings, probs = embed_and_classify_records(net, records, height, width, batch_size, num_workers, flip_test,
                                                    desc="predicting attributes")
-    if members or not ensemble_with_main:
-        probs = ensemble_probabilities(records, members, probs if ensemble_with_main else None, flip_test=flip_test,
-                                       batch_size=batch_size, num_workers=num_workers)
+    probs = ensemble_probabilities(records, members, probs if ensemble_with_main else None, flip_test=flip_test,
+                                   batch_size=batch_size, num_workers=num_workers)
     if consensus_k:
         probs = neighbour_consensus(embeddings, probs, consensus_k, hparams.get("metric", "euclidean"), rerank=consensus_rerank)
     return write_attribute_outputs(output_dir, [r.name for r in records], {k: v.numpy() for k, v in probs.items()}, csv_name)
@@ -90,6 +89,7 @@ def predict_reid(
         threshold = read_checkpoint(ckpt_path).get("retrieval_threshold")
         if threshold is None or threshold != threshold:
             raise ValueError(f"{ckpt_path}: holds no swept threshold; pass threshold=VALUE")
+    members = ensemble_members(ensemble, height, width)
     net, hparams = build_from_checkpoint(ckpt_path, "net.")
     metric = metric or hparams.get("metric", "euclidean")
     query_records, gallery_records = input_records(queries), input_records(gallery)
@@ -97,10 +97,8 @@ def predict_reid(
     query_features = embed_records(net, query_records, desc="embedding queries", **options)
     gallery_features, probabilities = embed_and_classify_records(net, gallery_records, flip_test=flip_test,
                                                                  desc="embedding gallery", **options)
-    members = ensemble_members(ensemble, height, width)
-    if members or not ensemble_with_main:
-        probabilities = ensemble_probabilities(gallery_records, members, probabilities if ensemble_with_main else None,
-                                               flip_test=flip_test, batch_size=batch_size, num_workers=num_workers)
+    probabilities = ensemble_probabilities(gallery_records, members, probabilities if ensemble_with_main else None,
+                                           flip_test=flip_test, batch_size=batch_size, num_workers=num_workers)
     probabilities = neighbour_consensus(gallery_features, probabilities, consensus_k, metric, rerank=consensus_rerank)
     write_attribute_outputs(output_dir, [r.name for r in gallery_records], {k: v.numpy() for k, v in probabilities.items()})
     lines = reid_lines(

@@ -27,10 +27,11 @@ def neighbour_indices(embeddings: torch.Tensor, k: int, metric: str = "euclidean
     if not 1 <= k < num:
         raise ValueError(f"consensus k must be in [1, {num - 1}] for {num} images, got {k}")
     indices = []
-    chunks = iter_distance_chunks(embeddings, embeddings, metric, chunk_size)
     if rerank:
         reranked = re_ranking_from_features(embeddings, embeddings, metric)
         chunks = ((start, reranked[start:start + chunk_size]) for start in range(0, num, chunk_size))
+    else:
+        chunks = iter_distance_chunks(embeddings, embeddings, metric, chunk_size)
     for start, block in chunks:
         rows = torch.arange(start, start + len(block))
         block[torch.arange(len(block)), rows] = float("inf")  # never one's own neighbour

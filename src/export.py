@@ -53,12 +53,52 @@ def export_onnx(ckpt_path: str | Path, output: str | Path, height: int, width: i
     return output
 
 
+class ParityError(RuntimeError):
+    """The exported graph's outputs differ from the checkpoint's torch outputs."""
+
+
+def onnx_parity(ckpt_path: str | Path, onnx_path: str | Path, height: int, width: int, batch_sizes=(1, 3),
+                seed: int = 0) -> float:
+    """Max absolute difference between onnxruntime and torch over every output, on random images of each batch size."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ParityError("the parity check needs onnxruntime (pip install onnxruntime), or pass check=false") from err
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    graph = ExportGraph(build_from_checkpoint(ckpt_path, "net.")[0]).eval()
+    generator = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for batch in batch_sizes:
+        images = torch.rand(batch, 3, height, width, generator=generator)
+        with torch.no_grad():
+            expected = [t.numpy() for t in graph(images)]
+        actual = session.run(None, {"images": images.numpy()})
+        worst = max([worst, *(float(abs(a - e).max()) for a, e in zip(actual, expected))])
+    return worst
+
+
+def export_checked(ckpt_path: str | Path, output: str | Path, height: int, width: int, check: bool = True,
+                   tolerance: float = 1e-4) -> tuple[Path, float | None]:
+    """Export, then (``check``) compare onnxruntime with torch; above ``tolerance`` the file is removed and it fails."""
+    path = export_onnx(ckpt_path, output, height, width)
+    if not check:
+        return path, None
+    difference = onnx_parity(ckpt_path, path, height, width)
+    if not difference <= tolerance:
+        path.unlink()
+        raise ParityError(f"{path}: onnxruntime differs from torch by {difference:.2e} (> {tolerance:.0e}); file removed")
+    return path, difference
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
     if cfg.format != "onnx":
         raise ValueError(f"format={cfg.format!r}: only 'onnx' is supported")
     output = cfg.get("output") or Path(cfg.paths.output_dir) / (Path(cfg.ckpt_path).stem + ".onnx")
-    print(f"wrote {export_onnx(cfg.ckpt_path, output, cfg.data.height, cfg.data.width)}")
+    path, difference = export_checked(cfg.ckpt_path, output, cfg.data.height, cfg.data.width, cfg.check, cfg.tolerance)
+    print(f"wrote {path}")
+    if difference is not None:
+        print(f"onnxruntime vs torch: max abs difference {difference:.2e} (tolerance {cfg.tolerance:.0e}, batches 1 and 3)")
 
 
 if __name__ == "__main__":

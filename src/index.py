@@ -15,6 +15,7 @@ another checkpoint or input size is an error naming both, unless ``rebuild=true`
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -92,8 +93,8 @@ class GalleryIndex:
         if data.get("version") != INDEX_VERSION:
             raise GalleryIndexError(f"{path}: index format version {data.get('version')}, this code reads version "
                               f"{INDEX_VERSION}; rebuild it (python -m src.index ... rebuild=true)")
-        heads = {h.name: list(h.classes) for h in HEADS}
-        if data.get("heads") != heads:
+        heads = {h.name: h.num_classes for h in HEADS}  # class names are presentation; their number is the contract
+        if {name: len(classes) for name, classes in (data.get("heads") or {}).items()} != heads:
             raise GalleryIndexError(f"{path}: made with other attribute heads {list(data.get('heads', {}))}; rebuild it")
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**fields)
@@ -133,9 +134,9 @@ def gallery_files(gallery: str | Path) -> list[str]:
 
 def default_index_path(gallery: str | Path, root_dir: str | Path = ".") -> Path:
     """``outputs/index/<gallery folder name>-<8 hex of its absolute path>.pt``: one index per gallery folder."""
-    resolved = Path(gallery).resolve()
-    tag = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
-    return Path(root_dir) / "outputs" / "index" / f"{resolved.name}-{tag}.pt"
+    absolute = Path(os.path.abspath(gallery))  # as the user names it: symlinks are not resolved
+    tag = hashlib.sha256(str(absolute).encode()).hexdigest()[:8]
+    return Path(root_dir) / "outputs" / "index" / f"{absolute.name}-{tag}.pt"
 
 
 # ------------------------------------------------------------------------------------------------ inference
@@ -240,7 +241,7 @@ def check_compatible(old: GalleryIndex, path: Path, ckpt_path: str | Path, ckpt_
 def build_index(ckpt_path: str | Path, gallery: str | Path, output: str | Path, *, height: int, width: int,
                 batch_size: int = 64, num_workers: int = 0, rebuild: bool = False) -> BuildReport:
     """Create or update the index of ``gallery`` at ``output`` (see the module docstring)."""
-    gallery, output, ckpt_path = Path(gallery).resolve(), Path(output), Path(ckpt_path)
+    gallery, output, ckpt_path = Path(os.path.abspath(gallery)), Path(output), Path(ckpt_path)
     if not ckpt_path.is_file():
         raise CheckpointError(f"{ckpt_path}: checkpoint not found")
     names = gallery_files(gallery)
@@ -249,7 +250,7 @@ def build_index(ckpt_path: str | Path, gallery: str | Path, output: str | Path, 
     if old is not None:
         check_compatible(old, output, ckpt_path, ckpt_sha, height, width)
     hashes = [file_digest(gallery / n) for n in tqdm(names, desc="hashing gallery", unit="img", leave=False)]
-    checkpoint = str(ckpt_path.resolve())
+    checkpoint = os.path.abspath(ckpt_path)
 
     row_of_hash = {} if old is None else {h: i for i, h in enumerate(old.sha256)}
     old_unreadable = {} if old is None else old.unreadable

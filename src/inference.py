@@ -75,9 +75,13 @@ def fastest_inference(net, num_images: int, compile: bool | str = "auto"):
     net = net.eval().to(memory_format=torch.channels_last)
     if compile is True or (compile == "auto" and num_images >= COMPILE_MIN_IMAGES):
         for module in net.modules():
-            if isinstance(module, Backbone):
+            if isinstance(module, Backbone) and not is_compiled(module.body):  # idempotent: a net may be passed twice
                 module.body = torch.compile(module.body, dynamic=False)
     return net
+
+
+def is_compiled(module: torch.nn.Module) -> bool:
+    return isinstance(module, torch._dynamo.eval_frame.OptimizedModule)
 
 
 def content_hashes(records: list[ImageRecord]) -> list[str]:

@@ -13,7 +13,7 @@ from src.io.atomic import write_csv, write_json, write_text
 from src.io.classification import probabilities_frame, readable_rows, write_classification_csv
 from src.data.attributes import HEAD_NAMES, HEADS
 from src.inference import (content_hashes, embed_and_classify_records, embed_records, ensemble_members,
-                           ensemble_probabilities)
+                           ensemble_probabilities, fastest_inference)
 from src.metrics.consensus import neighbour_consensus
 from src.io.reid import reid_lines, write_reid_txt
 from src.models.loading import build_from_checkpoint, load_attribute_net, read_checkpoint
@@ -93,6 +93,7 @@ def predict_reid(
     net, hparams = build_from_checkpoint(ckpt_path, "net.")
     metric = metric or hparams.get("metric", "euclidean")
     query_records, gallery_records = input_records(queries), input_records(gallery)
+    net = fastest_inference(net, len(query_records) + len(gallery_records))  # prepared once for both passes
     options = dict(height=height, width=width, batch_size=batch_size, num_workers=num_workers)
     query_features = embed_records(net, query_records, desc="embedding queries", **options)
     gallery_features, probabilities = embed_and_classify_records(net, gallery_records, flip_test=flip_test,

@@ -71,7 +71,8 @@ def _pairs(spec) -> list[tuple[str, str]]:
 def parse_filter(spec) -> dict[str, list[int]]:
     """``"upcolor=red,backpack=yes"`` (or a dict, or a list of ``attr=value``) -> {head: allowed class indices}.
 
-    Names are case-insensitive; ``upcolor=red|white`` allows either. Unknown attributes or values raise
+    Values are the readable class names (``gender=female``, ``up=short_sleeve``, ``clothes=dress``, ``hat=yes``; see
+    ``HEADS``), case-insensitive; ``upcolor=red|white`` allows either. Unknown attributes or values raise
     FilterError listing the valid ones.
     """
     conditions: dict[str, list[int]] = {}
@@ -84,7 +85,8 @@ def parse_filter(spec) -> dict[str, list[int]]:
         for option in value.split(ALTERNATIVE):
             option = option.strip().lower()
             if option not in classes:
-                raise FilterError(f"unknown value {option!r} for attribute {name!r}; valid values: {', '.join(classes)}")
+                raise FilterError(f"unknown value {option!r} for attribute {name!r} ({HEAD_BY_NAME[name].meaning}); "
+                                  f"valid values: {', '.join(classes)}")
             allowed.append(classes.index(option))
         if name in conditions:  # the same attribute twice: both must hold
             allowed = [c for c in conditions[name] if c in allowed]

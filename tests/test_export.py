@@ -62,3 +62,20 @@ def test_compiled_inference_matches_eager(tmp_path):
         expected, actual = eager.eval()(images), fast(images)
     for name in expected:
         torch.testing.assert_close(actual[name], expected[name], atol=1e-3, rtol=1e-3)
+
+
+def test_export_checks_parity_and_refuses_a_differing_graph(tmp_path, monkeypatch):
+    import src.export
+    from src.export import ParityError, export_checked
+
+    ckpt = tmp_path / "attributes.ckpt"
+    save_attribute_checkpoint(ckpt)
+    path, difference = export_checked(ckpt, tmp_path / "ok.onnx", 64, 32)
+    assert path.is_file() and 0.0 <= difference <= 1e-4
+    assert export_checked(ckpt, tmp_path / "unchecked.onnx", 64, 32, check=False)[1] is None
+
+    real = src.export.onnx_parity
+    monkeypatch.setattr(src.export, "onnx_parity", lambda *args, **kwargs: real(*args, **kwargs) + 1.0)
+    with pytest.raises(ParityError, match=r"bad.onnx: onnxruntime differs from torch by 1\.0"):
+        export_checked(ckpt, tmp_path / "bad.onnx", 64, 32)
+    assert not (tmp_path / "bad.onnx").exists()

@@ -316,7 +316,11 @@ def test_filter_parsing_and_its_errors():
     assert parse_filter(None) == {} and parse_filter("") == {}
     with pytest.raises(FilterError, match="unknown attribute 'colour'.*attributes are: age, backpack, .*upcolor, downcolor"):
         parse_filter("colour=red")
-    with pytest.raises(FilterError, match="unknown value 'pink' for attribute 'upcolor'; valid values: black, white, red"):
+    assert parse_filter("gender=female,hair=long_hair,up=short_sleeve,clothes=dress") == {
+        "gender": [1], "hair": [1], "up": [1], "clothes": [0]}
+    with pytest.raises(FilterError, match=r"unknown value 'yes' for attribute 'gender' \(gender\); valid values: male, female"):
+        parse_filter("gender=yes")
+    with pytest.raises(FilterError, match=r"unknown value 'pink' for attribute 'upcolor' \(upper-body colour\); valid values: black, white, red"):
         parse_filter("upcolor=pink")
     with pytest.raises(FilterError, match="unknown value 'maybe'.*valid values: no, yes"):
         parse_filter("backpack=maybe")

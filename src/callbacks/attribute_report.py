@@ -49,6 +49,7 @@ def accuracy_bars(table: pd.DataFrame):
     axis.set_ylabel("accuracy (%)")
     axis.set_ylim(0, 100)
     axis.set_title("Accuracy per attribute (best epoch)")
-    axis.legend(loc="lower right")
+    axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside the axes: it never hides a bar
+    figure.tight_layout()
     axis.grid(axis="y", alpha=0.3)
     return figure

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import pandas as pd
 import pytorch_lightning as pl
 
@@ -81,6 +82,8 @@ def curve(history: pd.DataFrame, metrics: dict[str, str], title: str, ylabel: st
     for key, label in metrics.items():
         axis.plot(history[x], scale * history[key], marker="o", label=label)
     axis.set_xlabel(xlabel or x)
+    if x == "epoch":
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     axis.set_ylabel(ylabel)
     axis.set_title(title)
     axis.grid(alpha=0.3)

@@ -23,19 +23,36 @@ CSV_COLUMNS = ("id", "age", *BINARY_COLUMNS, *UPPER_COLOURS, *LOWER_COLOURS)
 
 @dataclass(frozen=True)
 class Head:
+    """One attribute: its CSV name, what it describes, and its classes in label order (class i is CSV value i + 1
+    for binary columns)."""
+
     name: str
     classes: tuple[str, ...]
+    meaning: str = ""
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
 
+# The Market-1501 attribute definitions (Lin et al.): CSV value 1 is the first class, 2 the second.
+BINARY_HEADS = (
+    Head("backpack", ("no", "yes"), "carrying a backpack"),
+    Head("bag", ("no", "yes"), "carrying a bag"),
+    Head("handbag", ("no", "yes"), "carrying a handbag"),
+    Head("clothes", ("dress", "pants"), "type of lower-body clothing"),
+    Head("down", ("long_lower", "short_lower"), "length of lower-body clothing"),
+    Head("up", ("long_sleeve", "short_sleeve"), "sleeve length"),
+    Head("hair", ("short_hair", "long_hair"), "hair length"),
+    Head("hat", ("no", "yes"), "wearing a hat"),
+    Head("gender", ("male", "female"), "gender"),
+)
+assert tuple(h.name for h in BINARY_HEADS) == BINARY_COLUMNS
 HEADS: tuple[Head, ...] = (
-    Head("age", ("young", "teenager", "adult", "old")),
-    *(Head(name, ("no", "yes")) for name in BINARY_COLUMNS),
-    Head("upcolor", tuple(c[2:] for c in UPPER_COLOURS) + ("multicolor",)),
-    Head("downcolor", tuple(c[4:] for c in LOWER_COLOURS) + ("multicolor",)),
+    Head("age", ("young", "teenager", "adult", "old"), "age group"),
+    *BINARY_HEADS,
+    Head("upcolor", tuple(c[2:] for c in UPPER_COLOURS) + ("multicolor",), "upper-body colour"),
+    Head("downcolor", tuple(c[4:] for c in LOWER_COLOURS) + ("multicolor",), "lower-body colour"),
 )
 HEAD_NAMES: tuple[str, ...] = tuple(h.name for h in HEADS)
 HEAD_BY_NAME: dict[str, Head] = {h.name: h for h in HEADS}
@@ -77,8 +94,3 @@ def decode_annotations(ids: list[str] | pd.Index, labels: np.ndarray) -> pd.Data
         for j, c in enumerate(columns):
             data[c] = np.where(cls == j, 2, 1)
     return pd.DataFrame(data, columns=list(CSV_COLUMNS))
-
-
-def logits_to_probabilities(logits: dict) -> dict:
-    """Per-head softmax of a dict of logits (torch tensors)."""
-    return {name: logits[name].softmax(dim=-1) for name in HEAD_NAMES}

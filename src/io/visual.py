@@ -72,7 +72,7 @@ def short_caption(labels: Sequence[int]) -> str:
     """Short lines from one class index per head: ``red/black``, ``adult female``, ``backpack hat`` (if any)."""
     value = {head.name: head.classes[int(labels[i])] for i, head in enumerate(HEADS)}
     lines = [f"{_SHORT.get(value['upcolor'], value['upcolor'])}/{_SHORT.get(value['downcolor'], value['downcolor'])}",
-             f"{_SHORT.get(value['age'], value['age'])} {'female' if value['gender'] == 'yes' else 'male'}"]
+             f"{_SHORT.get(value['age'], value['age'])} {value['gender']}"]
     carried = [short for name, short in _CARRIED if value[name] == "yes"]
     if carried:
         lines.append(" ".join(carried).replace("backpack bag handbag", "3 bags"))
@@ -189,6 +189,15 @@ def _figure_html(tile: Tile, colour: str, css_class: str = "") -> str:
             f'alt="{html.escape(tile.title)}"><figcaption>{text}</figcaption></figure>')
 
 
+def _legend_html(rows: Sequence[RankRow]) -> str:
+    """The border colours that occur on the page: green/red only where identities are known."""
+    known = {tile.correct for row in rows for tile in row.matches}
+    entries = [(QUERY_COLOUR, "query")]
+    entries += [(CORRECT_COLOUR, "same identity"), (WRONG_COLOUR, "other identity")] if known - {None} else []
+    entries += [(NEUTRAL_COLOUR, "identity unknown")] if None in known else []
+    return "<p class='legend'>" + "".join(f"<span style='background:{c}'>{t}</span>" for c, t in entries) + "</p>"
+
+
 def html_report(rows: Sequence[RankRow], title: str, meta: dict[str, object] | None = None,
                 row_titles: Sequence[str] | None = None) -> str:
     """A self-contained HTML page: a table of ``meta`` facts, then one line of thumbnails per rank row."""
@@ -197,10 +206,7 @@ def html_report(rows: Sequence[RankRow], title: str, meta: dict[str, object] | N
     if meta:
         parts.append("<table class='meta'>" + "".join(
             f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in meta.items()) + "</table>")
-    parts.append(f"<p class='legend'><span style='background:{QUERY_COLOUR}'>query</span>"
-                 f"<span style='background:{CORRECT_COLOUR}'>same identity</span>"
-                 f"<span style='background:{WRONG_COLOUR}'>other identity</span>"
-                 f"<span style='background:{NEUTRAL_COLOUR}'>identity unknown</span></p>")
+    parts.append(_legend_html(rows))
     for i, row in enumerate(rows):
         heading = row_titles[i] if row_titles else row.label or row.query.title
         parts.append(f"<h2>{html.escape(heading)}</h2><div class='row'>")

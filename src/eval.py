@@ -29,6 +29,7 @@ from src.metrics.query_expansion import query_expansion
 from src.metrics.rank import evaluate_rank
 from src.metrics.rerank import re_ranking_from_features
 from src.models.loading import build_from_checkpoint
+from src.runtime import apply_threads
 
 
 def retrieval_distances(query: torch.Tensor, gallery: torch.Tensor, metric: str, postprocess: dict) -> torch.Tensor:
@@ -57,6 +58,7 @@ def evaluation_records(datamodule, split: str) -> list:
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    apply_threads(cfg.get("torch_threads"))
     datamodule = instantiate(cfg.data)
     split = cfg.get("split", "all")
     records = evaluation_records(datamodule, split)

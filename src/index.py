@@ -34,6 +34,7 @@ from src.data.datasets import decode_resized
 from src.data.feature_cache import file_digest
 from src.data.records import IMAGE_SUFFIXES, DataError
 from src.io.atomic import atomic_path
+from src.runtime import apply_threads
 from src.models.loading import CheckpointError, build_from_checkpoint
 
 INDEX_FORMAT = "market-par-reid gallery index"
@@ -336,8 +337,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="index")
 def main(cfg: DictConfig) -> None:
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(cfg.torch_threads)
+    apply_threads(cfg.get("torch_threads"))
     if cfg.action not in ACTIONS:
         raise ValueError(f"action={cfg.action}: expected one of {ACTIONS}")
     if cfg.action == "info":

@@ -17,6 +17,7 @@ from src.inference import (content_hashes, embed_and_classify_records, embed_rec
 from src.metrics.consensus import neighbour_consensus
 from src.io.reid import reid_lines, write_reid_txt
 from src.models.loading import build_from_checkpoint, load_attribute_net, read_checkpoint
+from src.runtime import apply_threads
 
 
 def input_records(path: str | Path) -> list[ImageRecord]:
@@ -112,6 +113,7 @@ def predict_reid(
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
+    apply_threads(cfg.get("torch_threads"))
     path = predict_folder(
         cfg.ckpt_path, cfg.input, cfg.paths.output_dir, height=cfg.data.height, width=cfg.data.width,
         batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers,

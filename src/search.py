@@ -39,6 +39,7 @@ from src.io.visual import RankRow, Tile, rank_figure, save_png, short_caption, t
 from src.metrics.distance import iter_distance_chunks
 from src.metrics.query_expansion import query_expansion as expand_queries
 from src.metrics.rerank import re_ranking_from_features
+from src.runtime import apply_threads
 
 ALTERNATIVE = "|"
 
@@ -395,8 +396,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="search")
 def main(cfg: DictConfig) -> None:
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(cfg.torch_threads)
+    apply_threads(cfg.get("torch_threads"))
     result = search(
         cfg.index, cfg.query, top_k=cfg.top_k, filter=cfg.get("filter"), rerank=cfg.rerank,
         query_expansion=cfg.query_expansion, rerank_params=OmegaConf.to_container(cfg.rerank_params),

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.io.atomic import write_json, write_text
+from src.runtime import apply_threads, quiet_library_noise
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,14 @@ def write_test_outputs(ckpt_path: str, datamodule, output_dir: Path, reid: bool)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured task; returns the final metrics (floats). Outputs land in cfg.paths.output_dir."""
+    quiet_library_noise()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(cfg.torch_threads)
+    threads = apply_threads(cfg.get("torch_threads")) if cfg.trainer.get("accelerator") in ("cpu", "auto") else None
+    if threads:
+        log.info("%d torch thread%s (torch_threads=%s)", threads, "s" * (threads > 1), cfg.get("torch_threads"))
 
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     model: pl.LightningModule = instantiate(cfg.model, _recursive_=False)

@@ -1,0 +1,93 @@
+"""Process-wide CPU settings every entry point applies: how many torch threads to use.
+
+On a CPU shared with other processes, a parallel op waits at OpenMP barriers for threads the OS has
+descheduled: 2 threads beside one busy process ran several times slower than 1 (BENCHMARKS.md, threads).
+So ``torch_threads: auto`` (the default) counts the cores that are actually free when the run starts, and
+OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, set in ``src/__init__.py`` before torch loads).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies over all CPUs since boot, from /proc/stat; None where there is no /proc."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return idle, sum(fields[:8])
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def free_cores(window_s: float = 0.3) -> int:
+    """Cores this process may use that were idle over the last ``window_s`` seconds (at least 1)."""
+    cores = usable_cores()
+    before = _cpu_times()
+    if before is None:
+        return cores
+    time.sleep(window_s)
+    after = _cpu_times()
+    total = after[1] - before[1]
+    if total <= 0:
+        return cores
+    busy_cpus = (os.cpu_count() or cores) * (1 - (after[0] - before[0]) / total)
+    return max(1, min(cores, round((os.cpu_count() or cores) - busy_cpus)))
+
+
+def resolve_threads(setting: int | str | None) -> int:
+    """``torch_threads``: a positive number, or ``auto``/null for the cores free at start."""
+    if setting is None or str(setting).lower() == "auto":
+        return free_cores()
+    try:
+        threads = int(setting)
+    except (TypeError, ValueError):
+        threads = 0
+    if threads < 1 or str(threads) != str(setting).strip():
+        raise ValueError(f"torch_threads={setting!r}: expected a positive whole number or auto")
+    return threads
+
+
+def apply_threads(setting: int | str | None) -> int:
+    """Set torch's intra-op threads from ``torch_threads`` and return the number used."""
+    threads = resolve_threads(setting)
+    torch.set_num_threads(threads)
+    return threads
+
+
+# Library messages that are not the user's to act on in this project's runs (each checked in tests/test_runtime.py):
+# the CSV logger's "logs directory exists" (the run folder holds config.yaml; ResumableCSVLogger keeps metrics.csv
+# rows on resume), Lightning's own deprecation of its _pytree use, frozen stage-1 modules in eval mode (intended),
+# and the advertisement tips for Lightning's cloud products.
+_IGNORED_WARNINGS = (
+    r"Experiment logs directory .* exists and is not empty",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+)
+
+
+class _DropTips:
+    def filter(self, record) -> bool:
+        return not str(record.getMessage()).startswith("💡 Tip")
+
+
+def quiet_library_noise() -> None:
+    """Hide the library warnings and tips listed above; every other warning still shows."""
+    import logging
+    import warnings
+
+    for pattern in _IGNORED_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in logger.filters):
+            logger.addFilter(_DropTips())

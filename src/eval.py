@@ -15,12 +15,14 @@ import hydra
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
 from src.data.attributes import HEAD_NAMES
 from src.data.datasets import ImageDataset
-from src.data.splits import query_gallery_split, split_by_identity
+from src.data.records import DataError
+from src.errors import ConfigError, one_line_errors
+from src.data.splits import query_gallery_split, split_by_identity, split_contract
 from src.io.atomic import write_json
 from src.inference import classify_loader, ensemble_members, ensemble_probabilities
 from src.metrics.consensus import neighbour_consensus
@@ -28,7 +30,7 @@ from src.metrics.distance import pairwise_distance
 from src.metrics.query_expansion import query_expansion
 from src.metrics.rank import evaluate_rank
 from src.metrics.rerank import re_ranking_from_features
-from src.models.loading import build_from_checkpoint
+from src.models.loading import Contract, load_network
 from src.runtime import apply_threads
 
 
@@ -47,32 +49,62 @@ def retrieval_distances(query: torch.Tensor, gallery: torch.Tensor, metric: str,
 SPLITS = ("all", "train", "val")
 
 
-def evaluation_records(datamodule, split: str) -> list:
+DEFAULT_SPLIT = {"val_ratio": 0.2, "split_seed": 0}  # conf/data/default.yaml, for checkpoints that record no split
+
+
+def split_settings(contract: Contract, val_ratio, split_seed, split: str) -> dict:
+    """The identity split to evaluate on: the checkpoint's. A different ``data.val_ratio``/``data.split_seed`` given
+    for ``split=val|train`` is refused (it would count training identities as held out)."""
+    recorded = contract.split
+    given = {"val_ratio": val_ratio, "split_seed": split_seed}
+    if recorded is None:
+        return {k: (DEFAULT_SPLIT[k] if v is None else v) for k, v in given.items()}
+    settings = {k: recorded[k] for k in given}
+    conflicts = [f"data.{k}={v} (the checkpoint's: {recorded[k]})" for k, v in given.items()
+                 if v is not None and float(v) != float(recorded[k])]
+    if conflicts and split != "all":
+        raise ConfigError(f"{contract.path}: split={split} evaluates the identities this checkpoint held out, but "
+                          + ", ".join(conflicts) + " would give another split; leave them out to use the checkpoint's")
+    return {k: (v if v is not None else settings[k]) for k, v in given.items()}
+
+
+def evaluation_records(datamodule, split: str, contract: Contract | None = None) -> list:
     if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+        raise ConfigError(f"split={split!r} is not one of {', '.join(SPLITS)}")
     records = datamodule.source.labelled()
     if split == "all":
         return records
     train_records, val_records = split_by_identity(records, datamodule.val_ratio, datamodule.split_seed)
+    if contract is not None and contract.split is not None:
+        digest = split_contract(val_records, datamodule.val_ratio, datamodule.split_seed)["val_ids_sha256"]
+        if digest != contract.split["val_ids_sha256"]:
+            raise DataError(f"{datamodule.root}: the identities held out by split_seed={datamodule.split_seed} "
+                            f"val_ratio={datamodule.val_ratio} are not the {contract.split['num_val_ids']} the checkpoint "
+                            f"{contract.path} was validated on (another dataset or folder?)")
     return val_records if split == "val" else train_records
 
 
 def evaluate(cfg: DictConfig) -> dict:
     apply_threads(cfg.get("torch_threads"))
-    datamodule = instantiate(cfg.data)
+    net, contract = load_network(cfg.ckpt_path)
     split = cfg.get("split", "all")
-    records = evaluation_records(datamodule, split)
-    net, hparams = build_from_checkpoint(cfg.ckpt_path, "net.")
-    metric = cfg.get("metric") or hparams.get("metric", "euclidean")
+    height, width = contract.input_size(cfg.data.get("height"), cfg.data.get("width"))
+    settings = split_settings(contract, cfg.data.get("val_ratio"), cfg.data.get("split_seed"), split)
+    with open_dict(cfg):
+        cfg.data.height, cfg.data.width = height, width
+        cfg.data.val_ratio, cfg.data.split_seed = settings["val_ratio"], settings["split_seed"]
+    datamodule = instantiate(cfg.data)
+    records = evaluation_records(datamodule, split, contract)
+    metric = cfg.get("metric") or contract.metric
     options = cfg.get("attributes") or {}
     flip_test, consensus_k = bool(options.get("flip_test", True)), int(options.get("consensus_k", 0))
-    if consensus_k and not hasattr(net, "embed_and_classify"):
+    if consensus_k and not contract.embeds:
         raise ValueError(f"{cfg.ckpt_path}: attributes.consensus_k needs re-ID embeddings (a task=reid or reid_strong checkpoint)")
-    members = ensemble_members(options.get("ensemble"), datamodule.height, datamodule.width)
+    members = ensemble_members(options.get("ensemble"))
     with_main = bool(options.get("ensemble_with_main", True))
     loader = DataLoader(ImageDataset(records, datamodule.height, datamodule.width),
                         batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
-    embeddings, probabilities = classify_loader(net, loader, flip_test, desc="evaluating")
+    embeddings, probabilities = classify_loader(net, loader, flip_test, embeds=contract.embeds, desc="evaluating")
     probabilities = ensemble_probabilities(records, members, probabilities if with_main else None, flip_test=flip_test,
                                            batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
     consensus_rerank = bool(options.get("consensus_rerank", False))
@@ -80,6 +112,7 @@ def evaluate(cfg: DictConfig) -> dict:
     labels = torch.tensor([r.labels for r in records])
     accuracy = {name: float((probabilities[name].argmax(1) == labels[:, i]).float().mean()) for i, name in enumerate(HEAD_NAMES)}
     result: dict = {"checkpoint": str(cfg.ckpt_path), "data_root": str(datamodule.source.root), "split": split,
+                    "input_size": [height, width], "contract": contract.as_dict(), "split_settings": settings,
                     "num_images": len(records), "num_identities": len({r.pid for r in records}),
                     "attribute_options": {"flip_test": flip_test, "consensus_k": consensus_k, "consensus_rerank": consensus_rerank,
                                           "ensemble": [{"ckpt": c, "height": h, "width": w} for c, h, w in members],
@@ -120,6 +153,7 @@ def summary(result: dict) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
     print(summary(evaluate(cfg)))
 

@@ -16,16 +16,17 @@ from torch import nn
 
 from src.data.attributes import HEAD_NAMES
 from src.io.atomic import atomic_path
-from src.models.loading import build_from_checkpoint
+from src.errors import ConfigError, KnownError, one_line_errors
+from src.models.loading import load_network
 
 
 class ExportGraph(nn.Module):
     """Flattens the network's dict outputs into a tuple with a fixed order for ONNX."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, embeds: bool):
         super().__init__()
         self.net = net
-        self.has_embedding = hasattr(net, "embed_and_classify")
+        self.has_embedding = embeds
 
     @property
     def output_names(self) -> list[str]:
@@ -39,9 +40,12 @@ class ExportGraph(nn.Module):
         return tuple(logits[name] for name in HEAD_NAMES)
 
 
-def export_onnx(ckpt_path: str | Path, output: str | Path, height: int, width: int, opset: int = 17) -> Path:
-    net, _ = build_from_checkpoint(ckpt_path, "net.")
-    graph = ExportGraph(net.eval()).eval()
+def export_onnx(ckpt_path: str | Path, output: str | Path, height: int | None = None, width: int | None = None,
+                opset: int = 17) -> Path:
+    """The graph at the checkpoint's input size (another only when given, with a warning)."""
+    net, contract = load_network(ckpt_path)
+    height, width = contract.input_size(height, width)
+    graph = ExportGraph(net, contract.embeds).eval()
     example = torch.rand(2, 3, height, width)
     output = Path(output)
     names = graph.output_names
@@ -53,19 +57,20 @@ def export_onnx(ckpt_path: str | Path, output: str | Path, height: int, width: i
     return output
 
 
-class ParityError(RuntimeError):
+class ParityError(KnownError, RuntimeError):
     """The exported graph's outputs differ from the checkpoint's torch outputs."""
 
 
-def onnx_parity(ckpt_path: str | Path, onnx_path: str | Path, height: int, width: int, batch_sizes=(1, 3),
-                seed: int = 0) -> float:
+def onnx_parity(ckpt_path: str | Path, onnx_path: str | Path, batch_sizes=(1, 3), seed: int = 0) -> float:
     """Max absolute difference between onnxruntime and torch over every output, on random images of each batch size."""
     try:
         import onnxruntime
     except ImportError as err:
         raise ParityError("the parity check needs onnxruntime (pip install onnxruntime), or pass check=false") from err
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    graph = ExportGraph(build_from_checkpoint(ckpt_path, "net.")[0]).eval()
+    net, contract = load_network(ckpt_path)
+    graph = ExportGraph(net, contract.embeds).eval()
+    _, _, height, width = session.get_inputs()[0].shape  # the size the graph was exported at
     generator = torch.Generator().manual_seed(seed)
     worst = 0.0
     for batch in batch_sizes:
@@ -77,13 +82,13 @@ def onnx_parity(ckpt_path: str | Path, onnx_path: str | Path, height: int, width
     return worst
 
 
-def export_checked(ckpt_path: str | Path, output: str | Path, height: int, width: int, check: bool = True,
-                   tolerance: float = 1e-4) -> tuple[Path, float | None]:
+def export_checked(ckpt_path: str | Path, output: str | Path, height: int | None = None, width: int | None = None,
+                   check: bool = True, tolerance: float = 1e-4) -> tuple[Path, float | None]:
     """Export, then (``check``) compare onnxruntime with torch; above ``tolerance`` the file is removed and it fails."""
     path = export_onnx(ckpt_path, output, height, width)
     if not check:
         return path, None
-    difference = onnx_parity(ckpt_path, path, height, width)
+    difference = onnx_parity(ckpt_path, path)
     if not difference <= tolerance:
         path.unlink()
         raise ParityError(f"{path}: onnxruntime differs from torch by {difference:.2e} (> {tolerance:.0e}); file removed")
@@ -91,9 +96,10 @@ def export_checked(ckpt_path: str | Path, output: str | Path, height: int, width
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
     if cfg.format != "onnx":
-        raise ValueError(f"format={cfg.format!r}: only 'onnx' is supported")
+        raise ConfigError(f"format={cfg.format!r}: only 'onnx' is supported")
     output = cfg.get("output") or Path(cfg.paths.output_dir) / (Path(cfg.ckpt_path).stem + ".onnx")
     path, difference = export_checked(cfg.ckpt_path, output, cfg.data.height, cfg.data.width, cfg.check, cfg.tolerance)
     print(f"wrote {path}")

@@ -11,7 +11,8 @@ from tqdm import tqdm
 
 from src.data.datasets import ImageDataset
 from src.data.records import ImageRecord
-from src.models.loading import CheckpointError, load_attribute_net
+from src.errors import ConfigError
+from src.models.loading import CheckpointError, load_contract, load_network
 
 
 @torch.no_grad()
@@ -23,14 +24,16 @@ def embed_records(net, records: list[ImageRecord], height: int, width: int, batc
     return torch.cat([net.embed(batch["image"]) for batch in tqdm(loader, desc=desc, unit="batch")])
 
 
-def attribute_logits(net, images: torch.Tensor, flip_test: bool = False) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
-    """(embedding or None, attribute logits) of one batch; ``flip_test`` averages the logits with the mirrored image's.
+def attribute_logits(net, images: torch.Tensor, flip_test: bool = False, embeds: bool = False
+                     ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """(embedding or None, attribute logits) of one batch; ``embeds``: the net is a re-ID net (its checkpoint
+    contract says so) and gives an embedding too; ``flip_test`` averages the logits with the mirrored image's.
 
     Networks that flip internally (``net.flip_test``, the strong model) are not flipped twice; the embedding
     is the network's own (re-ID nets) and never flipped here, so it matches what validation measured.
     """
     images = images.contiguous(memory_format=torch.channels_last)
-    if hasattr(net, "embed_and_classify"):
+    if embeds:
         embedding, logits = net.embed_and_classify(images)
     else:
         embedding, logits = None, net(images)
@@ -41,12 +44,12 @@ def attribute_logits(net, images: torch.Tensor, flip_test: bool = False) -> tupl
 
 
 @torch.no_grad()
-def classify_loader(net, loader, flip_test: bool = True, desc: str = "predicting attributes"
+def classify_loader(net, loader, flip_test: bool = True, embeds: bool = False, desc: str = "predicting attributes"
                     ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
     """Over a loader -> (embeddings (N, D) of re-ID nets else None, attribute probabilities per head)."""
     embeddings, probabilities = [], {}
     for batch in tqdm(loader, desc=desc, unit="batch"):
-        embedding, logits = attribute_logits(net, batch["image"], flip_test)
+        embedding, logits = attribute_logits(net, batch["image"], flip_test, embeds)
         if embedding is not None:
             embeddings.append(embedding)
         for name, value in logits.items():
@@ -56,12 +59,12 @@ def classify_loader(net, loader, flip_test: bool = True, desc: str = "predicting
 
 def embed_and_classify_records(net, records: list[ImageRecord], height: int, width: int, batch_size: int = 256,
                                num_workers: int = 2, flip_test: bool = True, desc: str = "embedding + attributes",
-                               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                               embeds: bool = False) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
     """One backbone pass per image (two with ``flip_test`` on nets that do not flip themselves)
     -> (embeddings (N, D), attribute probabilities per head)."""
     net = fastest_inference(net, len(records))
     loader = DataLoader(ImageDataset(records, height, width), batch_size=batch_size, num_workers=num_workers)
-    return classify_loader(net, loader, flip_test, desc)
+    return classify_loader(net, loader, flip_test, embeds, desc)
 
 
 COMPILE_MIN_IMAGES = 2000  # below this, compilation (~30 s) costs more than it saves
@@ -88,9 +91,9 @@ def content_hashes(records: list[ImageRecord]) -> list[str]:
     return [hashlib.sha256(r.path.read_bytes()).hexdigest() for r in records]
 
 
-def ensemble_members(specs, height: int, width: int) -> list[tuple[str, int, int]]:
+def ensemble_members(specs) -> list[tuple[str, int, int]]:
     """``attributes.ensemble`` entries -> (checkpoint, height, width); an entry is a path or a mapping
-    ``{ckpt: PATH, height: H, width: W}`` (the input size the member was trained at; default the data's)."""
+    ``{ckpt: PATH, height: H, width: W}``; the size defaults to the one the member's checkpoint was trained at."""
     members = []
     for spec in specs or ():
         if isinstance(spec, str):
@@ -98,11 +101,12 @@ def ensemble_members(specs, height: int, width: int) -> list[tuple[str, int, int
         spec = dict(spec)
         unknown = set(spec) - {"ckpt", "height", "width"}
         if "ckpt" not in spec or unknown:
-            raise ValueError(f"attributes.ensemble entry {spec}: expected a path or {{ckpt: PATH, height: H, width: W}}"
+            raise ConfigError(f"attributes.ensemble entry {spec}: expected a path or {{ckpt: PATH, height: H, width: W}}"
                              + (f" (unknown keys {sorted(unknown)})" if unknown else " (no ckpt)"))
         if not Path(spec["ckpt"]).is_file():  # before any inference: a typo should not cost a pass over the images
             raise CheckpointError(f"{spec['ckpt']}: checkpoint not found (attributes.ensemble)")
-        members.append((str(spec["ckpt"]), int(spec.get("height", height)), int(spec.get("width", width))))
+        size = load_contract(spec["ckpt"]).input_size(spec.get("height"), spec.get("width"))
+        members.append((str(spec["ckpt"]), *size))
     return members
 
 
@@ -116,12 +120,12 @@ def ensemble_probabilities(records: list[ImageRecord], members: list[tuple[str, 
         return main
     pool = [main] if main is not None else []
     for ckpt, height, width in members:
-        net, _ = load_attribute_net(ckpt)
+        net, contract = load_network(ckpt)
         _, probabilities = embed_and_classify_records(net, records, height, width, batch_size, num_workers, flip_test,
-                                                      desc=f"attributes of {Path(ckpt).name}")
+                                                      desc=f"attributes of {Path(ckpt).name}", embeds=contract.embeds)
         if pool and set(probabilities) != set(pool[0]):
             raise CheckpointError(f"{ckpt}: attribute heads {sorted(probabilities)} differ from {sorted(pool[0])}")
         pool.append(probabilities)
     if not pool:
-        raise ValueError("attribute ensemble: no network (empty attributes.ensemble and ensemble_with_main=false)")
+        raise ConfigError("attribute ensemble: no network (empty attributes.ensemble and ensemble_with_main=false)")
     return {name: torch.stack([p[name] for p in pool]).mean(0) for name in pool[0]}

@@ -10,6 +10,8 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.deliverables import predict_attributes, predict_reid
+from src.errors import one_line_errors
 from src.io.atomic import write_json, write_text
 from src.runtime import apply_threads, quiet_library_noise
 
@@ -21,15 +23,16 @@ def instantiate_all(group: DictConfig | None) -> list:
 
 
 def write_test_outputs(ckpt_path: str, datamodule, output_dir: Path, reid: bool) -> None:
-    """The report's deliverables for the source's unlabelled test/ (and queries/): CSV of attributes, reid_test.txt."""
-    from src.predict import predict_folder, predict_reid
-
-    root = Path(datamodule.source.root)
-    options = dict(height=datamodule.height, width=datamodule.width, batch_size=datamodule.eval_batch_size, num_workers=2)
-    if reid and (root / "queries").is_dir():
-        log.info("re-ID matches written to %s", predict_reid(ckpt_path, root / "queries", root / "test", output_dir, **options))
+    """The report's deliverables for the source's unlabelled gallery (and queries): attribute CSV, reid_test.txt."""
+    options = dict(batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers,
+                   skip_corrupt=datamodule.skip_corrupt)
+    gallery = datamodule.source.gallery()
+    queries = datamodule.source.queries() if reid else []
+    if queries:
+        path = predict_reid(ckpt_path, queries, gallery, output_dir, **options)
+        log.info("re-ID matches written to %s", path)
     else:
-        log.info("attribute predictions written to %s", predict_folder(ckpt_path, root / "test", output_dir, **options))
+        log.info("attribute predictions written to %s", predict_attributes(ckpt_path, gallery, output_dir, **options))
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -64,11 +67,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", {"best_checkpoint": best, **metrics})
         if cfg.get("predict_test") and best:
-            write_test_outputs(best, datamodule, output_dir, reid=hasattr(model, "val_retrieval"))
+            write_test_outputs(best, datamodule, output_dir, reid=model.network_kind == "reid")
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@one_line_errors
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     metric = cfg.get("optimized_metric")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from src.export import ExportGraph, export_onnx
-from src.models.loading import build_from_checkpoint
+from src.models.loading import build_from_checkpoint, load_network
 from tests.models.test_loading import save_attribute_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
@@ -16,7 +16,8 @@ ort = pytest.importorskip("onnxruntime")
 def check_export(ckpt, tmp_path):
     path = export_onnx(ckpt, tmp_path / "model.onnx", 128, 64)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    graph = ExportGraph(build_from_checkpoint(ckpt, "net.")[0]).eval()
+    net, contract = load_network(ckpt)
+    graph = ExportGraph(net, contract.embeds).eval()
     for batch in (1, 5):
         images = torch.rand(batch, 3, 128, 64)
         with torch.no_grad():

@@ -163,9 +163,10 @@ def test_strong_model_learns_identities_and_attributes(tmp_path, cache_dir):
     reranked_k = evaluate(compose_config("eval", [*base, "split=val", "attributes.consensus_k=3", "attributes.consensus_rerank=true"],
                                          tmp_path / "eval_k_rr", cache_dir))
     assert reranked_k["attribute_options"]["consensus_rerank"] and 0.5 < reranked_k["mean_attribute_accuracy"] <= 1
-    from src.predict import predict_folder
+    from src.data.records import image_records
+    from src.deliverables import predict_attributes
     test_dir = Path(cfg.data.root) / "test"
-    csv = predict_folder(base[1].split("=", 1)[1], test_dir, tmp_path / "predicted", height=128, width=64, num_workers=0, consensus_k=3)
+    csv = predict_attributes(base[1].split("=", 1)[1], image_records(test_dir), tmp_path / "predicted", num_workers=0, consensus_k=3)
     assert pd.read_csv(csv)["id"].tolist() == sorted(p.name for p in test_dir.iterdir())
     with pytest.raises(ValueError, match="split='test' is not one of"):
         evaluate(compose_config("eval", [*base, "split=test"], tmp_path / "eval_bad", cache_dir))
@@ -193,7 +194,8 @@ def test_eval_with_reranking_and_query_expansion(trained_attributes, tmp_path, c
 def test_attribute_ensemble_averages_the_networks(trained_attributes, tmp_path, cache_dir):
     from src.eval import evaluate
     from src.models.loading import CheckpointError
-    from src.predict import predict_folder
+    from src.data.records import image_records
+    from src.deliverables import predict_attributes
     from tests.conftest import compose_config
 
     cfg, _, out = trained_attributes
@@ -219,16 +221,16 @@ def test_attribute_ensemble_averages_the_networks(trained_attributes, tmp_path, 
     # predict: the ensemble's probabilities are the mean of the two networks'
     test_dir = Path(cfg.data.root) / "test"
     options = dict(height=128, width=64, num_workers=0)
-    probabilities = [pd.read_csv(predict_folder(ckpt, test_dir, tmp_path / name, **options).parent / "attribute_probabilities.csv")
+    probabilities = [pd.read_csv(predict_attributes(ckpt, image_records(test_dir), tmp_path / name, **options).parent / "attribute_probabilities.csv")
                      for ckpt, name in ((best, "best"), (last, "last"))]
-    both = pd.read_csv(predict_folder(best, test_dir, tmp_path / "both", ensemble=[{"ckpt": last, "height": 128, "width": 64}],
+    both = pd.read_csv(predict_attributes(best, image_records(test_dir), tmp_path / "both", ensemble=[{"ckpt": last, "height": 128, "width": 64}],
                                       **options).parent / "attribute_probabilities.csv")
     columns = [c for c in both.columns if c != "name"]
     assert not np.allclose(probabilities[0][columns], probabilities[1][columns], atol=1e-3)
     np.testing.assert_allclose(both[columns], (probabilities[0][columns] + probabilities[1][columns]) / 2, atol=2e-4)
 
     with pytest.raises(ValueError, match=r"unknown keys \['size'\]"):
-        predict_folder(best, test_dir, tmp_path / "bad", ensemble=[{"ckpt": last, "size": 3}], **options)
+        predict_attributes(best, image_records(test_dir), tmp_path / "bad", ensemble=[{"ckpt": last, "size": 3}], **options)
     with pytest.raises(CheckpointError, match="nowhere.ckpt: checkpoint not found"):
-        predict_folder(best, test_dir, tmp_path / "missing", ensemble=[str(tmp_path / "nowhere.ckpt")], **options)
+        predict_attributes(best, image_records(test_dir), tmp_path / "missing", ensemble=[str(tmp_path / "nowhere.ckpt")], **options)
     assert not (tmp_path / "bad").exists() and not (tmp_path / "missing").exists()

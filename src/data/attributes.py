@@ -86,7 +86,8 @@ def decode_annotations(ids: list[str] | pd.Index, labels: np.ndarray) -> pd.Data
     if labels.ndim != 2 or labels.shape[1] != len(HEADS):
         raise ValueError(f"expected labels of shape (N, {len(HEADS)}), got {labels.shape}")
     col = {name: labels[:, i] for i, name in enumerate(HEAD_NAMES)}
-    data: dict[str, np.ndarray | list] = {"id": list(ids), "age": col["age"] + 1}
+    # object dtype: file names may hold undecodable bytes (surrogates), which pyarrow-backed strings refuse
+    data: dict[str, np.ndarray | pd.Series] = {"id": pd.Series(list(ids), dtype=object), "age": col["age"] + 1}
     for name in BINARY_COLUMNS:
         data[name] = col[name] + 1
     for head, columns in (("upcolor", UPPER_COLOURS), ("downcolor", LOWER_COLOURS)):

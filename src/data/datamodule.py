@@ -7,8 +7,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from src.data.datasets import ImageDataset, preload
+from src.data.splits import split_contract
 from src.data.images import drop_unreadable
-from src.data.records import ImageRecord
+from src.data.records import DataError, ImageRecord
 from src.data.samplers import IdentitySampler
 from src.data.splits import query_gallery_split, split_by_identity
 from src.data.transforms import build_transform
@@ -82,6 +83,26 @@ class MarketDataModule(pl.LightningDataModule):
             cache(self.train_records, "train"),
         )
         self.val_set = ImageDataset(self.val_records, self.height, self.width, None, cache(self.val_records, "val"))
+
+    def state_dict(self) -> dict:
+        """The data half of a checkpoint's contract: the input size and the identity split it was validated on."""
+        if not self.train_records:
+            return {}
+        return {"height": self.height, "width": self.width,
+                "split": split_contract(self.val_records, self.val_ratio, self.split_seed)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resuming: the run must continue on the split and input size it started with."""
+        if not state:
+            return
+        mine = self.state_dict()
+        for key in ("height", "width"):
+            if state.get(key) != getattr(self, key):
+                raise DataError(f"data.{key}={getattr(self, key)}: the checkpoint being resumed was trained with "
+                                f"{state.get(key)}; resume with data.{key}={state.get(key)}")
+        if mine and state.get("split") and mine["split"]["val_ids_sha256"] != state["split"]["val_ids_sha256"]:
+            raise DataError(f"data.split_seed={self.split_seed} data.val_ratio={self.val_ratio} at {self.root} gives "
+                            f"another validation split than the checkpoint being resumed ({state['split']})")
 
     @property
     def num_train_ids(self) -> int:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
+from src.errors import KnownError
 from src.data.attributes import (
     BINARY_COLUMNS,
     CSV_COLUMNS,
@@ -24,7 +25,7 @@ COURSE_NAME = re.compile(r"(\d{4})_c(\d)_(\d+)\.(?:jpe?g|png)", re.IGNORECASE | 
 STANDARD_NAME = re.compile(r"(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.(?:jpe?g|png)", re.IGNORECASE | re.ASCII)
 
 
-class DataError(ValueError):
+class DataError(KnownError, ValueError):
     """Bad input data: the message names the file and what is wrong with it."""
 
 
@@ -162,6 +163,16 @@ def unlabelled_records(folder: Path) -> list[ImageRecord]:
     return [ImageRecord(path, -1, -1) for path in list_images(folder)]
 
 
+def image_records(path: str | Path) -> list[ImageRecord]:
+    """Unlabelled records of one image file, or of every image in a folder."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        return [ImageRecord(path, -1, -1)]
+    if path.is_file():
+        raise DataError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)})")
+    return unlabelled_records(path)
+
+
 def warn_if_several_colours(annotations: pd.DataFrame, source: Path) -> None:
     """Rows with several colours set are encoded as multicolour (see attributes.py); say so once."""
     for body_part, columns in (("upper-body", UPPER_COLOURS), ("lower-body", LOWER_COLOURS)):
@@ -171,6 +182,7 @@ def warn_if_several_colours(annotations: pd.DataFrame, source: Path) -> None:
 
 
 __all__ = [
+    "image_records",
     "BINARY_COLUMNS",
     "DataError",
     "ImageRecord",

@@ -52,36 +52,8 @@ class CourseSource:
         return unlabelled_records(self.root / "test")
 
     def queries(self) -> list[ImageRecord]:
-        return unlabelled_records(self.root / "queries")
-
-
-class StandardSource:
-    """Market-1501-v15.09.15 with Lin et al.'s attributes: pid -1 (junk) dropped, pid 0 (distractors) kept unlabelled."""
-
-    def __init__(self, root: str | Path, attribute_mat: str | Path):
-        self.root = _check_root(Path(root), STANDARD_MARKERS, "Market-1501")
-        self.tables = read_market_attribute_mat(Path(attribute_mat))
-        self.attribute_mat = Path(attribute_mat)
-
-    def labelled(self) -> list[ImageRecord]:
-        warn_if_several_colours(self.tables["train"], self.attribute_mat)
-        return labelled_records(
-            list_images(self.root / "bounding_box_train"), self.tables["train"], parse_standard_name,
-            self.attribute_mat, drop_pids=(-1, 0),
-        )
-
-    def _test_records(self, folder: str) -> list[ImageRecord]:
-        paths = list_images(self.root / folder)
-        pids = [parse_standard_name(p.name)[0] for p in paths]
-        identities = [p for p, pid in zip(paths, pids) if pid > 0]
-        distractors = [ImageRecord(p, 0, parse_standard_name(p.name)[1]) for p, pid in zip(paths, pids) if pid == 0]
-        return labelled_records(identities, self.tables["test"], parse_standard_name, self.attribute_mat) + distractors
-
-    def gallery(self) -> list[ImageRecord]:
-        return unlabelled_records(self.root / "test")
-
-    def queries(self) -> list[ImageRecord]:
-        return unlabelled_records(self.root / "queries")
+        """The query images; none when the folder has no ``queries/`` (it is optional in this layout)."""
+        return unlabelled_records(self.root / "queries") if (self.root / "queries").is_dir() else []
 
 
 class StandardSource:

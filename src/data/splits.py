@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 
 import torch
@@ -24,6 +25,13 @@ def split_by_identity(
     train = [r for r in records if r.pid not in val_pids]
     val = [r for r in records if r.pid in val_pids]
     return train, val
+
+
+def split_contract(val_records: list[ImageRecord], val_ratio: float, seed: int) -> dict:
+    """What identifies a validation split: its settings and a digest of its sorted identity list."""
+    val_ids = sorted({int(r.pid) for r in val_records})
+    digest = hashlib.sha256(",".join(map(str, val_ids)).encode()).hexdigest()
+    return {"val_ratio": float(val_ratio), "split_seed": int(seed), "num_val_ids": len(val_ids), "val_ids_sha256": digest}
 
 
 def query_gallery_split(records: list[ImageRecord], seed: int) -> tuple[list[int], list[int]]:

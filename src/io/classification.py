@@ -32,7 +32,7 @@ def readable_rows(names: list[str], labels: np.ndarray, probs: dict[str, np.ndar
 
 
 def probabilities_frame(names: list[str], probs: dict[str, np.ndarray]) -> pd.DataFrame:
-    columns = {"name": names}
+    columns = {"name": pd.Series(names, dtype=object)}  # object: names may hold undecodable bytes
     for head in HEADS:
         for j, cls in enumerate(head.classes):
             columns[f"{head.name}.{cls}"] = probs[head.name][:, j]

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from torch import nn
 
 from src.data.feature_cache import cached_descriptors
@@ -101,8 +100,7 @@ class AggregatorModule(RetrievalValidation):
         self._train_distances: list[torch.Tensor] = []
 
     def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule
-        datamodule.setup(stage)
+        datamodule = self.trainer.datamodule  # Lightning set it up before this hook
         if self.hparams.cached:
             for split, dataset in (("train", datamodule.train_set), ("val", datamodule.val_set)):
                 self.descriptors[split] = cached_descriptors(
@@ -140,8 +138,3 @@ class AggregatorModule(RetrievalValidation):
             self._train_distances.clear()
         self.log_validation(metrics)
 
-    def configure_optimizers(self):
-        optimizer = instantiate(self.hparams.optimizer)(params=self.net.aggregator.parameters())
-        if not self.hparams.scheduler:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": instantiate(self.hparams.scheduler)(optimizer=optimizer)}

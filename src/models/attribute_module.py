@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -12,6 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from src.data.attributes import HEAD_NAMES, HEADS
+from src.models.base import MarketModule
 from src.models.gather import gather_unique
 
 
@@ -26,12 +26,14 @@ def attribute_accuracies(prefix: str) -> MetricCollection:
     )
 
 
-class AttributeModule(pl.LightningModule):
+class AttributeModule(MarketModule):
     """``net`` (config of a MarketClassifier) + optimizer/scheduler partials; logs per-attribute accuracy.
 
     ``id_loss_weight > 0`` adds an identity classifier on the 512-d feature (multi-task learning with
     identities); 0 is the report's model.
     """
+
+    network_kind = "attributes"
 
     def __init__(
         self,
@@ -113,10 +115,3 @@ class AttributeModule(pl.LightningModule):
         if not self.trainer.sanity_checking:
             self.val_mean_acc_best(mean)
         self.log("val/mean_acc_best", self.val_mean_acc_best.compute() if self.val_mean_acc_best.update_count else mean)
-
-    def configure_optimizers(self):
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
-        if not self.hparams.scheduler:
-            return optimizer
-        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -8,8 +8,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from src.errors import KnownError
 
-class BackboneWeightsError(RuntimeError):
+
+class BackboneWeightsError(KnownError, RuntimeError):
     pass
 
 

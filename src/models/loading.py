@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 
+from src.errors import KnownError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(KnownError, ValueError):
     pass
 
 
@@ -34,6 +38,10 @@ def without_pretrained(config):
 def build_from_checkpoint(path: str | Path, prefix: str, config_key: str = "net") -> tuple[torch.nn.Module, dict]:
     """Rebuild ``hparams[config_key]`` (no pretrained download) and load the ``prefix``-ed weights into it."""
     checkpoint = read_checkpoint(path)
+    return _build(checkpoint, path, prefix, config_key), checkpoint.get("hyper_parameters", {})
+
+
+def _build(checkpoint: dict, path: str | Path, prefix: str, config_key: str = "net") -> torch.nn.Module:
     hparams = checkpoint.get("hyper_parameters", {})
     if config_key not in hparams:
         raise CheckpointError(f"{path}: no '{config_key}' in its hyper-parameters; not a checkpoint of this project's task")
@@ -45,9 +53,88 @@ def build_from_checkpoint(path: str | Path, prefix: str, config_key: str = "net"
             f"{path}: weights do not fit the network described in the checkpoint "
             f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
-    return net.eval(), hparams
+    return net.eval()
 
 
 def load_attribute_net(path: str | Path):
     """(network, hyper-parameters) of a checkpoint whose network outputs attribute logits, in eval mode."""
     return build_from_checkpoint(path, "net.")
+
+
+# ------------------------------------------------------------------------------------------------ contract
+class InputSizeWarning(UserWarning):
+    """A network run at another input size than it was trained at (allowed when asked for explicitly)."""
+
+
+_REID_TARGETS = ("src.models.aggregator.ReportReidNet", "src.models.strong.StrongReidNet")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a checkpoint promises: its network's kind, the inputs it was trained on and the split it was validated on.
+
+    Written by ``MarketModule.on_save_checkpoint`` (network) and ``MarketDataModule.state_dict`` (input size, split);
+    checkpoints from before contracts have ``legacy=True`` and no input size or split.
+    """
+
+    path: str
+    kind: str  # "attributes" | "reid"
+    height: int | None = None
+    width: int | None = None
+    backbone: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    metric: str = "euclidean"
+    split: dict | None = None
+    threshold: float | None = None
+    legacy: bool = False
+
+    @property
+    def embeds(self) -> bool:
+        """Re-ID networks give retrieval embeddings besides the attribute logits."""
+        return self.kind == "reid"
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "height": self.height, "width": self.width, "backbone": self.backbone,
+                "mean": list(self.mean) if self.mean else None, "std": list(self.std) if self.std else None,
+                "metric": self.metric, "split": self.split}
+
+    def input_size(self, height: int | None = None, width: int | None = None) -> tuple[int, int]:
+        """The size to feed the network: the trained one unless ``height``/``width`` are given; another size given
+        explicitly is allowed with one InputSizeWarning."""
+        if height is None or width is None:
+            if self.height is None:
+                raise CheckpointError(f"{self.path}: records no input size (written before input contracts); "
+                                      "pass data.height=H data.width=W (the size it was trained at)")
+            return int(height or self.height), int(width or self.width)
+        if self.height is not None and (int(height), int(width)) != (self.height, self.width):
+            warnings.warn(f"{self.path}: trained at {self.height}x{self.width}, run at {height}x{width} as asked "
+                          "(data.height/data.width); results differ from the trained size's", InputSizeWarning,
+                          stacklevel=2)
+        return int(height), int(width)
+
+
+def read_contract(checkpoint: dict, path: str | Path) -> Contract:
+    hparams = checkpoint.get("hyper_parameters", {})
+    network = checkpoint.get("network")
+    data = checkpoint.get("MarketDataModule") or {}
+    threshold = checkpoint.get("retrieval_threshold")
+    threshold = None if threshold is None or threshold != threshold else float(threshold)
+    if network is None:  # legacy checkpoint: the kind follows from the network class it names
+        target = (hparams.get("net") or {}).get("_target_", "")
+        return Contract(str(path), "reid" if target in _REID_TARGETS else "attributes",
+                        metric=hparams.get("metric", "euclidean"), threshold=threshold, legacy=True)
+    return Contract(str(path), network["kind"], data.get("height"), data.get("width"), network.get("backbone"),
+                    tuple(network["mean"]) if network.get("mean") else None,
+                    tuple(network["std"]) if network.get("std") else None,
+                    network.get("metric") or hparams.get("metric") or "euclidean", data.get("split"), threshold)
+
+
+def load_network(path: str | Path) -> tuple[torch.nn.Module, Contract]:
+    """(network in eval mode, its contract) of any checkpoint of this project."""
+    checkpoint = read_checkpoint(path)
+    return _build(checkpoint, path, "net."), read_contract(checkpoint, path)
+
+
+def load_contract(path: str | Path) -> Contract:
+    return read_contract(read_checkpoint(path), path)

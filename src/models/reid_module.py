@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torchmetrics import MaxMetric
 from torchmetrics.functional.classification import multiclass_accuracy
@@ -11,10 +10,11 @@ from torchmetrics.functional.classification import multiclass_accuracy
 from src.data.attributes import HEAD_NAMES, HEADS
 from src.metrics.distance import pairwise_distance
 from src.metrics.rank import evaluate_rank
+from src.models.base import MarketModule
 from src.models.gather import gather_unique
 
 
-class RetrievalValidation(pl.LightningModule):
+class RetrievalValidation(MarketModule):
     """Subclasses call ``collect_validation`` per batch and ``validation_metrics``/``log_validation`` at epoch end.
 
     After each validation epoch the module holds ``val_retrieval``: the query->gallery distance matrix
@@ -22,6 +22,7 @@ class RetrievalValidation(pl.LightningModule):
     """
 
     metric: str = "euclidean"
+    network_kind = "reid"
 
     def __init__(self):
         super().__init__()
@@ -77,4 +78,5 @@ class RetrievalValidation(pl.LightningModule):
         self.log("val/mAP", float(metrics["val/mAP"]), prog_bar=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["retrieval_threshold"] = float(self.threshold)

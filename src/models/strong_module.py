@@ -41,8 +41,7 @@ class StrongReidModule(RetrievalValidation):
         self.center: CenterLoss | None = None
 
     def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule
-        datamodule.setup(stage)
+        datamodule = self.trainer.datamodule  # Lightning set it up before this hook
         self.pid_to_label = datamodule.pid_to_label
         if self.net is None:
             self.hparams.net["num_identities"] = datamodule.num_train_ids
@@ -76,9 +75,3 @@ class StrongReidModule(RetrievalValidation):
     def on_validation_epoch_end(self) -> None:
         self.log_validation(self.validation_metrics())
 
-    def configure_optimizers(self):
-        params = list(self.net.parameters()) + (list(self.center.parameters()) if self.center is not None else [])
-        optimizer = instantiate(self.hparams.optimizer)(params=[p for p in params if p.requires_grad])
-        if not self.hparams.scheduler:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": instantiate(self.hparams.scheduler)(optimizer=optimizer), "interval": "epoch"}}

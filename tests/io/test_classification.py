@@ -9,7 +9,7 @@ import pandas as pd
 
 from src.data.attributes import CSV_COLUMNS, HEAD_NAMES, HEADS
 from src.io.classification import readable_rows
-from src.predict import write_attribute_outputs
+from src.deliverables import write_attribute_outputs
 
 
 def one_hot_probabilities(labels: np.ndarray) -> dict[str, np.ndarray]:

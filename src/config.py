@@ -25,3 +25,46 @@ def compose_config(config_name: str, overrides: list[str], output_dir: str | Pat
         if cache_dir is not None:
             cfg.paths.cache_dir = str(cache_dir)
     return cfg
+
+
+# key -> (is the value allowed, the allowed range in words). Checked at start, before any data is read.
+def _int_at_least(low):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+RANGES = {
+    "data.batch_size": (_int_at_least(1), "a whole number >= 1"),
+    "data.eval_batch_size": (_int_at_least(1), "a whole number >= 1"),
+    "data.num_workers": (_int_at_least(0), "a whole number >= 0"),
+    "data.height": (lambda v: v is None or _int_at_least(16)(v), "a whole number >= 16 (pixels)"),
+    "data.width": (lambda v: v is None or _int_at_least(16)(v), "a whole number >= 16 (pixels)"),
+    "data.val_ratio": (lambda v: v is None or (isinstance(v, (int, float)) and 0 <= v < 1), "a number in [0, 1)"),
+    "data.num_instances": (_int_at_least(1), "a whole number >= 1"),
+    "trainer.max_epochs": (lambda v: v is None or v == -1 or _int_at_least(1)(v), "a whole number >= 1, or -1"),
+    "trainer.devices": (lambda v: v == "auto" or v == -1 or _int_at_least(1)(v), "a whole number >= 1, -1 or auto"),
+    "model.optimizer.lr": (lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
+    "top_k": (_int_at_least(1), "a whole number >= 1"),
+    "attributes.consensus_k": (_int_at_least(0), "a whole number >= 0"),
+}
+CPU_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "64-true", "64")
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Every known numeric setting in range, and a precision this machine can run: else one ConfigError naming the
+    key, the value and what is allowed (before minutes of work end deep inside a library)."""
+    from src.errors import ConfigError
+
+    for key, (allowed, words) in RANGES.items():
+        value = OmegaConf.select(cfg, key, default="<absent>")
+        if value != "<absent>" and not allowed(value):
+            raise ConfigError(f"{key}={value!r}: expected {words}")
+    data = cfg.get("data") or {}
+    if data.get("identity_sampler") and data.get("batch_size", 1) % data.get("num_instances", 1):
+        raise ConfigError(f"data.batch_size={data.batch_size}: must be a multiple of data.num_instances="
+                          f"{data.num_instances} (P identities x K images per batch)")
+    precision = str(OmegaConf.select(cfg, "trainer.precision", default=None) or "32-true")
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default="auto")
+    from src.runtime import runs_on_cpu
+
+    if runs_on_cpu(accelerator) and precision not in CPU_PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision}: not available on the CPU; use one of {', '.join(CPU_PRECISIONS)}")

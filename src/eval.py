@@ -31,6 +31,7 @@ from src.metrics.query_expansion import query_expansion
 from src.metrics.rank import evaluate_rank
 from src.metrics.rerank import re_ranking_from_features
 from src.models.loading import Contract, load_network
+from src.config import check_ranges
 from src.runtime import apply_threads
 
 
@@ -85,6 +86,7 @@ def evaluation_records(datamodule, split: str, contract: Contract | None = None)
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    check_ranges(cfg)
     apply_threads(cfg.get("torch_threads"))
     net, contract = load_network(cfg.ckpt_path)
     split = cfg.get("split", "all")

@@ -17,6 +17,7 @@ from torch import nn
 from src.data.attributes import HEAD_NAMES
 from src.io.atomic import atomic_path
 from src.errors import ConfigError, KnownError, one_line_errors
+from src.config import check_ranges
 from src.models.loading import load_network
 
 
@@ -98,9 +99,12 @@ def export_checked(ckpt_path: str | Path, output: str | Path, height: int | None
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
+    check_ranges(cfg)
     if cfg.format != "onnx":
         raise ConfigError(f"format={cfg.format!r}: only 'onnx' is supported")
-    output = cfg.get("output") or Path(cfg.paths.output_dir) / (Path(cfg.ckpt_path).stem + ".onnx")
+    output = Path(cfg.get("output") or Path(cfg.paths.output_dir) / (Path(cfg.ckpt_path).stem + ".onnx"))
+    if output.is_dir():
+        raise ConfigError(f"output={output}: is a folder; name the .onnx file to write")
     path, difference = export_checked(cfg.ckpt_path, output, cfg.data.height, cfg.data.width, cfg.check, cfg.tolerance)
     print(f"wrote {path}")
     if difference is not None:

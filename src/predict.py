@@ -8,12 +8,14 @@ from omegaconf import DictConfig
 from src.data.records import image_records
 from src.deliverables import predict_attributes
 from src.errors import one_line_errors
+from src.config import check_ranges
 from src.runtime import apply_threads
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
+    check_ranges(cfg)
     apply_threads(cfg.get("torch_threads"))
     path = predict_attributes(
         cfg.ckpt_path, image_records(cfg.input), cfg.paths.output_dir, height=cfg.data.height, width=cfg.data.width,

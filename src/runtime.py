@@ -13,6 +13,8 @@ import time
 
 import torch
 
+from src.errors import ConfigError
+
 
 def _cpu_times() -> tuple[int, int] | None:
     """(idle, total) jiffies over all CPUs since boot, from /proc/stat; None where there is no /proc."""
@@ -53,8 +55,13 @@ def resolve_threads(setting: int | str | None) -> int:
     except (TypeError, ValueError):
         threads = 0
     if threads < 1 or str(threads) != str(setting).strip():
-        raise ValueError(f"torch_threads={setting!r}: expected a positive whole number or auto")
+        raise ConfigError(f"torch_threads={setting!r}: expected a positive whole number or auto")
     return threads
+
+
+def runs_on_cpu(accelerator: str | None) -> bool:
+    """``trainer.accelerator``: cpu, or auto on a machine without a GPU."""
+    return accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
 
 
 def apply_threads(setting: int | str | None) -> int:

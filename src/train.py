@@ -11,9 +11,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.deliverables import predict_attributes, predict_reid
+from src import run_folder
+from src.config import check_ranges
 from src.errors import one_line_errors
 from src.io.atomic import write_json, write_text
-from src.runtime import apply_threads, quiet_library_noise
+from src.runtime import apply_threads, quiet_library_noise, runs_on_cpu
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,13 @@ def write_test_outputs(ckpt_path: str, datamodule, output_dir: Path, reid: bool)
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured task; returns the final metrics (floats). Outputs land in cfg.paths.output_dir."""
     quiet_library_noise()
+    check_ranges(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_folder.claim(output_dir, cfg.get("ckpt_path"), cfg.get("overwrite", False)) if run_folder.is_rank_zero() else None
+    ckpt_path = run_folder.resolve_resume(output_dir, cfg.get("ckpt_path"))
     write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
-    threads = apply_threads(cfg.get("torch_threads")) if cfg.trainer.get("accelerator") in ("cpu", "auto") else None
+    threads = apply_threads(cfg.get("torch_threads")) if runs_on_cpu(cfg.trainer.get("accelerator")) else None
     if threads:
         log.info("%d torch thread%s (torch_threads=%s)", threads, "s" * (threads > 1), cfg.get("torch_threads"))
 
@@ -58,7 +62,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:
             write_json(output_dir / "metrics.json", metrics)
         return metrics
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -68,6 +72,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_json(output_dir / "metrics.json", {"best_checkpoint": best, **metrics})
         if cfg.get("predict_test") and best:
             write_test_outputs(best, datamodule, output_dir, reid=model.network_kind == "reid")
+    if lock is not None:
+        lock.close()
     return metrics
 
 

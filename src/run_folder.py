@@ -1,0 +1,73 @@
+"""A training run's folder: one writer at a time, and no new run over an old one by accident.
+
+A live second training into the same folder is refused (an exclusive ``flock`` on ``.run.lock``, released when the
+process ends, even by SIGKILL). A folder that already holds a run (checkpoints or ``metrics.csv``) takes a new
+run only when the user resumes it (``ckpt_path=last`` or a path) or asks to start over (``overwrite=true``,
+which removes the old run's files first).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+from src.errors import ConfigError
+from src.models.loading import read_checkpoint
+
+LOCK_NAME = ".run.lock"
+RUN_FILES = ("checkpoints", "metrics.csv", "metrics.json")
+
+
+def is_rank_zero() -> bool:
+    """DDP children (started by Lightning with RANK/LOCAL_RANK set) share rank 0's folder and claim."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+def claim(output_dir: Path, ckpt_path: str | None, overwrite: bool = False):
+    """Lock ``output_dir`` for this run and check that starting here is what the user asked for. Returns the open
+    lock file (keep it referenced for the run's lifetime)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(output_dir / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "?"
+        handle.close()
+        raise ConfigError(f"{output_dir}: another training (pid {owner}) is writing into this run folder; wait for it "
+                          "or choose another hydra.run.dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    existing = [name for name in RUN_FILES if (output_dir / name).exists() and _not_empty(output_dir / name)]
+    if ckpt_path is None and existing:
+        if not overwrite:
+            handle.close()
+            raise ConfigError(f"{output_dir}: already holds a run ({', '.join(existing)}); resume it with ckpt_path=last, "
+                              "start over with overwrite=true, or choose another hydra.run.dir")
+        for name in existing:
+            target = output_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return handle
+
+
+def resolve_resume(output_dir: Path, ckpt_path: str | None) -> str | None:
+    """``last`` -> the folder's ``checkpoints/last.ckpt`` (an error naming the folder when there is none); a path is
+    read once here so that a truncated or foreign file is named before any work."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise ConfigError(f"{output_dir}: ckpt_path=last, but this run folder has no checkpoints/last.ckpt to resume "
+                              "(pass hydra.run.dir=<the interrupted run's folder>)")
+        ckpt_path = str(last)
+    read_checkpoint(ckpt_path)
+    return ckpt_path
+
+
+def _not_empty(path: Path) -> bool:
+    return any(path.iterdir()) if path.is_dir() else path.stat().st_size > 0

@@ -15,6 +15,7 @@ OWN_SCRIPTS = {
     "bench_inference.py": "| float32 channels_last |",
     "bench_data_pipeline.py": "| model training step (lite0) |",
     "bench_attribute_consensus.py": "| + flip + consensus k=4 re-ranked |",
+    "bench_bot_reference.py": "| plain BoT reference | 3 | 48 |",
 }
 
 

@@ -74,7 +74,8 @@ def apply_threads(setting: int | str | None) -> int:
 # Library messages that are not the user's to act on in this project's runs (each checked in tests/test_runtime.py):
 # the CSV logger's "logs directory exists" (the run folder holds config.yaml; ResumableCSVLogger keeps metrics.csv
 # rows on resume), Lightning's own deprecation of its _pytree use, frozen stage-1 modules in eval mode (intended),
-# and the advertisement tips for Lightning's cloud products.
+# the advertisement tips for Lightning's cloud products, and the notice that our TrainingClock (a Timer) enforces
+# trainer.max_time.
 _IGNORED_WARNINGS = (
     r"Experiment logs directory .* exists and is not empty",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
@@ -82,9 +83,12 @@ _IGNORED_WARNINGS = (
 )
 
 
+_IGNORED_INFO = ("💡 Tip", "Ignoring `Trainer(max_time=...)`")  # the second: our TrainingClock enforces max_time
+
+
 class _DropTips:
     def filter(self, record) -> bool:
-        return not str(record.getMessage()).startswith("💡 Tip")
+        return not str(record.getMessage()).startswith(_IGNORED_INFO)
 
 
 def quiet_library_noise() -> None:

@@ -1,34 +1,21 @@
 """Wall-clock training time as a logged metric, so quality can be plotted against time spent.
 
-Logs ``time/train_min`` (minutes of fitting so far: training and validation, not the one-off setup)
-at every validation epoch end. The running total is kept in checkpoints, so a resumed run continues
-the same clock instead of restarting from zero.
+Lightning's ``Timer`` measures the fit (training and validation, not the one-off setup) and keeps the time in
+checkpoints, so a resumed run continues the same clock; this subclass logs it as ``time/train_min`` at every
+validation epoch end. It also enforces ``trainer.max_time`` (passed as ``duration``): Lightning makes no Timer of
+its own when the callbacks hold one.
 """
 
 from __future__ import annotations
 
-import time
-
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Timer
 
 
-class TrainingClock(pl.Callback):
-    def __init__(self):
-        self.elapsed_before = 0.0   # seconds spent in earlier processes of this run (from the checkpoint)
-        self._started: float | None = None
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._started = time.monotonic()
-
-    def elapsed_seconds(self) -> float:
-        return self.elapsed_before + (time.monotonic() - self._started if self._started is not None else 0.0)
+class TrainingClock(Timer):
+    def __init__(self, duration: str | None = None, interval: str = "step"):
+        super().__init__(duration=duration, interval=interval, verbose=duration is not None)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._started is not None and not trainer.sanity_checking:
-            pl_module.log("time/train_min", self.elapsed_seconds() / 60.0, sync_dist=False)
-
-    def state_dict(self) -> dict:
-        return {"elapsed_seconds": self.elapsed_seconds()}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.elapsed_before = float(state_dict.get("elapsed_seconds", 0.0))
+        if self.start_time("train") is not None and not trainer.sanity_checking:
+            pl_module.log("time/train_min", self.time_elapsed("train") / 60.0, sync_dist=False)

@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from src.data.datasets import ImageDataset, preload
+from src.data.datasets import EpochKeyedSampler, ImageDataset, preload
 from src.data.splits import split_contract
 from src.data.images import drop_unreadable
 from src.data.records import DataError, ImageRecord
@@ -41,6 +41,7 @@ class MarketDataModule(pl.LightningDataModule):
         num_instances: int = 4,
         triplets: bool = False,
         triplet_images: bool = False,
+        seed: int = 0,
     ):
         super().__init__()
         self.root = root
@@ -55,6 +56,7 @@ class MarketDataModule(pl.LightningDataModule):
         self.skip_corrupt = skip_corrupt
         self.identity_sampler, self.num_instances = identity_sampler, num_instances
         self.triplets, self.triplet_images = triplets, triplet_images
+        self.seed = seed
         self.train_records: list[ImageRecord] = []
         self.val_records: list[ImageRecord] = []
 
@@ -80,7 +82,7 @@ class MarketDataModule(pl.LightningDataModule):
         cache = (lambda recs, name: preload(recs, self.height, self.width, self.num_workers, f"decoding {name}")) if self.preload else (lambda recs, name: None)
         self.train_set = ImageDataset(
             self.train_records, self.height, self.width, build_transform(self.height, self.width, **self.augment),
-            cache(self.train_records, "train"),
+            cache(self.train_records, "train"), seed=self.seed,
         )
         self.val_set = ImageDataset(self.val_records, self.height, self.width, None, cache(self.val_records, "val"))
 
@@ -109,19 +111,28 @@ class MarketDataModule(pl.LightningDataModule):
         return len(self.train_pids)
 
     def _loader(self, dataset, batch_size, **kwargs) -> DataLoader:
+        # its own generator: starting workers draws their base seed from it, not from the global stream (which
+        # dropout uses), so a resumed run that starts its persistent workers an epoch later draws the same masks
         return DataLoader(
-            dataset, batch_size=batch_size, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, **kwargs,
+            dataset, batch_size=batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed), **kwargs,
         )
 
     def train_dataloader(self) -> DataLoader:
         if self.triplets:  # the report's stage 2: index triplets, images only for the uncached path
             dataset = TripletDataset(self.train_records, self.train_set if self.triplet_images else None)
             return self._loader(dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size)
-        if self.identity_sampler:
-            sampler = IdentitySampler([r.pid for r in self.train_records], self.num_instances, self.split_seed)
-            return self._loader(self.train_set, self.batch_size, sampler=sampler, drop_last=True)
-        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=len(self.train_set) > self.batch_size)
+        size = len(self.train_set)
+        order = IdentitySampler([r.pid for r in self.train_records], self.num_instances, self.split_seed) \
+            if self.identity_sampler else None
+        sampler = EpochKeyedSampler(size, self.seed, order)
+        # Lightning starts the first epoch's workers (which fetch their first batches at once) before its first
+        # set_epoch; on a resumed run that epoch is not 0: start the sampler at the epoch Lightning will set
+        # (measured: without this the resumed epoch repeated epoch 0's order with 2 workers)
+        if self.trainer is not None:
+            sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+        return self._loader(self.train_set, self.batch_size, sampler=sampler,
+                            drop_last=True if order is not None else size > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
@@ -21,14 +21,25 @@ def decode_resized(path, height: int, width: int) -> torch.Tensor:
     return image
 
 
-class ImageDataset(Dataset):
-    """Records -> dict(image, labels, pid, camid, index). ``cache`` holds pre-decoded uint8 images."""
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    return ((seed * 1_000_003 + epoch) * 1_000_033 + index) % (2**63 - 1)
 
-    def __init__(self, records: list[ImageRecord], height: int, width: int, transform=None, cache: torch.Tensor | None = None):
+
+class ImageDataset(Dataset):
+    """Records -> dict(image, labels, pid, camid, index). ``cache`` holds pre-decoded uint8 images.
+
+    A key ``epoch * len(self) + index`` (from ``EpochKeyedSampler``) draws the random transform from a generator
+    seeded by (``seed``, epoch, index): the same augmentation whichever loader worker decodes the sample and
+    whether or not the run was resumed from a checkpoint in between. A plain index uses the global generator.
+    """
+
+    def __init__(self, records: list[ImageRecord], height: int, width: int, transform=None, cache: torch.Tensor | None = None,
+                 seed: int = 0):
         self.records = records
         self.height, self.width = height, width
         self.transform = transform
         self.cache = cache
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.records)
@@ -38,10 +49,18 @@ class ImageDataset(Dataset):
             return self.cache[index]
         return decode_resized(self.records[index].path, self.height, self.width)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int) -> dict:
+        epoch, index = divmod(int(key), len(self.records))
         record = self.records[index]
         image = self.image(index)
-        image = self.transform(image) if self.transform is not None else F.to_dtype(image, torch.float32, scale=True)
+        if self.transform is None:
+            image = F.to_dtype(image, torch.float32, scale=True)
+        elif key >= len(self.records) or isinstance(key, EpochKey):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(sample_seed(self.seed, epoch, index))
+                image = self.transform(image)
+        else:
+            image = self.transform(image)
         return {
             "image": image,
             "labels": torch.tensor(record.labels if record.labels is not None else NO_LABELS, dtype=torch.long),
@@ -49,6 +68,39 @@ class ImageDataset(Dataset):
             "camid": record.camid,
             "index": index,
         }
+
+
+class EpochKey(int):
+    """A sample key of epoch 0 (equal to its index), marked as seeded by EpochKeyedSampler."""
+
+
+class EpochKeyedSampler(Sampler[int]):
+    """Wraps an index order (or a permutation seeded by (seed, epoch)) into keys ``epoch * size + index``.
+
+    Lightning calls ``set_epoch`` before every training epoch; the order and every sample's augmentation then depend
+    only on (seed, epoch), never on the global random state or on loader workers that persist across epochs.
+    """
+
+    def __init__(self, size: int, seed: int = 0, order: Sampler | None = None):
+        self.size, self.seed, self.order, self.epoch = size, seed, order, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if callable(getattr(self.order, "set_epoch", None)):
+            self.order.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.order) if self.order is not None else self.size
+
+    def __iter__(self):
+        if self.order is not None:
+            indices = iter(self.order)
+        else:
+            generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, 0))
+            indices = iter(torch.randperm(self.size, generator=generator).tolist())
+        offset = self.epoch * self.size
+        for index in indices:
+            yield offset + index if offset else EpochKey(index)
 
 
 class _Decode(Dataset):

@@ -32,8 +32,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS, BATCHES, STALL_EPOCH, STALL_BATCH = 3, 4, 1, 1
 COMMON = [
-    "task=attributes", "seed=0", "torch_threads=1",
-    "data.num_workers=0", "data.source.num_train_ids=24", "data.source.num_test_ids=6",
+    "task=attributes", "seed=0", "torch_threads=1", "augment=on",  # random augmentation in the loader workers
+    "data.source.num_train_ids=24", "data.source.num_test_ids=6",  # the default 2 loader workers
     "data.batch_size=16", "data.eval_batch_size=64", "model.net.backbone.pretrained=false",
     "trainer.deterministic=true", f"trainer.max_epochs={EPOCHS}", f"trainer.limit_train_batches={BATCHES}",
     "predict_test=false", "trainer.enable_progress_bar=false", "~callbacks.progress_bar",

@@ -13,7 +13,8 @@ import torch
 import matplotlib.pyplot as plt
 from PIL import Image
 
-from src.callbacks.rank_lists import RankLists, query_rank_lists
+from src.callbacks.rank_lists import RankLists
+from src.metrics.rank import query_rank_lists
 from src.data.records import ImageRecord
 from src.io.visual import (
     CORRECT_COLOUR,

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pandas as pd
 import pytorch_lightning as pl
 
+from src.io.plots import accuracy_bars
 from src.callbacks.history import MetricHistory
 from src.data.attributes import HEAD_NAMES
 from src.io.atomic import save_figure, write_csv
@@ -40,16 +37,3 @@ class AttributeReport(MetricHistory):
         save_figure(self.output_dir / "attribute_accuracy.png", accuracy_bars(table))
 
 
-def accuracy_bars(table: pd.DataFrame):
-    figure, axis = plt.subplots(figsize=(10, 4))
-    positions = range(len(table))
-    axis.bar([p - 0.2 for p in positions], table["train_acc"], width=0.4, label="train")
-    axis.bar([p + 0.2 for p in positions], table["val_acc"], width=0.4, label="val")
-    axis.set_xticks(list(positions), table["attribute"], rotation=45, ha="right")
-    axis.set_ylabel("accuracy (%)")
-    axis.set_ylim(0, 100)
-    axis.set_title("Accuracy per attribute (best epoch)")
-    axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside the axes: it never hides a bar
-    figure.tight_layout()
-    axis.grid(axis="y", alpha=0.3)
-    return figure

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import pandas as pd
 import pytorch_lightning as pl
 
+from src.io.plots import curve
 from src.io.atomic import save_figure
 
 
@@ -76,16 +72,3 @@ class MetricCurves(MetricHistory):
                                                                x=x, xlabel=spec.get("xlabel")))
 
 
-def curve(history: pd.DataFrame, metrics: dict[str, str], title: str, ylabel: str, scale: float = 1.0,
-          x: str = "epoch", xlabel: str | None = None):
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for key, label in metrics.items():
-        axis.plot(history[x], scale * history[key], marker="o", label=label)
-    axis.set_xlabel(xlabel or x)
-    if x == "epoch":
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-    axis.set_ylabel(ylabel)
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-    axis.legend()
-    return figure

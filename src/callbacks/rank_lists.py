@@ -11,62 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from src.io.plots import cmc_figure
+from src.metrics.rank import query_rank_lists
 from src.io.visual import RankRow, Tile, rank_figure, save_png, thumbnail
-
-
-def query_rank_lists(distmat, q_pids, g_pids, q_camids, g_camids, top_k: int = 10, ignore_pids=(-1,)):
-    """Per query: AP (NaN when the query has no valid match), rank of its first match (0: none), top-k valid
-    gallery indices.
-
-    Valid gallery items follow the Market-1501 protocol of ``src.metrics.rank``: not the query's identity on
-    the query's camera, not a junk identity. Ties are broken by gallery order (stable sort).
-    """
-    distmat = torch.as_tensor(distmat).double().numpy()
-    q_pids, g_pids, q_camids, g_camids = (np.asarray(x) for x in (q_pids, g_pids, q_camids, g_camids))
-    junk = np.isin(g_pids, list(ignore_pids))
-    aps, first, lists = np.full(len(distmat), np.nan), np.zeros(len(distmat), dtype=np.int64), []
-    for q, row in enumerate(distmat):
-        order = np.argsort(row, kind="stable")
-        valid = ~junk[order] & ~((g_pids[order] == q_pids[q]) & (g_camids[order] == q_camids[q]))
-        order = order[valid]
-        hits = g_pids[order] == q_pids[q]
-        if hits.any():
-            precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-            aps[q] = precision[hits].mean()
-            first[q] = int(np.argmax(hits)) + 1
-        lists.append(order[:top_k])
-    return aps, first, lists
-
-
-def cmc_figure(cmc, mAP: float | None = None, epoch: int | None = None):
-    cmc = 100 * np.asarray(cmc, dtype=float)
-    ranks = np.arange(1, len(cmc) + 1)
-    figure, axis = plt.subplots(figsize=(6, 3.8))
-    axis.plot(ranks, cmc, marker="o", color="#2166ac")
-    for k in (1, 5, 10):
-        if k <= len(cmc):
-            axis.annotate(f"{cmc[k - 1]:.1f}%", (k, cmc[k - 1]), textcoords="offset points", xytext=(0, -14),
-                          ha="center", fontsize=8)
-    axis.set_xticks(ranks)
-    axis.set_xlabel("rank")
-    axis.set_ylabel("matching rate (%)")
-    axis.set_ylim(max(0.0, min(cmc) - 10), 101)
-    title = "CMC on the validation split"
-    if epoch is not None:
-        title += f", best epoch {epoch}"
-    if mAP is not None:
-        title += f" (mAP {100 * mAP:.1f}%)"
-    axis.set_title(title, fontsize=10)
-    axis.grid(alpha=0.3)
-    return figure
 
 
 def select_queries(retrieval: dict, num_queries: int, top_k: int) -> dict:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
 
+from src.io.plots import sweep_plot
 from src.io.atomic import save_figure, write_csv
 from src.metrics.threshold import best_threshold, threshold_sweep
 
@@ -50,15 +47,3 @@ class ThresholdSweep(pl.Callback):
         save_figure(self.output_dir / "threshold_sweep.png", sweep_plot(self.best_table, self.objective))
 
 
-def sweep_plot(table: pd.DataFrame, objective: str):
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for column, label in (("mAP", "mAP"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1")):
-        axis.plot(table["threshold"], 100 * table[column], label=label)
-    chosen = float(table.loc[table["chosen"], "threshold"].iloc[0])
-    axis.axvline(chosen, color="k", linestyle="--", label=f"chosen t={chosen:g} ({objective})")
-    axis.set_xlabel("distance threshold")
-    axis.set_ylabel("%")
-    axis.set_title("Thresholded retrieval on the validation split")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    return figure

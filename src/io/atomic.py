@@ -52,7 +52,7 @@ def write_csv(path: str | Path, frame, **kwargs) -> Path:
 
 
 def save_figure(path: str | Path, figure) -> Path:
-    import matplotlib.pyplot as plt
+    from src.io.plots import plt
 
     try:
         with atomic_path(path) as tmp:

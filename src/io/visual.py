@@ -16,10 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -27,6 +23,7 @@ from src.data.attributes import HEADS
 from src.data.images import load_image
 from src.data.records import DataError
 from src.io.atomic import atomic_path, write_text
+from src.io.plots import plt
 
 THUMB_SIZE = (64, 128)  # (width, height): Market-1501 crops
 QUERY_COLOUR = "#2166ac"

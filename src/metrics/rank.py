@@ -336,3 +336,27 @@ def evaluate_rank_from_features(
     num_query, num_gallery, blocks = ranked_blocks_from_features(
         qf, gf, q_pids, g_pids, q_camids, g_camids, metric, ignore_pids, chunk_size, query_names, gallery_names)
     return _summarise(num_query, num_gallery, ((s, r) for s, _, r in blocks), max_rank)
+
+
+def query_rank_lists(distmat, q_pids, g_pids, q_camids, g_camids, top_k: int = 10, ignore_pids=(-1,)):
+    """Per query: AP (NaN when the query has no valid match), rank of its first match (0: none), top-k valid
+    gallery indices.
+
+    Valid gallery items follow the Market-1501 protocol of ``src.metrics.rank``: not the query's identity on
+    the query's camera, not a junk identity. Ties are broken by gallery order (stable sort).
+    """
+    distmat = np.asarray(distmat, dtype=np.float64)
+    q_pids, g_pids, q_camids, g_camids = (np.asarray(x) for x in (q_pids, g_pids, q_camids, g_camids))
+    junk = np.isin(g_pids, list(ignore_pids))
+    aps, first, lists = np.full(len(distmat), np.nan), np.zeros(len(distmat), dtype=np.int64), []
+    for q, row in enumerate(distmat):
+        order = np.argsort(row, kind="stable")
+        valid = ~junk[order] & ~((g_pids[order] == q_pids[q]) & (g_camids[order] == q_camids[q]))
+        order = order[valid]
+        hits = g_pids[order] == q_pids[q]
+        if hits.any():
+            precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+            aps[q] = precision[hits].mean()
+            first[q] = int(np.argmax(hits)) + 1
+        lists.append(order[:top_k])
+    return aps, first, lists

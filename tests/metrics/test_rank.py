@@ -193,3 +193,16 @@ def test_accepts_torch_labels(make_data):
     a = evaluate_rank(d, qp, gp, qc, gc)
     b = evaluate_rank(d, *(torch.from_numpy(x) for x in (qp, gp, qc, gc)))
     assert a["mAP"] == b["mAP"]
+
+
+def test_per_query_average_precision_agrees_with_evaluate_rank():
+    from src.metrics.rank import evaluate_rank, query_rank_lists
+
+    rng = np.random.default_rng(3)
+    q_pids, g_pids = rng.integers(0, 8, 30), rng.integers(0, 8, 120)
+    q_camids, g_camids = rng.integers(0, 3, 30), rng.integers(0, 3, 120)
+    distmat = rng.random((30, 120))
+    aps, first, lists = query_rank_lists(distmat, q_pids, g_pids, q_camids, g_camids, top_k=5)
+    result = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=5)
+    assert np.nanmean(aps) == pytest.approx(result["mAP"], abs=1e-9)
+    assert np.mean(first[~np.isnan(aps)] == 1) == pytest.approx(result["rank1"], abs=1e-9)

@@ -11,8 +11,6 @@ from PIL import Image, UnidentifiedImageError
 
 from src.data.records import DataError, ImageRecord
 
-MAX_PIXELS = 4096 * 4096  # larger images are shrunk on decode (draft mode / thumbnail), never held whole
-
 
 def load_image(path: Path, max_side: int = 1024) -> torch.Tensor:
     """File -> uint8 tensor (3, H, W). Grayscale, palette, RGBA, CMYK and 16-bit images become RGB."""

@@ -35,7 +35,7 @@ DISTANCE_BLOCK_ELEMENTS = 1 << 25  # distance chunk from features (128 MiB in fl
 
 
 @dataclass
-class GalleryIndex:
+class RankedGallery:
     """Gallery labels grouped by identity, to find a query's same-pid items fast."""
 
     pids: np.ndarray
@@ -46,7 +46,7 @@ class GalleryIndex:
     pid_count: np.ndarray
 
     @classmethod
-    def build(cls, pids: np.ndarray, camids: np.ndarray) -> GalleryIndex:
+    def build(cls, pids: np.ndarray, camids: np.ndarray) -> RankedGallery:
         unique, inverse, counts = np.unique(pids, return_inverse=True, return_counts=True)
         return cls(pids, camids, np.argsort(inverse, kind="stable"), unique,
                    np.cumsum(counts) - counts, counts)
@@ -69,7 +69,7 @@ class BlockRanks:
     rem_dist: np.ndarray
 
 
-def _argsort_ranks(dist: np.ndarray, q_pids, q_camids, gallery: GalleryIndex) -> np.ndarray:
+def _argsort_ranks(dist: np.ndarray, q_pids, q_camids, gallery: RankedGallery) -> np.ndarray:
     """Ranks of valid positives via a full ``np.argsort`` (reference tie order), row-major."""
     order = np.argsort(dist, axis=1)
     row, pos = np.nonzero(gallery.pids[order] == q_pids[:, None])
@@ -80,7 +80,7 @@ def _argsort_ranks(dist: np.ndarray, q_pids, q_camids, gallery: GalleryIndex) ->
     return (pos + 1 - removed_before)[~removed]
 
 
-def rank_block(dist: np.ndarray, q_pids, q_camids, gallery: GalleryIndex) -> BlockRanks:
+def rank_block(dist: np.ndarray, q_pids, q_camids, gallery: RankedGallery) -> BlockRanks:
     """Rank the positives of a block of queries (rows of ``dist``) under the Market protocol."""
     num_rows, num_gallery = dist.shape
     counted = np.require(dist, np.float64 if dist.dtype not in (np.float32, np.float64) else None, ["C", "W"])
@@ -157,7 +157,7 @@ def iter_rank_blocks(
     blocks: Iterable[tuple[int, np.ndarray]],
     q_pids: np.ndarray,
     q_camids: np.ndarray,
-    gallery: GalleryIndex,
+    gallery: RankedGallery,
     keep_columns: np.ndarray | None,
     workers: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray, BlockRanks]]:
@@ -199,14 +199,14 @@ def _split_blocks(blocks: Iterable[tuple[int, np.ndarray]], rows: int) -> Iterat
 
 
 def prepare_gallery(g_pids, g_camids, ignore_pids: Sequence[int]):
-    """Return (GalleryIndex without ignored pids, kept column indices or None)."""
+    """Return (RankedGallery without ignored pids, kept column indices or None)."""
     junk = np.isin(g_pids, np.asarray(list(ignore_pids), dtype=g_pids.dtype)) if len(ignore_pids) else None
     if junk is None or not junk.any():
-        return GalleryIndex.build(g_pids, g_camids), None
+        return RankedGallery.build(g_pids, g_camids), None
     keep = np.flatnonzero(~junk)
     if len(keep) == 0:
         raise ValueError(f"empty gallery: every gallery pid is in ignore_pids={tuple(ignore_pids)}")
-    return GalleryIndex.build(g_pids[keep], g_camids[keep]), keep
+    return RankedGallery.build(g_pids[keep], g_camids[keep]), keep
 
 
 def block_rows(num_gallery: int, chunk_size: int | None, elements: int = BLOCK_ELEMENTS) -> int:

@@ -3,97 +3,41 @@ own-copy exclusion, re-ranking / query expansion, outputs, CLI). Tiny synthetic 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
+import faiss
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from src.data.attributes import HEAD_NAMES, HEADS
 from src.data.feature_cache import file_digest
-from src.data.synthetic import generate_synthetic_dataset
-from src.index import (
-    INDEX_VERSION,
-    GalleryIndexError,
-    UnreadableImagesWarning,
-    build_index,
-    embed_images,
-    load_index,
-    load_reid_net,
-)
 from src.metrics.distance import pairwise_distance
 from src.metrics.query_expansion import query_expansion
 from src.metrics.rerank import re_ranking_from_features
-from src.search import FilterError, filter_mask, hydra_argv, parse_filter, search, write_search_outputs
-from tests.models.test_loading import save_attribute_checkpoint
-
-HEIGHT, WIDTH = 64, 32
-TINY_NET = {
-    "_target_": "src.models.heads.MarketClassifier",
-    "backbone": {"_target_": "src.models.backbones.timm_backbone", "model_name": "test_resnet", "pretrained": False},
-    "feature_dim": 48,
-    "hidden": 32,
-}
-
-
-def save_reid_checkpoint(path: Path, seed: int, images: list[Path]) -> Path:
-    """A report-style re-ID checkpoint (frozen tiny stage 1 + aggregator) with seeded random weights.
-
-    The batch-norm statistics are recomputed on ``images``, so that the random network's embeddings and
-    attribute predictions differ from image to image (with default statistics every image gets the same classes).
-    """
-    from src.data.datasets import decode_resized
-    from src.models.aggregator import AggregatorModule
-
-    torch.manual_seed(seed)
-    stage1 = path.with_suffix(".stage1.ckpt")
-    save_attribute_checkpoint(stage1, TINY_NET)
-    module = AggregatorModule(stage1_ckpt=str(stage1), aggregator={"embed_dim": 32, "dropout": 0.0},
-                              optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1})
-    batch = torch.stack([decode_resized(p, HEIGHT, WIDTH) for p in images]).float() / 255
-    norms = [m for m in module.net.modules() if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average: one pass sets the statistics of the batch
-        m.train()
-    with torch.no_grad():
-        module.net.aggregator(module.net.stage1.descriptor(batch))
-    module.net.eval()
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("index_world")
-    data = generate_synthetic_dataset(root / "synthetic", num_train_ids=1, num_test_ids=4, images_per_id=(3, 4), seed=3)
-    images = sorted((Path(data) / "test").iterdir())
-    return {"data": Path(data), "ckpt": save_reid_checkpoint(root / "reid.ckpt", 0, images),
-            "other_ckpt": save_reid_checkpoint(root / "other.ckpt", 1, images)}
-
-
-@pytest.fixture
-def gallery(world, tmp_path) -> Path:
-    folder = tmp_path / "gallery"
-    shutil.copytree(world["data"] / "test", folder)
-    return folder
-
-
-def build(world, gallery, output, **kwargs):
-    return build_index(kwargs.pop("ckpt", world["ckpt"]), gallery, output, height=HEIGHT, width=WIDTH, batch_size=8, **kwargs)
+from src.retrieval.build import build_index
+from src.retrieval.embedding import embed_images, load_reid_net
+from src.retrieval.filtering import FilterError, filter_mask, parse_filter
+from src.retrieval.outputs import write_search_outputs
+from src.retrieval.search import search
+from src.retrieval.store import VERSION, GalleryIndexError, UnreadableImagesWarning, load_index
+from src.search import hydra_argv
+from tests.retrieval.worlds import HEIGHT, WIDTH, build, gallery, world  # noqa: F401  (fixtures)
 
 
 def brute_force(world, index, query_dir: Path, candidates=None):
     """Expected ranking: embed each query with the network, sort all (filtered) gallery distances, drop own copies."""
     net, metric = load_reid_net(world["ckpt"])
     names = sorted(p.name for p in query_dir.iterdir())
-    q = embed_images(net, [query_dir / n for n in names], HEIGHT, WIDTH).embeddings
-    rows = torch.arange(len(index)) if candidates is None else candidates
-    distances = pairwise_distance(q, index.embeddings[rows], metric)
+    q = torch.from_numpy(embed_images(net, [query_dir / n for n in names], HEIGHT, WIDTH).embeddings)
+    rows = np.arange(len(index)) if candidates is None else np.asarray(candidates)
+    distances = pairwise_distance(q, torch.from_numpy(np.asarray(index.embeddings)[rows]), metric)
     expected = {}
     for i, name in enumerate(names):
         sha = file_digest(query_dir / name)
@@ -103,52 +47,59 @@ def brute_force(world, index, query_dir: Path, candidates=None):
 
 
 # ------------------------------------------------------------------------------------------------ index
-def test_index_file_holds_plain_data_and_the_documented_fields(world, gallery, tmp_path):
-    output = tmp_path / "gallery.pt"
+def test_index_folder_holds_the_documented_files_and_fields(world, gallery, tmp_path):
+    output = tmp_path / "index"
     report = build(world, gallery, output)
     assert report.written and report.embedded == report.total == len(list(gallery.iterdir()))
-    raw = torch.load(output, weights_only=True)  # plain tensors / lists / dicts only
-    assert raw["version"] == INDEX_VERSION and raw["checkpoint_sha256"] == file_digest(world["ckpt"])
-    assert (raw["height"], raw["width"], raw["metric"]) == (HEIGHT, WIDTH, "euclidean")
+    meta = json.loads((output / "manifest.json").read_text())
+    assert meta["version"] == VERSION and meta["checkpoint_sha256"] == file_digest(world["ckpt"])
+    assert (meta["height"], meta["width"], meta["metric"], meta["kind"], meta["dim"]) == (HEIGHT, WIDTH, "euclidean", "flat", 32)
+    files = {role: output / entry["name"] for role, entry in meta["files"].items()}
+    records = pd.read_parquet(files["records"])  # a standard table, no pickle
+    assert list(records.columns[:4]) == ["id", "name", "sha256", "camera"]
+    assert list(records.columns[4:16]) == list(HEAD_NAMES)
+    assert records["name"].tolist() == sorted(p.name for p in gallery.iterdir())
+    assert records["sha256"].tolist() == [file_digest(gallery / n) for n in records["name"]]
+    assert records["upcolor"].isin(HEADS[HEAD_NAMES.index("upcolor")].classes).all()  # readable class names
+    embeddings = np.load(files["embeddings"])
+    assert embeddings.dtype == np.float32 and embeddings.shape == (len(records), 32)
+    assert faiss.read_index(str(files["faiss"])).ntotal == len(records)
     index = load_index(output)
-    assert index.names == sorted(p.name for p in gallery.iterdir())
-    assert index.sha256 == [file_digest(gallery / n) for n in index.names]
-    assert index.embeddings.dtype == torch.float32 and index.embeddings.shape == (len(index), 32)
     assert index.attributes.shape == (len(index), len(HEADS))
     for i, head in enumerate(HEADS):
         probs = index.probabilities[head.name]
         assert probs.shape == (len(index), head.num_classes)
-        torch.testing.assert_close(probs.sum(1), torch.ones(len(index)))
-        assert torch.equal(probs.argmax(1), index.attributes[:, i])
+        np.testing.assert_allclose(probs.sum(1), np.ones(len(index)), atol=1e-5)
+        assert np.array_equal(probs.argmax(1), index.attributes[:, i])
     # the stored embeddings are the network's
     net, _ = load_reid_net(world["ckpt"])
     fresh = embed_images(net, [gallery / n for n in index.names[:3]], HEIGHT, WIDTH).embeddings
-    torch.testing.assert_close(index.embeddings[:3], fresh, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(index.embeddings[:3], fresh, atol=1e-5, rtol=1e-5)
 
 
 def test_unchanged_gallery_is_not_recomputed_nor_rewritten(world, gallery, tmp_path, monkeypatch):
-    output = tmp_path / "gallery.pt"
+    output = tmp_path / "index"
     build(world, gallery, output)
-    before = output.stat().st_mtime_ns, output.read_bytes()
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in output.iterdir() if p.name != "build.lock"}
 
-    import src.index
+    import src.retrieval.build
 
     def no_network(*args, **kwargs):
         raise AssertionError("the network was loaded for an unchanged gallery")
 
-    monkeypatch.setattr(src.index, "load_reid_net", no_network)
-    monkeypatch.setattr(src.index, "embed_images", no_network)
+    monkeypatch.setattr(src.retrieval.build, "load_reid_net", no_network)
+    monkeypatch.setattr(src.retrieval.build, "run_predict", no_network)
     report = build(world, gallery, output)
     assert not report.written and report.embedded == 0 and report.reused == report.total
-    assert (output.stat().st_mtime_ns, output.read_bytes()) == before
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in output.iterdir() if p.name != "build.lock"} == before
     assert "up to date" in report.summary()
 
 
 def test_incremental_update_embeds_only_new_and_changed_images(world, gallery, tmp_path, monkeypatch):
-    output = tmp_path / "gallery.pt"
+    output = tmp_path / "index"
     build(world, gallery, output)
     old = load_index(output)
-    names = old.names
+    names = list(old.names)
     (gallery / names[0]).unlink()  # removed
     shutil.copyfile(gallery / names[2], gallery / names[1])  # changed (now a copy of another image)
     train = sorted((world["data"] / "train").iterdir())
@@ -157,38 +108,44 @@ def test_incremental_update_embeds_only_new_and_changed_images(world, gallery, t
     shutil.copyfile(train[1], gallery / "sub" / "new_b.jpg")  # added, in a sub-folder
     shutil.copyfile(gallery / names[3], gallery / "renamed.jpg")  # same bytes under a new name: reused
 
-    import src.index
+    import src.retrieval.build
 
-    embedded: list[str] = []
-    original = src.index.embed_images
+    planned: list[str] = []
+    original = src.retrieval.build.write_plan
 
-    def spy(net, paths, *args, **kwargs):
-        embedded.extend(p.name for p in paths)
-        return original(net, paths, *args, **kwargs)
+    def spy(work, plan):
+        planned.extend(plan.names)
+        return original(work, plan)
 
-    monkeypatch.setattr(src.index, "embed_images", spy)
+    monkeypatch.setattr(src.retrieval.build, "write_plan", spy)
     report = build(world, gallery, output)
-    assert sorted(embedded) == ["new_a.jpg", "new_b.jpg"]  # the changed file's bytes are already indexed
-    assert (report.embedded, report.removed, report.total) == (2, 1, len(names) - 1 + 3)
+    assert sorted(planned) == ["new_a.jpg", "sub/new_b.jpg"]  # the changed file's bytes are already indexed
+    assert (report.embedded, report.removed, report.total, report.faiss) == (2, 1, len(names) - 1 + 3, "updated")
     new = load_index(output)
     assert names[0] not in new.names and {"new_a.jpg", "sub/new_b.jpg", "renamed.jpg"} <= set(new.names)
-    assert new.sha256[new.names.index(names[1])] == old.sha256[2]
-    for name in names[2:]:  # untouched rows: bit-identical
-        assert torch.equal(new.embeddings[new.names.index(name)], old.embeddings[names.index(name)])
-    assert torch.equal(new.embeddings[new.names.index(names[1])], old.embeddings[2])
-    assert torch.equal(new.embeddings[new.names.index("renamed.jpg")], old.embeddings[3])
-    # the incremental index equals a full rebuild
-    full = load_index(build(world, gallery, tmp_path / "full.pt").path)
-    assert full.names == new.names and full.sha256 == new.sha256
-    torch.testing.assert_close(full.embeddings, new.embeddings, atol=1e-5, rtol=1e-5)
-    assert torch.equal(full.attributes, new.attributes)
+    row = {n: i for i, n in enumerate(new.names)}
+    assert new.sha256[row[names[1]]] == old.sha256[2]
+    for i, name in enumerate(names[2:], start=2):  # untouched rows: bit-identical, same faiss id
+        assert np.array_equal(new.embeddings[row[name]], old.embeddings[i]) and new.ids[row[name]] == old.ids[i]
+    assert np.array_equal(new.embeddings[row[names[1]]], old.embeddings[2])
+    assert np.array_equal(new.embeddings[row["renamed.jpg"]], old.embeddings[3])
+    assert old.ids[0] not in new.ids and old.ids[1] not in new.ids  # removed / changed: new ids
+    assert new.faiss.ntotal == len(new)
+    # the incremental index equals a full rebuild, and searches the same
+    full = load_index(build(world, gallery, tmp_path / "full").path)
+    assert list(full.names) == list(new.names) and list(full.sha256) == list(new.sha256)
+    np.testing.assert_allclose(full.embeddings, new.embeddings, atol=1e-5, rtol=1e-5)
+    assert np.array_equal(full.attributes, new.attributes)
+    query = gallery / "new_a.jpg"
+    assert ([n for n, _ in as_pairs(search(full, query, top_k=5))["new_a.jpg"]]
+            == [n for n, _ in as_pairs(search(new, query, top_k=5))["new_a.jpg"]])
 
 
 def test_unreadable_images_are_skipped_with_one_warning(world, gallery, tmp_path):
     (gallery / "empty.jpg").write_bytes(b"")
     (gallery / "garbage.jpg").write_bytes(b"this is not a jpeg")
     good = len(list(gallery.iterdir())) - 2
-    output = tmp_path / "gallery.pt"
+    output = tmp_path / "index"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = build(world, gallery, output)
@@ -199,10 +156,10 @@ def test_unreadable_images_are_skipped_with_one_warning(world, gallery, tmp_path
     assert report.total == good and report.unreadable == ["empty.jpg", "garbage.jpg"]
     assert not {"empty.jpg", "garbage.jpg"} & set(load_index(output).names)
     # still broken, unchanged: not retried, not rewritten, still reported
-    mtime = output.stat().st_mtime_ns
+    mtime = (output / "manifest.json").stat().st_mtime_ns
     with pytest.warns(UnreadableImagesWarning, match="garbage.jpg"):
         again = build(world, gallery, output)
-    assert not again.written and output.stat().st_mtime_ns == mtime
+    assert not again.written and (output / "manifest.json").stat().st_mtime_ns == mtime
     # repaired: indexed
     shutil.copyfile(sorted((world["data"] / "train").iterdir())[0], gallery / "garbage.jpg")
     with pytest.warns(UnreadableImagesWarning, match="empty.jpg"):
@@ -210,8 +167,8 @@ def test_unreadable_images_are_skipped_with_one_warning(world, gallery, tmp_path
     assert repaired.embedded == 1 and "garbage.jpg" in load_index(output).names
 
 
-def test_index_of_another_checkpoint_is_a_clear_error(world, gallery, tmp_path):
-    output = tmp_path / "gallery.pt"
+def test_index_of_another_checkpoint_size_or_kind_is_a_clear_error(world, gallery, tmp_path):
+    output = tmp_path / "index"
     build(world, gallery, output)
     with pytest.raises(GalleryIndexError, match=r"built with checkpoint .*reid\.ckpt.*not with .*other\.ckpt"):
         build(world, gallery, output, ckpt=world["other_ckpt"])
@@ -219,21 +176,31 @@ def test_index_of_another_checkpoint_is_a_clear_error(world, gallery, tmp_path):
     assert report.embedded == report.total and load_index(output).checkpoint_sha256 == file_digest(world["other_ckpt"])
     with pytest.raises(GalleryIndexError, match="input size 64x32, asked for 128x64"):
         build_index(world["other_ckpt"], gallery, output, height=128, width=64)
+    with pytest.raises(GalleryIndexError, match="is a flat index, asked for index.kind=hnsw.*reindex=true"):
+        build(world, gallery, output, ckpt=world["other_ckpt"], kind="hnsw")
+    # reindex: another kind from the stored embeddings, nothing embedded again
+    report = build(world, gallery, output, ckpt=world["other_ckpt"], kind="hnsw", reindex=True)
+    assert (report.embedded, report.kind, report.faiss) == (0, "hnsw", "built")
+    assert load_index(output).kind == "hnsw"
 
 
 def test_not_an_index(tmp_path):
     path = tmp_path / "x.pt"
     torch.save({"state_dict": {}}, path)
-    with pytest.raises(GalleryIndexError, match="not a gallery index"):
+    with pytest.raises(GalleryIndexError, match="not an index folder.*earlier version"):
         load_index(path)
-    with pytest.raises(GalleryIndexError, match="index file not found"):
-        load_index(tmp_path / "missing.pt")
+    with pytest.raises(GalleryIndexError, match="index not found"):
+        load_index(tmp_path / "missing")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "manifest.json").write_text('{"format": "something else"}')
+    with pytest.raises(GalleryIndexError, match="not a gallery index"):
+        load_index(tmp_path / "other")
 
 
 # ------------------------------------------------------------------------------------------------ search
 @pytest.fixture(scope="module")
 def indexed(world, tmp_path_factory):
-    output = tmp_path_factory.mktemp("indexed") / "gallery.pt"
+    output = tmp_path_factory.mktemp("indexed") / "gallery"
     build(world, world["data"] / "test", output)
     return load_index(output)
 
@@ -284,18 +251,18 @@ def varied_head(index) -> tuple[str, str]:
     """A (head, class) that some but not all gallery images are predicted to have."""
     for i, head in enumerate(HEADS):
         values = index.attributes[:, i]
-        if len(values.unique()) > 1:
-            return head.name, head.classes[int(values.mode().values)]
+        if len(np.unique(values)) > 1:
+            return head.name, head.classes[int(np.bincount(values).argmax())]
     pytest.skip("the random network predicts one class per head for every image")
 
 
 def test_filter_restricts_to_matching_predictions(world, indexed, outside_queries):
     name, value = varied_head(indexed)
     column = HEAD_NAMES.index(name)
-    keep = torch.nonzero(indexed.attributes[:, column] == HEADS[column].classes.index(value)).flatten()
+    keep = np.flatnonzero(indexed.attributes[:, column] == HEADS[column].classes.index(value))
     assert 0 < len(keep) < len(indexed)
     result = search(indexed, outside_queries, top_k=len(indexed), filter=f"{name}={value}")
-    assert torch.equal(result.candidates, keep)
+    assert np.array_equal(result.candidates, keep)
     assert_same_ranking(as_pairs(result), brute_force(world, indexed, outside_queries, keep), len(indexed))
     for matches in result.matches:
         assert {indexed.names[r] for r, _ in matches} == {indexed.names[int(r)] for r in keep}
@@ -326,7 +293,7 @@ def test_filter_parsing_and_its_errors():
         parse_filter("backpack=maybe")
     with pytest.raises(FilterError, match="not attribute=value"):
         parse_filter("red")
-    attributes = torch.zeros(4, len(HEADS), dtype=torch.long)
+    attributes = np.zeros((4, len(HEADS)), dtype=np.int64)
     attributes[1, HEAD_NAMES.index("upcolor")] = red
     attributes[2, HEAD_NAMES.index("upcolor")] = red
     attributes[2, HEAD_NAMES.index("backpack")] = 1
@@ -336,11 +303,11 @@ def test_filter_parsing_and_its_errors():
 
 def test_reranking_and_query_expansion_work_on_the_filtered_gallery(world, indexed, outside_queries):
     name, value = varied_head(indexed)
-    keep = torch.nonzero(indexed.attributes[:, HEAD_NAMES.index(name)] == HEADS[HEAD_NAMES.index(name)].classes.index(value)).flatten()
+    keep = np.flatnonzero(indexed.attributes[:, HEAD_NAMES.index(name)] == HEADS[HEAD_NAMES.index(name)].classes.index(value))
     net, metric = load_reid_net(world["ckpt"])
     names = sorted(p.name for p in outside_queries.iterdir())
-    q = embed_images(net, [outside_queries / n for n in names], HEIGHT, WIDTH).embeddings
-    g = indexed.embeddings[keep]
+    q = torch.from_numpy(embed_images(net, [outside_queries / n for n in names], HEIGHT, WIDTH).embeddings)
+    g = torch.from_numpy(np.asarray(indexed.embeddings)[keep])
     qe_q, qe_g = query_expansion(q, g, top_k=2, alpha=3.0)
     expected = re_ranking_from_features(qe_q, qe_g, metric, k1=4, k2=2, lambda_value=0.3)
     result = search(indexed, outside_queries, top_k=len(keep), filter={name: value}, rerank=True, query_expansion=True,
@@ -368,7 +335,7 @@ def test_queries_need_the_index_checkpoint(world, indexed, outside_queries):
 
 
 def test_search_outputs(world, indexed, tmp_path):
-    from src.search import identities, read_identities
+    from src.retrieval.outputs import identities, read_identities
 
     result = search(indexed, world["data"] / "queries", top_k=4)
     query_pids = identities(result.query_names, read_identities(world["data"] / "queries_ground_truth.csv"))
@@ -386,7 +353,7 @@ def test_search_outputs(world, indexed, tmp_path):
 
 
 def test_identities_from_market_names():
-    from src.search import identities, same_identity
+    from src.retrieval.outputs import identities, same_identity
 
     assert identities(["0002_c1s1_000451_03.jpg", "0002_c1_016620005.jpg", "000001.jpg", "-1_c1s1_000001_00.jpg"]) == [2, 2, None, -1]
     assert same_identity(2, 2) is True and same_identity(2, 3) is False and same_identity(None, 2) is None
@@ -402,7 +369,7 @@ def test_hydra_argv_quotes_the_filter():
 def test_command_line(world, tmp_path):
     from tests.conftest import ROOT
 
-    index = tmp_path / "idx.pt"
+    index = tmp_path / "idx"
     common = [f"hydra.run.dir={tmp_path / 'run'}", "data.height=64", "data.width=32", "data.num_workers=0"]
     build_cmd = [sys.executable, "-m", "src.index", "build", f"ckpt_path={world['ckpt']}",
                  f"gallery={world['data'] / 'test'}", f"output={index}", *common]
@@ -425,13 +392,18 @@ def test_command_line(world, tmp_path):
     bad = subprocess.run([*search_cmd[:5], "filter=colour=red", f"hydra.run.dir={tmp_path / 'bad'}"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "attributes are: age, backpack" in bad.stderr
+    head, value = absent_class(load_index(index))
+    nothing = subprocess.run([*search_cmd[:5], f"filter={head}={value}", f"hydra.run.dir={tmp_path / 'none'}"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert nothing.returncode == 0, nothing.stderr[-3000:]
+    assert f"no gallery image passes the filter {head}={value}: nothing to rank" in nothing.stdout
 
 
 def test_an_attribute_checkpoint_is_refused(world, gallery, tmp_path):
     from src.models.loading import CheckpointError
 
     with pytest.raises(CheckpointError, match=r"reid\.stage1\.ckpt: MarketClassifier has no retrieval embedding.*task=reid"):
-        build(world, gallery, tmp_path / "x.pt", ckpt=world["ckpt"].with_suffix(".stage1.ckpt"))
+        build(world, gallery, tmp_path / "x", ckpt=world["ckpt"].with_suffix(".stage1.ckpt"))
 
 
 def test_configs_compose_with_the_documented_overrides(tmp_path):
@@ -439,6 +411,12 @@ def test_configs_compose_with_the_documented_overrides(tmp_path):
 
     cfg = compose_config("index", ["ckpt_path=a.ckpt", "gallery=g", "data.height=256", "data.width=128"], tmp_path)
     assert (cfg.action, cfg.output, cfg.rebuild, cfg.data.height) == ("build", None, False, 256)
+    assert (cfg.index.kind, cfg.trainer.devices, cfg.index.ivf_pq.nlist) == (None, 1, None)
+    from src.index import hydra_argv as index_argv
+
+    assert index_argv(["x", "info", "some/folder"]) == ["x", "action=info", "output=some/folder"]
+    assert index_argv(["x", "info", "index=some/folder"]) == ["x", "action=info", "output=some/folder"]
+    assert index_argv(["x", "build", "index.kind=hnsw"]) == ["x", "action=build", "index.kind=hnsw"]
     expected = {"upcolor": [2], "backpack": [1]}
     for override in ("filter={upcolor:red,backpack:yes}", "filter='upcolor=red,backpack=yes'",
                      hydra_argv(["", "filter=upcolor=red,backpack=yes"])[1]):
@@ -449,21 +427,26 @@ def test_configs_compose_with_the_documented_overrides(tmp_path):
     assert cfg.callbacks.rank_lists._target_ == "src.callbacks.rank_lists.RankLists"
 
 
-def test_a_filter_that_matches_nothing_gives_empty_results(indexed, outside_queries, tmp_path):
+def absent_class(index) -> tuple[str, str]:
+    """A (head, class) that no gallery image is predicted to have."""
     for i, head in enumerate(HEADS):
-        absent = [c for c in range(head.num_classes) if not (indexed.attributes[:, i] == c).any()]
+        absent = [c for c in range(head.num_classes) if not (index.attributes[:, i] == c).any()]
         if absent:
-            break
-    else:
-        pytest.skip("every class of every head is predicted for some gallery image")
-    result = search(indexed, outside_queries, filter={head.name: head.classes[absent[0]]})
+            return head.name, head.classes[absent[0]]
+    pytest.skip("every class of every head is predicted for some gallery image")
+
+
+def test_a_filter_that_matches_nothing_gives_empty_results(indexed, outside_queries, tmp_path):
+    head, value = absent_class(indexed)
+    result = search(indexed, outside_queries, filter={head: value})
     assert len(result.candidates) == 0 and result.matches == [[], []]
     table = pd.read_csv(write_search_outputs(result, tmp_path, grids=False, html=False)["csv"])
     assert len(table) == 0 and list(table.columns[:4]) == ["query", "rank", "gallery", "distance"]
 
 
 def test_info_describes_an_index(indexed):
-    from src.index import describe
+    from src.retrieval.outputs import describe
 
-    text = describe(indexed, "gallery.pt")
-    assert f"gallery.pt: {len(indexed)} images of {indexed.gallery}" in text and "metric euclidean" in text
+    text = describe(indexed)
+    assert f"{indexed.folder}: {len(indexed)} images of {indexed.gallery}" in text and "metric euclidean" in text
+    assert "flat index (IDMap,Flat)" in text

@@ -1,0 +1,200 @@
+"""What a search shows: the printed tables, ``search_results.csv``, ``grids/<query>.png`` and ``search.html``
+(identity-coloured when identities are known), and the ``info`` description of an index."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from src.data.attributes import HEAD_NAMES, HEADS
+from src.data.records import DataError, parse_course_name, parse_standard_name
+from src.io.atomic import write_csv
+from src.io.visual import RankRow, Tile, rank_figure, save_png, short_caption, thumbnail, write_html_report
+from src.retrieval.filtering import describe_filter
+from src.retrieval.search import SearchResult
+from src.retrieval.store import GalleryIndex
+
+
+def read_identities(csv: str | Path) -> dict[str, int]:
+    """``name`` -> ``pid`` from a CSV with those columns (e.g. the synthetic data's *_ground_truth.csv)."""
+    table = pd.read_csv(csv, dtype={"name": str})
+    missing = [c for c in ("name", "pid") if c not in table.columns]
+    if missing:
+        raise DataError(f"{csv}: ground-truth CSV lacks columns {missing}")
+    return dict(zip(table["name"], table["pid"].astype(int)))
+
+
+def identities(names: Sequence[str], table: Mapping[str, int] | None = None) -> list[int | None]:
+    """Identity of each image: from ``table`` when given, else parsed from Market-1501 / course file names."""
+    out: list[int | None] = []
+    for name in names:
+        if table is not None:
+            out.append(table.get(name, table.get(Path(name).name)))
+            continue
+        pid = None
+        for parse in (parse_standard_name, parse_course_name):
+            try:
+                pid = parse(Path(name).name)[0]
+                break
+            except DataError:
+                pass
+        out.append(pid)
+    return out
+
+
+def result_identities(result: SearchResult, query_csv=None, gallery_csv=None):
+    """(query pids, {gallery row: pid} of the reported rows), or (None, None) when either side is unknown."""
+    query_pids = identities(result.query_names, read_identities(query_csv) if query_csv else None)
+    rows = sorted({row for matches in result.matches for row, _ in matches})
+    gallery_pids = dict(zip(rows, identities([result.index.names[r] for r in rows],
+                                             read_identities(gallery_csv) if gallery_csv else None)))
+    if all(p is None for p in query_pids) or (rows and all(p is None for p in gallery_pids.values())):
+        return None, None
+    return query_pids, gallery_pids
+
+
+def same_identity(query_pid: int | None, gallery_pid: int | None) -> bool | None:
+    if query_pid is None or gallery_pid is None:
+        return None
+    return query_pid == gallery_pid and query_pid > 0  # Market pid 0 = distractor, -1 = junk: never a match
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+def _class_names(labels) -> dict[str, str]:
+    return {head.name: head.classes[int(labels[i])] for i, head in enumerate(HEADS)}
+
+
+def results_frame(result: SearchResult, query_pids=None, gallery_pids=None) -> pd.DataFrame:
+    """One row per (query, rank): query, rank, gallery, distance, [same_identity], then the 12 predicted attributes."""
+    rows = []
+    for q, matches in enumerate(result.matches):
+        for rank, (row, distance) in enumerate(matches, start=1):
+            entry = {"query": result.query_names[q], "rank": rank, "gallery": result.index.names[row], "distance": distance}
+            if query_pids is not None and gallery_pids is not None:
+                entry["same_identity"] = same_identity(query_pids[q], gallery_pids[row])
+            entry.update(_class_names(result.index.attributes[row]))
+            rows.append(entry)
+    columns = ["query", "rank", "gallery", "distance"] + (["same_identity"] if query_pids is not None and gallery_pids is not None else []) + list(HEAD_NAMES)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def settings_text(result: SearchResult) -> str:
+    parts = [f"{len(result.index)} gallery images"]
+    if result.conditions:
+        parts = [f"{len(result.candidates)} of {len(result.index)} gallery images pass the filter "
+                 f"{describe_filter(result.conditions)}"]
+    parts.append(f"{result.index.kind} index, metric {result.metric}")
+    if result.query_expansion:
+        parts.append("query expansion")
+    if result.rerank:
+        parts.append("k-reciprocal re-ranking")
+    return ", ".join(parts)
+
+
+def format_results(result: SearchResult, max_queries: int = 10, query_pids=None, gallery_pids=None) -> str:
+    """The ranked matches of the first ``max_queries`` queries as readable tables."""
+    lines = [settings_text(result)]
+    if result.conditions and not len(result.candidates):
+        lines.append(f"no gallery image passes the filter {describe_filter(result.conditions)}: nothing to rank")
+    for q, matches in enumerate(result.matches[:max_queries]):
+        caption = short_caption(result.query_attributes[q]).replace("\n", ", ")
+        head = f"\nquery {result.query_names[q]} [{caption}]: top {len(matches)}"
+        if result.excluded[q]:
+            head += f" (own copy {', '.join(result.index.names[r] for r in result.excluded[q])} left out)"
+        lines.append(head)
+        if not matches:
+            lines.append("  no match")
+            continue
+        known = query_pids is not None and gallery_pids is not None
+        gallery_width = max(7, *(len(result.index.names[r]) for r, _ in matches))
+        lines.append(f"{'rank':>4}  {'gallery':<{gallery_width}}  {'distance':>9}  " + ("same id  " if known else "")
+                     + "predicted attributes")
+        for rank, (row, distance) in enumerate(matches, start=1):
+            same = {True: "yes", False: "no", None: "?"}[same_identity(query_pids[q], gallery_pids[row])] if known else ""
+            lines.append(f"{rank:>4}  {result.index.names[row]:<{gallery_width}}  {distance:>9.4f}  "
+                         + (f"{same:<7}  " if known else "")
+                         + short_caption(result.index.attributes[row]).replace("\n", ", "))
+    if len(result.matches) > max_queries:
+        lines.append(f"\n... {len(result.matches) - max_queries} more queries in search_results.csv")
+    return "\n".join(lines)
+
+
+def rank_rows(result: SearchResult, queries: Sequence[int], query_pids=None, gallery_pids=None) -> list[RankRow]:
+    rows = []
+    for q in queries:
+        query = Tile(thumbnail(result.query_paths[q]), "query", f"{_short(result.query_names[q])}\n"
+                     + short_caption(result.query_attributes[q]))
+        tiles = []
+        for rank, (row, distance) in enumerate(result.matches[q], start=1):
+            correct = None if query_pids is None or gallery_pids is None else same_identity(query_pids[q], gallery_pids[row])
+            tiles.append(Tile(thumbnail(result.index.path(result.index.names[row])), f"#{rank} {distance:.3f}",
+                              f"{_short(result.index.names[row])}\n{short_caption(result.index.attributes[row])}", correct))
+        rows.append(RankRow(query, tiles))
+    return rows
+
+
+def _short(name: str, width: int = 13) -> str:
+    name = Path(name).name
+    return name if len(name) <= width else name[: width - 4] + "…" + name[-3:]
+
+
+def write_search_outputs(result: SearchResult, output_dir: str | Path, *, grids: bool = True, html: bool = True,
+                         max_visual_queries: int = 50, per_line: int = 10, query_pids=None, gallery_pids=None) -> dict[str, Path]:
+    """``search_results.csv`` always; ``grids/<query>.png`` and ``search.html`` for the first ``max_visual_queries``."""
+    output_dir = Path(output_dir)
+    written = {"csv": write_csv(output_dir / "search_results.csv", results_frame(result, query_pids, gallery_pids),
+                                float_format="%.6f")}
+    shown = list(range(min(len(result.query_names), max_visual_queries)))
+    if not shown or not (grids or html):
+        return written
+    rows = rank_rows(result, shown, query_pids, gallery_pids)
+    settings = settings_text(result)
+    if grids:
+        used: set[str] = set()
+        for q, row in zip(shown, rows):
+            stem = Path(result.query_names[q]).with_suffix("").as_posix().replace("/", "_")
+            name = stem if stem not in used else f"{stem}_{q}"
+            used.add(name)
+            title = f"query {result.query_names[q]}: top {len(row.matches)}"
+            if result.excluded[q]:
+                title += f" (own copy {', '.join(result.index.names[r] for r in result.excluded[q])} left out)"
+            title += f"; {settings}"
+            written[f"grid:{result.query_names[q]}"] = save_png(output_dir / "grids" / f"{name}.png",
+                                                               rank_figure([row], per_line=per_line, title=title))
+    if html:
+        meta = {"gallery": result.index.gallery, "checkpoint": result.index.checkpoint,
+                "input size": f"{result.index.height}x{result.index.width}", "search": settings,
+                "queries": f"{len(result.query_names)} (shown: {len(shown)})"}
+        if result.unreadable:
+            meta["unreadable queries skipped"] = ", ".join(result.unreadable)
+        titles = []
+        for q in shown:
+            title = f"{result.query_names[q]}: top {len(result.matches[q])}"
+            if result.excluded[q]:
+                title += f" (own copy {', '.join(result.index.names[r] for r in result.excluded[q])} left out)"
+            titles.append(title)
+        written["html"] = write_html_report(output_dir / "search.html", rows, "Gallery search", meta, titles)
+    return written
+
+
+
+def describe(index: GalleryIndex) -> str:
+    """``python -m src.index info``: what an index holds."""
+    column = HEAD_NAMES.index("upcolor")
+    counts = np.bincount(index.attributes[:, column], minlength=HEADS[column].num_classes)
+    top = ", ".join(f"{HEADS[column].classes[i]} {int(counts[i])}" for i in np.argsort(-counts, kind="stable")[:4])
+    size = sum(index.file(role).stat().st_size for role in ("records", "embeddings", "faiss"))
+    params = ", ".join(f"{k}={v}" for k, v in index.params.items())
+    return "\n".join([
+        f"{index.folder}: {len(index)} images of {index.gallery}",
+        f"checkpoint {index.checkpoint} (sha256 {index.checkpoint_sha256[:12]})",
+        f"input {index.height}x{index.width}, embedding dim {index.dim}, metric {index.metric}",
+        f"{index.kind} index ({index.meta['factory']}{'; ' + params if params else ''}), {size / 2**20:.1f} MiB on disk"
+        + (f", {index.tombstones} removed images still in the graph" if index.tombstones else ""),
+        f"created {index.meta['created']}, updated {index.meta['updated']}"
+        + (f", {len(index.unreadable)} unreadable images left out" if index.unreadable else ""),
+        f"predicted upper colours: {top}, ...",
+    ])

@@ -1,0 +1,364 @@
+"""The gallery index on disk: one folder, written atomically, read whole or not at all.
+
+::
+
+    <index>/manifest.json                 what the index is (below) and the three files of its generation
+    <index>/records-<generation>.parquet  one row per image: id, name (relative to the gallery), sha256, camera,
+                                          the 12 predicted attributes (readable class names) and p_<head>_<class>
+    <index>/embeddings-<generation>.npy   (N, D) float32 network embeddings, rows in records order
+    <index>/faiss-<generation>.index      the faiss index over the records' ids (kinds.py)
+    <index>/build.lock                    held (flock) while a build writes; a second build is refused
+    <index>/shards/                       plan and per-process shards of a running build
+
+The manifest holds the format version, the checkpoint (path and SHA-256), the input size, the metric, the
+embedding dimension, the faiss kind and its parameters, the gallery folder, the images that could not be read,
+and for every file its size in bytes. A build writes a new generation's files (each to a temporary name,
+fsynced, renamed), then replaces ``manifest.json`` the same way: that rename is the commit. A crash leaves the
+old index or the new one; files of other generations are removed after the commit. A reader checks every
+file's size against the manifest before loading anything, so a truncated file is an error, never a partial load.
+hnsw cannot remove vectors: ids of removed images stay in its graph until a rebuild, and searches admit only
+the ids in the records (``GalleryIndex.tombstones``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import socket
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+
+from src.data.attributes import HEAD_NAMES, HEADS
+from src.data.records import DataError, parse_course_name, parse_standard_name
+from src.io.atomic import atomic_path, write_json
+
+FORMAT = "market-par-reid gallery index"
+VERSION = 2
+MANIFEST = "manifest.json"
+LOCK = "build.lock"
+SHARDS = "shards"
+FILES = ("records", "embeddings", "faiss")
+CHUNK_ROWS = 65_536
+
+
+class GalleryIndexError(ValueError):
+    """A missing, truncated or unreadable index, or one that does not fit the request (checkpoint, input size, kind)."""
+
+
+class UnreadableImagesWarning(UserWarning):
+    """Images that could not be decoded and were left out (one warning per run, listing them)."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def default_index_path(gallery: str | Path, root_dir: str | Path = ".") -> Path:
+    """``outputs/index/<gallery folder name>-<8 hex of its absolute path>``: one index folder per gallery folder."""
+    absolute = Path(os.path.abspath(gallery))  # as the user names it: symlinks are not resolved
+    tag = hashlib.sha256(str(absolute).encode()).hexdigest()[:8]
+    return Path(root_dir) / "outputs" / "index" / f"{absolute.name}-{tag}"
+
+
+# ------------------------------------------------------------------------------------------------ lock
+class IndexLock:
+    """Exclusive right to write the index folder (``flock``: released by the OS if the process dies)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.handle = None
+
+    def __enter__(self) -> IndexLock:
+        if self.folder.exists() and not self.folder.is_dir():
+            raise GalleryIndexError(f"{self.folder}: a file, not an index folder; pass another output=")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / LOCK, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise GalleryIndexError(f"{self.folder}: another build is writing this index ({holder}); wait for it "
+                                    "to finish or use another output=") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"build by pid {os.getpid()} on {socket.gethostname()} since {now()}\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.truncate(0)
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+# ------------------------------------------------------------------------------------------------ records
+def camera_of(name: str) -> int | None:
+    """Camera number from a Market-1501 or course file name, else None."""
+    for parse in (parse_standard_name, parse_course_name):
+        try:
+            return parse(Path(name).name)[1]
+        except DataError:
+            pass
+    return None
+
+
+def probability_columns() -> list[str]:
+    return [f"p_{head.name}_{cls}" for head in HEADS for cls in head.classes]
+
+
+def records_frame(ids, names, sha256, probabilities: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The records table: id, name, sha256, camera, the predicted class of each head, p_<head>_<class>."""
+    frame = {"id": np.asarray(ids, dtype=np.int64), "name": pd.array(list(names), dtype="string"),
+             "sha256": pd.array(list(sha256), dtype="string"),
+             "camera": pd.array([camera_of(n) for n in names], dtype="Int16")}
+    for head in HEADS:
+        codes = np.asarray(probabilities[head.name]).argmax(1) if len(names) else np.empty(0, np.int64)
+        frame[head.name] = pd.Categorical.from_codes(codes, categories=list(head.classes))
+    for head in HEADS:
+        values = np.asarray(probabilities[head.name], dtype=np.float32).reshape(len(names), head.num_classes)
+        for c, cls in enumerate(head.classes):
+            frame[f"p_{head.name}_{cls}"] = values[:, c]
+    return pd.DataFrame(frame)
+
+
+def write_records(path: Path, records: pd.DataFrame) -> Path:
+    with atomic_path(path) as tmp:
+        records.to_parquet(tmp, index=False, engine="pyarrow")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ embeddings
+def write_embeddings(path: Path, chunks: Iterable[np.ndarray], num_rows: int, dim: int) -> Path:
+    """An (num_rows, dim) float32 .npy written from row chunks, never held whole."""
+    written = 0
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": (num_rows, dim)})
+        for chunk in chunks:
+            chunk = np.ascontiguousarray(chunk, dtype="<f4").reshape(-1, dim)
+            out.write(chunk.tobytes())
+            written += len(chunk)
+        out.flush()
+        if written != num_rows:
+            raise ValueError(f"{path}: {written} embedding rows written, {num_rows} expected")
+    return path
+
+
+def npy_shape(path: Path) -> tuple[tuple[int, ...], int]:
+    """(shape, header bytes) of a .npy file, reading only its header."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(handle)
+        if fortran or dtype != np.dtype("<f4"):
+            raise GalleryIndexError(f"{path}: expected C-ordered float32 embeddings, found {dtype}")
+        return shape, handle.tell()
+
+
+def read_rows(path: Path, rows: np.ndarray | slice) -> np.ndarray:
+    """Rows of a float32 .npy, mapped only for this call (no pages stay resident in the process)."""
+    (num, dim), offset = npy_shape(path)
+    if num == 0:
+        return np.empty((0, dim), np.float32)
+    mapped = np.memmap(path, dtype="<f4", mode="r", offset=offset, shape=(num, dim))
+    try:
+        return np.array(mapped[rows], dtype=np.float32)
+    finally:
+        mapped._mmap.close()
+
+
+def iter_rows(path: Path, chunk: int = CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, rows) chunks of a float32 .npy, read with plain reads."""
+    (num, dim), offset = npy_shape(path)
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        for start in range(0, num, chunk):
+            count = min(chunk, num - start)
+            yield start, np.fromfile(handle, dtype="<f4", count=count * dim).reshape(count, dim)
+
+
+# ------------------------------------------------------------------------------------------------ the index
+@dataclass
+class GalleryIndex:
+    """An index folder read into memory: manifest, records, embeddings (memory-mapped), faiss (on first use)."""
+
+    folder: Path
+    meta: dict
+    records: pd.DataFrame
+    embeddings: np.ndarray  # (N, D) float32, np.memmap
+    _faiss: faiss.Index | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    checkpoint = property(lambda self: self.meta["checkpoint"])
+    checkpoint_sha256 = property(lambda self: self.meta["checkpoint_sha256"])
+    height = property(lambda self: int(self.meta["height"]))
+    width = property(lambda self: int(self.meta["width"]))
+    metric = property(lambda self: self.meta["metric"])
+    dim = property(lambda self: int(self.meta["dim"]))
+    kind = property(lambda self: self.meta["kind"])
+    params = property(lambda self: dict(self.meta["params"]))
+    gallery = property(lambda self: self.meta["gallery"])
+    unreadable = property(lambda self: dict(self.meta.get("unreadable") or {}))  # name -> [sha256, error]
+
+    def file(self, role: str) -> Path:
+        return self.folder / self.meta["files"][role]["name"]
+
+    def path(self, name: str) -> Path:
+        """Where the gallery image ``name`` (a row's relative file name) lives."""
+        return Path(self.meta["gallery"]) / name
+
+    @cached_property
+    def names(self) -> np.ndarray:
+        return self.records["name"].to_numpy(dtype=object)
+
+    @cached_property
+    def sha256(self) -> np.ndarray:
+        return self.records["sha256"].to_numpy(dtype=object)
+
+    @cached_property
+    def ids(self) -> np.ndarray:
+        return self.records["id"].to_numpy(dtype=np.int64)
+
+    @cached_property
+    def attributes(self) -> np.ndarray:
+        """(N, 12) predicted class index per head, HEAD_NAMES order."""
+        if not len(self):
+            return np.empty((0, len(HEADS)), np.int64)
+        return np.stack([pd.Categorical(self.records[h.name], categories=list(h.classes)).codes for h in HEADS],
+                        axis=1).astype(np.int64)
+
+    @property
+    def probabilities(self) -> dict[str, np.ndarray]:
+        return {h.name: self.records[[f"p_{h.name}_{c}" for c in h.classes]].to_numpy(np.float32) for h in HEADS}
+
+    @cached_property
+    def _id_order(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(self.ids, kind="stable")
+        return order, self.ids[order]
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Records rows of faiss ids (-1 stays -1)."""
+        order, sorted_ids = self._id_order
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(sorted_ids):
+            return np.full(ids.shape, -1, np.int64)
+        at = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
+        return np.where((ids >= 0) & (sorted_ids[at] == ids), order[at], -1)
+
+    @property
+    def faiss(self) -> faiss.Index:
+        if self._faiss is None:
+            path = self.file("faiss")
+            try:
+                self._faiss = faiss.read_index(str(path))
+            except RuntimeError as err:
+                raise GalleryIndexError(f"{path}: not a readable faiss index ({str(err).strip().splitlines()[-1]})") from err
+            if self._faiss.d != self.dim or self._faiss.ntotal < len(self):
+                raise GalleryIndexError(f"{path}: holds {self._faiss.ntotal} vectors of {self._faiss.d}-d, the "
+                                        f"records {len(self)} of {self.dim}-d; rebuild it")
+        return self._faiss
+
+    @property
+    def tombstones(self) -> int:
+        """Vectors in the faiss index whose image was removed (hnsw only)."""
+        return int(self.meta.get("faiss_vectors", len(self))) - len(self)
+
+
+def _check_header(meta, folder: Path) -> None:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise GalleryIndexError(f"{folder}: not a gallery index of this project (no '{FORMAT}' manifest)")
+    if meta.get("version") != VERSION:
+        raise GalleryIndexError(f"{folder}: index format version {meta.get('version')}, this code reads version "
+                                f"{VERSION}; rebuild it (python -m src.index build ... rebuild=true)")
+    heads = {h.name: list(h.classes) for h in HEADS}
+    if meta.get("heads") != heads:
+        raise GalleryIndexError(f"{folder}: made with other attribute heads {list(meta.get('heads') or {})}; rebuild it")
+
+
+def read_manifest(folder: str | Path) -> dict:
+    folder = Path(folder)
+    if folder.is_file():
+        hint = " (a .pt index of an earlier version of this project)" if folder.suffix == ".pt" else ""
+        raise GalleryIndexError(f"{folder}: not an index folder{hint}; build one with python -m src.index build "
+                                "ckpt_path=... gallery=... output=NEW_FOLDER")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise GalleryIndexError(f"{folder}: index not found (no {MANIFEST}); make one with python -m src.index build "
+                                "ckpt_path=... gallery=...")
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise GalleryIndexError(f"{path}: truncated or not JSON ({err})") from err
+    _check_header(meta, folder)
+    return meta
+
+
+def load_index(folder: str | Path) -> GalleryIndex:
+    """Read an index folder; every file's size is checked against the manifest before anything is loaded."""
+    folder = Path(folder)
+    meta = read_manifest(folder)
+    for role in FILES:
+        entry = meta["files"][role]
+        path = folder / entry["name"]
+        if not path.is_file():
+            raise GalleryIndexError(f"{path}: missing; the index is incomplete, rebuild it")
+        size = path.stat().st_size
+        if size != entry["bytes"]:
+            raise GalleryIndexError(f"{path}: {size} bytes, the manifest says {entry['bytes']}: the file is "
+                                    "truncated or was changed; rebuild the index")
+    try:
+        records = pd.read_parquet(folder / meta["files"]["records"]["name"], engine="pyarrow",
+                                  columns=["id", "name", "sha256", "camera", *HEAD_NAMES, *probability_columns()])
+    except Exception as err:
+        raise GalleryIndexError(f"{folder}: unreadable records table ({type(err).__name__}: {err})") from err
+    embeddings_path = folder / meta["files"]["embeddings"]["name"]
+    (num, dim), _ = npy_shape(embeddings_path)
+    if len(records) != meta["count"] or (num, dim) != (meta["count"], meta["dim"]):
+        raise GalleryIndexError(f"{folder}: {len(records)} records and {num}x{dim} embeddings, the manifest says "
+                                f"{meta['count']} images of {meta['dim']}-d; rebuild the index")
+    embeddings = np.load(embeddings_path, mmap_mode="r")
+    return GalleryIndex(folder, meta, records, embeddings)
+
+
+def write_faiss(path: Path, index: faiss.Index) -> Path:
+    with atomic_path(path) as tmp:
+        faiss.write_index(index, str(tmp))
+    return path
+
+
+def new_generation() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def generation_files(folder: Path, generation: str) -> dict[str, Path]:
+    return {"records": folder / f"records-{generation}.parquet", "embeddings": folder / f"embeddings-{generation}.npy",
+            "faiss": folder / f"faiss-{generation}.index"}
+
+
+def commit(folder: Path, meta: dict, generation: str) -> dict:
+    """Make ``generation``'s three files (already written) the index: write the manifest, then drop other generations."""
+    files = generation_files(folder, generation)
+    meta = {"format": FORMAT, "version": VERSION, **meta, "generation": generation,
+            "heads": {h.name: list(h.classes) for h in HEADS},
+            "files": {role: {"name": path.name, "bytes": path.stat().st_size} for role, path in files.items()}}
+    write_json(folder / MANIFEST, meta)
+    keep = {p.name for p in files.values()}
+    for path in folder.iterdir():
+        stale = path.name.split("-")[0] in FILES or (path.name.startswith(".") and path.name.endswith(".tmp"))
+        if path.is_file() and path.name not in keep and stale:  # older generations, leftovers of a crash
+            path.unlink(missing_ok=True)
+    return meta

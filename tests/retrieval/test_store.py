@@ -1,0 +1,121 @@
+"""The index folder on disk: truncated files are refused before anything loads, a crash keeps the old index,
+two builds of one index are refused, kinds and their parameters, hnsw removals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from src.retrieval import kinds
+from src.retrieval.build import index_from_embeddings
+from src.retrieval.search import nearest
+from src.retrieval.store import GalleryIndexError, IndexLock, load_index
+from tests.retrieval.worlds import build, clustered, gallery, random_probabilities, world  # noqa: F401  (fixtures)
+
+
+@pytest.fixture
+def small_index(tmp_path):
+    vectors, _, _ = clustered(200)
+    return index_from_embeddings(tmp_path / "index", vectors, [f"{i}.jpg" for i in range(200)],
+                                 random_probabilities(200), kind="ivf_pq")
+
+
+@pytest.mark.parametrize("role", ["records", "embeddings", "faiss"])
+def test_a_truncated_file_is_refused_before_anything_loads(small_index, role):
+    path = small_index.file(role)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(GalleryIndexError, match=rf"{path.name}: \d+ bytes, the manifest says {len(data)}: the file is truncated"):
+        load_index(small_index.folder)
+    path.unlink()
+    with pytest.raises(GalleryIndexError, match=f"{path.name}: missing"):
+        load_index(small_index.folder)
+
+
+def test_a_truncated_manifest_is_refused(small_index):
+    manifest = small_index.folder / "manifest.json"
+    manifest.write_text(manifest.read_text()[:100])
+    with pytest.raises(GalleryIndexError, match="manifest.json: truncated or not JSON"):
+        load_index(small_index.folder)
+
+
+def test_a_crash_while_writing_keeps_the_old_index(small_index, monkeypatch):
+    import src.retrieval.build
+
+    before = sorted(p.name for p in small_index.folder.iterdir())
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing the faiss file")
+
+    monkeypatch.setattr(src.retrieval.build, "write_faiss", crash)
+    vectors, _, _ = clustered(300, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        index_from_embeddings(small_index.folder, vectors, [f"{i}.jpg" for i in range(300)], random_probabilities(300))
+    old = load_index(small_index.folder)  # still the old generation, whole
+    assert len(old) == 200 and old.kind == "ivf_pq" and old.faiss.ntotal == 200
+    monkeypatch.undo()
+    index_from_embeddings(small_index.folder, vectors, [f"{i}.jpg" for i in range(300)], random_probabilities(300))
+    after = sorted(p.name for p in small_index.folder.iterdir())
+    assert len(load_index(small_index.folder)) == 300
+    assert len(after) == len(before) and not set(after) & (set(before) - {"manifest.json", "build.lock"})  # old generation gone
+
+
+def test_two_builds_of_one_index_are_refused(world, gallery, tmp_path):
+    output = tmp_path / "index"
+    with IndexLock(output):
+        with pytest.raises(GalleryIndexError, match=r"another build is writing this index \(build by pid \d+"):
+            build(world, gallery, output)
+    assert build(world, gallery, output).written  # free again once the first one is done
+
+
+def test_hnsw_removals_stay_out_of_the_results(world, gallery, tmp_path):
+    output = tmp_path / "index"
+    build(world, gallery, output, kind="hnsw")
+    first = load_index(output)
+    gone = sorted(gallery.iterdir())[0]
+    gone_row = list(first.names).index(gone.name)
+    gone_vector = np.asarray(first.embeddings[gone_row : gone_row + 1])
+    gone.unlink()
+    report = build(world, gallery, output)
+    index = load_index(output)
+    assert (report.kind, report.faiss, report.removed) == ("hnsw", "updated", 1)
+    assert index.faiss.ntotal == len(index) + 1 and index.tombstones == 1  # still in the graph, never returned
+    found = nearest(index, gone_vector, len(index) + 5)
+    assert (found.rows >= 0).sum() == len(index) and gone.name not in index.names[found.rows[0][found.rows[0] >= 0]]
+    # removing more than a tenth of the graph rebuilds it
+    for path in sorted(gallery.iterdir())[:3]:
+        path.unlink()
+    assert build(world, gallery, output).faiss == "built" and load_index(output).tombstones == 0
+
+
+def test_automatic_parameters_follow_the_gallery_size():
+    assert kinds.auto_params("ivf_pq", 1_000_000, 512) == {"nlist": 1024, "m": 64, "nbits": 8, "train_size": 65_536,
+                                                           "nprobe": kinds.auto_params("ivf_pq", 1_000_000, 512)["nprobe"],
+                                                           "refine": kinds.auto_params("ivf_pq", 1_000_000, 512)["refine"]}
+    small = kinds.auto_params("ivf_pq", 100, 32)
+    assert small["nlist"] == 2 and small["m"] == 4 and 2 ** small["nbits"] <= 100
+    assert kinds.resolve_params("hnsw", {"m": 16, "ef_search": None}, 10, 32)["m"] == 16
+    with pytest.raises(kinds.IndexKindError, match="index.hnsw has no parameter nlist"):
+        kinds.resolve_params("hnsw", {"nlist": 4}, 10, 32)
+    with pytest.raises(kinds.IndexKindError, match="m=5 does not divide the embedding dimension 32"):
+        kinds.resolve_params("ivf_pq", {"m": 5}, 1000, 32)
+    with pytest.raises(kinds.IndexKindError, match="needs at least 256 images, the gallery has 100; use index.kind=flat"):
+        kinds.resolve_params("ivf_pq", {"nbits": 8}, 100, 32)
+    with pytest.raises(kinds.IndexKindError, match="index.kind='annoy': expected one of flat, ivf_pq, hnsw"):
+        kinds.check_kind("annoy")
+
+
+def test_pinned_parameters_are_kept_and_search_settings_need_no_new_files(world, gallery, tmp_path):
+    output = tmp_path / "index"
+    build(world, gallery, output, kind="hnsw", params={"hnsw": {"m": 8}})
+    first = json.loads((output / "manifest.json").read_text())
+    assert first["params"]["m"] == 8 and first["pinned"] == ["m"]
+    build(world, gallery, output, params={"hnsw": {"ef_search": 99}})  # kind and m kept, nothing embedded
+    second = json.loads((output / "manifest.json").read_text())
+    assert second["params"] == {**first["params"], "ef_search": 99} and second["files"] == first["files"]
+    shutil.copyfile(sorted(gallery.iterdir())[0], gallery / "copy.jpg")
+    build(world, gallery, output)
+    assert load_index(output).params == second["params"]

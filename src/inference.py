@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -10,18 +9,24 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from src.data.datasets import ImageDataset
-from src.data.records import ImageRecord
+from src.data.records import ImageRecord, file_digest
 from src.errors import ConfigError
 from src.models.loading import CheckpointError, load_contract, load_network
 
 
 @torch.no_grad()
+def map_batches(function, loader, desc: str) -> torch.Tensor:
+    """``function(images)`` (channels_last) over every batch of ``loader``, concatenated; with a progress bar."""
+    return torch.cat([function(batch["image"].contiguous(memory_format=torch.channels_last))
+                      for batch in tqdm(loader, desc=desc, unit="batch")])
+
+
 def embed_records(net, records: list[ImageRecord], height: int, width: int, batch_size: int = 256,
                   num_workers: int = 2, desc: str = "embedding") -> torch.Tensor:
     """(N, D) retrieval embeddings of ``net.embed`` for the records' images."""
     net = fastest_inference(net, len(records))
     loader = DataLoader(ImageDataset(records, height, width), batch_size=batch_size, num_workers=num_workers)
-    return torch.cat([net.embed(batch["image"]) for batch in tqdm(loader, desc=desc, unit="batch")])
+    return map_batches(net.embed, loader, desc)
 
 
 def attribute_logits(net, images: torch.Tensor, flip_test: bool = False, embeds: bool = False
@@ -88,7 +93,7 @@ def is_compiled(module: torch.nn.Module) -> bool:
 
 
 def content_hashes(records: list[ImageRecord]) -> list[str]:
-    return [hashlib.sha256(r.path.read_bytes()).hexdigest() for r in records]
+    return [file_digest(r.path) for r in records]
 
 
 def ensemble_members(specs) -> list[tuple[str, int, int]]:

@@ -7,19 +7,11 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from src.data.datasets import ImageDataset
-from src.data.records import ImageRecord
+from src.data.records import ImageRecord, file_digest  # noqa: F401  (file_digest: also imported from here)
+from src.inference import map_batches
 from src.io.atomic import atomic_path
-
-
-def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_key(ckpt_path: str | Path, records: list[ImageRecord], height: int, width: int) -> str:
@@ -29,13 +21,6 @@ def cache_key(ckpt_path: str | Path, records: list[ImageRecord], height: int, wi
         stat = record.path.stat()
         digest.update(f"{record.path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
-
-
-@torch.no_grad()
-def compute_descriptors(net, loader: DataLoader, desc: str = "stage-1 descriptors") -> torch.Tensor:
-    net.eval()
-    chunks = [net.descriptor(batch["image"].contiguous(memory_format=torch.channels_last)) for batch in tqdm(loader, desc=desc, unit="batch")]
-    return torch.cat(chunks)
 
 
 def cached_descriptors(
@@ -49,7 +34,8 @@ def cached_descriptors(
         if stored["names"] == [str(r.path) for r in records]:
             return stored["descriptors"]
     dataset = ImageDataset(records, height, width, cache=images)
-    descriptors = compute_descriptors(net, DataLoader(dataset, batch_size=batch_size, num_workers=num_workers))
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    descriptors = map_batches(net.eval().descriptor, loader, "stage-1 descriptors")
     with atomic_path(path) as tmp:
         torch.save({"names": [str(r.path) for r in records], "descriptors": descriptors}, tmp)
     return descriptors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from dataclasses import dataclass
@@ -159,6 +160,15 @@ def labelled_records(
     return records
 
 
+def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes: identifies an image whatever its name (copies, renames, own-copy exclusion)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def unlabelled_records(folder: Path) -> list[ImageRecord]:
     return [ImageRecord(path, -1, -1) for path in list_images(folder)]
 
@@ -182,6 +192,7 @@ def warn_if_several_colours(annotations: pd.DataFrame, source: Path) -> None:
 
 
 __all__ = [
+    "file_digest",
     "image_records",
     "BINARY_COLUMNS",
     "DataError",

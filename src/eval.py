@@ -26,25 +26,11 @@ from src.data.splits import query_gallery_split, split_by_identity, split_contra
 from src.io.atomic import write_json
 from src.inference import classify_loader, ensemble_members, ensemble_probabilities
 from src.metrics.consensus import neighbour_consensus
-from src.metrics.distance import pairwise_distance
-from src.metrics.query_expansion import query_expansion
+from src.metrics.postprocess import retrieval_distances
 from src.metrics.rank import evaluate_rank
-from src.metrics.rerank import re_ranking_from_features
 from src.models.loading import Contract, load_network
 from src.config import check_ranges
 from src.runtime import apply_threads
-
-
-def retrieval_distances(query: torch.Tensor, gallery: torch.Tensor, metric: str, postprocess: dict) -> torch.Tensor:
-    """Query->gallery distances, optionally after average query expansion and/or k-reciprocal re-ranking."""
-    expansion = postprocess.get("query_expansion") or {}
-    if expansion.get("enabled"):
-        query, gallery = query_expansion(query, gallery, top_k=expansion["top_k"], alpha=expansion["alpha"],
-                                         expand_gallery=expansion.get("expand_gallery", False))
-    rerank = postprocess.get("rerank") or {}
-    if rerank.get("enabled"):
-        return re_ranking_from_features(query, gallery, metric, k1=rerank["k1"], k2=rerank["k2"], lambda_value=rerank["lambda_value"])
-    return pairwise_distance(query, gallery, metric)
 
 
 SPLITS = ("all", "train", "val")

@@ -8,6 +8,7 @@ import torch
 
 from src.io.atomic import write_text
 from src.metrics.distance import iter_distance_chunks
+from src.metrics.postprocess import exclude_own_copies, own_copy_columns
 from src.metrics.threshold import retrieve_within
 
 
@@ -19,18 +20,13 @@ def reid_lines(query_features, gallery_features, query_names, gallery_names, thr
     """
     if len(query_names) == 0:
         raise ValueError("empty query set: no query images to search for")
-    by_hash: dict[str, list[int]] = {}
-    for index, digest in enumerate(gallery_hashes or []):
-        by_hash.setdefault(digest, []).append(index)
+    columns = own_copy_columns(gallery_hashes or [])
     lines = []
     for start, block in iter_distance_chunks(query_features, gallery_features, metric, chunk_size, query_names, gallery_names):
+        if query_hashes is not None:
+            block, _ = exclude_own_copies(torch.as_tensor(block), query_hashes[start:start + len(block)], columns)
         for offset, row in enumerate(block):
             q = start + offset
-            if query_hashes is not None:
-                copies = by_hash.get(query_hashes[q], [])
-                if copies:
-                    row = row.clone()
-                    row[torch.tensor(copies)] = float("inf")
             matches = retrieve_within(row, threshold)
             lines.append(f"{query_names[q]}: " + ", ".join(gallery_names[i] for i in matches))
     return lines

@@ -20,9 +20,10 @@ from torch.utils.data import DataLoader
 
 from src.data.attributes import HEAD_NAMES
 from src.data.datasets import ImageDataset
+from src.data.datamodule import MarketDataModule
 from src.data.records import DataError
 from src.errors import ConfigError, one_line_errors
-from src.data.splits import query_gallery_split, split_by_identity, split_contract
+from src.data.splits import query_gallery_split, split_contract
 from src.io.atomic import write_json
 from src.inference import classify_loader, ensemble_members, ensemble_probabilities
 from src.metrics.consensus import neighbour_consensus
@@ -31,9 +32,6 @@ from src.metrics.rank import evaluate_rank
 from src.models.loading import Contract, load_network
 from src.config import check_ranges
 from src.runtime import apply_threads
-
-
-SPLITS = ("all", "train", "val")
 
 
 DEFAULT_SPLIT = {"val_ratio": 0.2, "split_seed": 0}  # conf/data/default.yaml, for checkpoints that record no split
@@ -56,26 +54,26 @@ def split_settings(contract: Contract, val_ratio, split_seed, split: str) -> dic
 
 
 def evaluation_records(datamodule, split: str, contract: Contract | None = None) -> list:
-    if split not in SPLITS:
-        raise ConfigError(f"split={split!r} is not one of {', '.join(SPLITS)}")
-    records = datamodule.source.labelled()
+    records = datamodule.eval_records(split)
     if split == "all":
         return records
-    train_records, val_records = split_by_identity(records, datamodule.val_ratio, datamodule.split_seed)
     if contract is not None and contract.split is not None:
+        val_records = records if split == "val" else datamodule.eval_records("val")
         digest = split_contract(val_records, datamodule.val_ratio, datamodule.split_seed)["val_ids_sha256"]
         if digest != contract.split["val_ids_sha256"]:
             raise DataError(f"{datamodule.root}: the identities held out by split_seed={datamodule.split_seed} "
                             f"val_ratio={datamodule.val_ratio} are not the {contract.split['num_val_ids']} the checkpoint "
                             f"{contract.path} was validated on (another dataset or folder?)")
-    return val_records if split == "val" else train_records
+    return records
 
 
 def evaluate(cfg: DictConfig) -> dict:
     check_ranges(cfg)
     apply_threads(cfg.get("torch_threads"))
-    net, contract = load_network(cfg.ckpt_path)
     split = cfg.get("split", "all")
+    if split not in MarketDataModule.SPLITS:
+        raise ConfigError(f"split={split!r} is not one of {', '.join(MarketDataModule.SPLITS)}")
+    net, contract = load_network(cfg.ckpt_path)
     height, width = contract.input_size(cfg.data.get("height"), cfg.data.get("width"))
     settings = split_settings(contract, cfg.data.get("val_ratio"), cfg.data.get("split_seed"), split)
     with open_dict(cfg):

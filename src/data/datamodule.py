@@ -10,6 +10,7 @@ from src.data.datasets import EpochKeyedSampler, ImageDataset, preload
 from src.data.splits import split_contract
 from src.data.images import drop_unreadable
 from src.data.records import DataError, ImageRecord
+from src.errors import ConfigError
 from src.data.samplers import IdentitySampler
 from src.data.splits import query_gallery_split, split_by_identity
 from src.data.transforms import build_transform
@@ -85,6 +86,19 @@ class MarketDataModule(pl.LightningDataModule):
             cache(self.train_records, "train"), seed=self.seed,
         )
         self.val_set = ImageDataset(self.val_records, self.height, self.width, None, cache(self.val_records, "val"))
+
+    SPLITS = ("all", "train", "val")
+
+    def eval_records(self, split: str) -> list[ImageRecord]:
+        """Labelled records of a split, for evaluation: ``all`` identities, or the ``train``/``val`` side of the
+        seeded identity split (``val_ratio``, ``split_seed``)."""
+        if split not in self.SPLITS:
+            raise ConfigError(f"split={split!r} is not one of {', '.join(self.SPLITS)}")
+        records = self.source.labelled()
+        if split == "all":
+            return records
+        train_records, val_records = split_by_identity(records, self.val_ratio, self.split_seed)
+        return val_records if split == "val" else train_records
 
     def state_dict(self) -> dict:
         """The data half of a checkpoint's contract: the input size and the identity split it was validated on."""

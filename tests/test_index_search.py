@@ -24,7 +24,7 @@ from src.metrics.rerank import re_ranking_from_features
 from src.retrieval.build import build_index
 from src.retrieval.embedding import embed_images, load_reid_net
 from src.retrieval.filtering import FilterError, filter_mask, parse_filter
-from src.retrieval.outputs import write_search_outputs
+from src.retrieval.outputs import settings_text, write_search_outputs
 from src.retrieval.search import search
 from src.retrieval.store import VERSION, GalleryIndexError, UnreadableImagesWarning, load_index
 from src.search import hydra_argv
@@ -318,6 +318,29 @@ def test_reranking_and_query_expansion_work_on_the_filtered_gallery(world, index
         torch.testing.assert_close(torch.tensor([d for _, d in matches]), expected[i][order].float(), atol=1e-4, rtol=1e-4)
     plain = search(indexed, outside_queries, top_k=len(keep), filter={name: value})
     assert [d for _, d in plain.matches[0]] != [d for _, d in result.matches[0]]
+
+
+def test_reranking_works_on_the_shortlists_of_the_queries(world, indexed, outside_queries):
+    """With a shortlist smaller than the gallery, re-ranking sees the union of the queries' nearest candidates."""
+    plain = search(indexed, outside_queries, top_k=4)
+    pool = np.array(sorted({r for matches in plain.matches for r, _ in matches}))
+    assert len(pool) < len(indexed)
+    result = search(indexed, outside_queries, top_k=3, rerank=True, rerank_params={"k1": 4, "k2": 2}, shortlist=4)
+    net, metric = load_reid_net(world["ckpt"])
+    q = torch.from_numpy(embed_images(net, sorted(outside_queries.iterdir()), HEIGHT, WIDTH).embeddings)
+    expected = re_ranking_from_features(q, torch.from_numpy(np.asarray(indexed.embeddings)[pool]), metric, k1=4, k2=2)
+    for i, matches in enumerate(result.matches):
+        assert [r for r, _ in matches] == pool[torch.argsort(expected[i], stable=True)[:3].numpy()].tolist()
+
+
+def test_another_metric_re_sorts_the_candidates(world, indexed, outside_queries):
+    result = search(indexed, outside_queries, top_k=5, metric="cosine")
+    assert result.metric == "cosine" and "metric cosine" in settings_text(result)
+    net, _ = load_reid_net(world["ckpt"])
+    q = torch.from_numpy(embed_images(net, sorted(outside_queries.iterdir()), HEIGHT, WIDTH).embeddings)
+    distances = pairwise_distance(q, torch.from_numpy(np.array(indexed.embeddings)), "cosine")
+    for i, matches in enumerate(result.matches):
+        assert [r for r, _ in matches] == torch.argsort(distances[i], stable=True)[:5].tolist()
 
 
 def test_unreadable_queries_are_skipped_with_a_warning(world, indexed, outside_queries, tmp_path):

@@ -222,7 +222,6 @@ def merge(output: Path, changes: Changes, fresh: Embedded, *, checkpoint: str, c
         if fresh.ok:
             values[source_fresh >= 0] = fresh.probabilities[head.name][source_fresh[source_fresh >= 0]]
         probabilities[head.name] = values
-    records = records_frame(ids, [names[i] for i in kept], [hashes[i] for i in kept], probabilities)
 
     resolved, pinned = resolve_faiss(old, kind, (params or {}).get(kind), len(kept), dim, reindex)
     removed = 0 if old is None else len(set(old.names) - set(names))
@@ -248,8 +247,9 @@ def merge(output: Path, changes: Changes, fresh: Embedded, *, checkpoint: str, c
         return report
 
     report.faiss = write_generation(
-        output, meta, records, _embedding_chunks(old, fresh, source_old, source_fresh, dim),
-        update=old if structure_same else None, added=added, removed_ids=removed_ids)
+        output, meta, records_frame(ids, [names[i] for i in kept], [hashes[i] for i in kept], probabilities),
+        _embedding_chunks(old, fresh, source_old, source_fresh, dim), update=old if structure_same else None,
+        added=added, removed_ids=removed_ids)
     return report
 
 
@@ -257,12 +257,14 @@ def write_generation(folder: Path, meta: dict, records, chunks: Iterable[np.ndar
                      update: GalleryIndex | None = None, added: np.ndarray | None = None,
                      removed_ids: np.ndarray | None = None) -> str:
     """Write records, embeddings and faiss index as a new generation and commit it; the faiss index is ``update``'s
-    with ``removed_ids`` deleted and the ``added`` rows added when possible, else built afresh. Returns which."""
+    with ``removed_ids`` deleted and the ``added`` rows added when possible, else built afresh. Returns which.
+    Pass ``records`` as a temporary: it is released before the faiss index is built (a million rows hold ~0.5 GB)."""
     generation = new_generation()
     files = generation_files(folder, generation)
     write_records(files["records"], records)
-    write_embeddings(files["embeddings"], chunks, len(records), meta["dim"])
-    ids = records["id"].to_numpy(np.int64)
+    ids = records["id"].to_numpy(np.int64).copy()
+    del records
+    write_embeddings(files["embeddings"], chunks, len(ids), meta["dim"])
     index, how = None, "updated"
     if update is not None:
         index = _updated_faiss(update, meta["kind"], files["embeddings"], ids, added, removed_ids, meta["metric"])
@@ -286,15 +288,15 @@ def index_from_embeddings(folder: str | Path, embeddings, names: Sequence[str], 
     else:
         embeddings = np.asarray(embeddings, np.float32)
         (num, dim), chunks = embeddings.shape, [embeddings]
-    sha256 = list(sha256) if sha256 is not None else [f"{i:064x}" for i in range(num)]
-    records = records_frame(np.arange(num), list(names), sha256, probabilities)
     resolved = kinds.resolve_params(kind, params, num, dim)
     meta = {"checkpoint": checkpoint, "checkpoint_sha256": checkpoint_sha256, "height": height, "width": width,
             "metric": metric, "dim": dim, "kind": kind, "params": resolved, "pinned": sorted(k for k, v in
             (params or {}).items() if v is not None), "factory": kinds.factory_string(kind, resolved),
             "gallery": gallery, "count": num, "next_id": num, "unreadable": {}, "created": now(), "updated": now()}
     with IndexLock(folder):
-        write_generation(folder, meta, records, chunks)
+        write_generation(folder, meta, records_frame(
+            np.arange(num), names, sha256 if sha256 is not None else (f"{i:064x}" for i in range(num)), probabilities),
+            chunks)
     return load_index(folder)
 
 

@@ -63,15 +63,14 @@ def check_queries(index: GalleryIndex, queries) -> np.ndarray:
 
 def _exact(index: GalleryIndex, q: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(squared L2, records rows) of the k nearest among ``rows``, by their stored embeddings."""
-    vectors = kinds.prepared(read_rows(index.file("embeddings"), rows), index.metric)
-    distances, found = faiss.knn(q, vectors, min(k, len(rows)))
+    distances, found = faiss.knn(q, index.vectors(rows), min(k, len(rows)))
     return distances, np.where(found >= 0, rows[np.maximum(found, 0)], -1)
 
 
 def _rescore(index: GalleryIndex, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Exact squared L2 from each query to its candidate rows (-1: inf)."""
     unique, inverse = np.unique(np.maximum(rows, 0), return_inverse=True)
-    vectors = kinds.prepared(read_rows(index.file("embeddings"), unique), index.metric)[inverse.reshape(rows.shape)]
+    vectors = index.vectors(unique)[inverse.reshape(rows.shape)]
     distances = ((vectors - q[:, None, :]) ** 2).sum(-1)
     return np.where(rows >= 0, distances, np.inf).astype(np.float32)
 
@@ -196,7 +195,7 @@ def embed_queries(index: GalleryIndex, folder: Path, names: list[str], *, ckpt_p
     known = [i for i, h in enumerate(hashes) if h in in_index]
     rows = np.array([in_index[hashes[i]][0] for i in known], np.int64)
     if known:
-        embeddings[known], attributes[known] = index.embeddings[rows], index.attributes[rows]
+        embeddings[known], attributes[known] = read_rows(index.file("embeddings"), rows), index.attributes[rows]
     todo = [i for i, h in enumerate(hashes) if h not in in_index]
     bad: dict[int, str] = {}
     if todo:
@@ -263,7 +262,7 @@ def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 
     extra = max(len(e) for e in excluded)
     found = nearest(index, q, max(top_k, shortlist) + extra, **options)
     for group, pool in _pools(found.rows, max_pool):
-        distances = _pool_distances(q[group], np.asarray(index.embeddings[pool]), metric, rerank, query_expansion,
+        distances = _pool_distances(q[group], read_rows(index.file("embeddings"), pool), metric, rerank, query_expansion,
                                     rerank_params, query_expansion_params)
         position = {row: p for p, row in enumerate(pool.tolist())}
         for offset, i in enumerate(group):

@@ -41,6 +41,7 @@ import pandas as pd
 from src.data.attributes import HEAD_NAMES, HEADS
 from src.data.records import DataError, parse_course_name, parse_standard_name
 from src.io.atomic import atomic_path, write_json
+from src.retrieval import kinds
 
 FORMAT = "market-par-reid gallery index"
 VERSION = 2
@@ -121,8 +122,8 @@ def probability_columns() -> list[str]:
 
 def records_frame(ids, names, sha256, probabilities: dict[str, np.ndarray]) -> pd.DataFrame:
     """The records table: id, name, sha256, camera, the predicted class of each head, p_<head>_<class>."""
-    frame = {"id": np.asarray(ids, dtype=np.int64), "name": pd.array(list(names), dtype="string"),
-             "sha256": pd.array(list(sha256), dtype="string"),
+    names = pd.array(list(names), dtype="string")
+    frame = {"id": np.asarray(ids, dtype=np.int64), "name": names, "sha256": pd.array(list(sha256), dtype="string"),
              "camera": pd.array([camera_of(n) for n in names], dtype="Int16")}
     for head in HEADS:
         codes = np.asarray(probabilities[head.name]).argmax(1) if len(names) else np.empty(0, np.int64)
@@ -168,15 +169,26 @@ def npy_shape(path: Path) -> tuple[tuple[int, ...], int]:
 
 
 def read_rows(path: Path, rows: np.ndarray | slice) -> np.ndarray:
-    """Rows of a float32 .npy, mapped only for this call (no pages stay resident in the process)."""
+    """Rows of a float32 .npy by plain reads, one per run of consecutive rows: nothing is memory-mapped, so the
+    process holds only the rows asked for (a mapping would pull neighbouring pages of the whole file into RSS)."""
     (num, dim), offset = npy_shape(path)
-    if num == 0:
-        return np.empty((0, dim), np.float32)
-    mapped = np.memmap(path, dtype="<f4", mode="r", offset=offset, shape=(num, dim))
-    try:
-        return np.array(mapped[rows], dtype=np.float32)
-    finally:
-        mapped._mmap.close()
+    rows = np.arange(num)[rows] if isinstance(rows, slice) else np.asarray(rows, np.int64).reshape(-1)
+    out = np.empty((len(rows), dim), np.float32)
+    if not len(rows) or not dim:
+        return out
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    if ordered[0] < 0 or ordered[-1] >= num:
+        raise IndexError(f"{path}: rows {ordered[0]}..{ordered[-1]} asked, the file holds {num}")
+    breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
+    buffer = np.empty_like(out)
+    with open(path, "rb", buffering=0) as handle:
+        for start, end in zip([0, *breaks.tolist()], [*breaks.tolist(), len(ordered)]):
+            view = memoryview(buffer[start:end]).cast("B")
+            if os.preadv(handle.fileno(), [view], offset + int(ordered[start]) * dim * 4) != len(view):
+                raise GalleryIndexError(f"{path}: shorter than its header says; rebuild the index")
+    out[order] = buffer
+    return out
 
 
 def iter_rows(path: Path, chunk: int = CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
@@ -221,13 +233,14 @@ class GalleryIndex:
         """Where the gallery image ``name`` (a row's relative file name) lives."""
         return Path(self.meta["gallery"]) / name
 
-    @cached_property
-    def names(self) -> np.ndarray:
-        return self.records["name"].to_numpy(dtype=object)
+    @property
+    def names(self):
+        """Relative file names, in rows order (an array backed by the records table: nothing is copied)."""
+        return self.records["name"].array
 
-    @cached_property
-    def sha256(self) -> np.ndarray:
-        return self.records["sha256"].to_numpy(dtype=object)
+    @property
+    def sha256(self):
+        return self.records["sha256"].array
 
     @cached_property
     def ids(self) -> np.ndarray:
@@ -243,7 +256,9 @@ class GalleryIndex:
 
     @property
     def probabilities(self) -> dict[str, np.ndarray]:
-        return {h.name: self.records[[f"p_{h.name}_{c}" for c in h.classes]].to_numpy(np.float32) for h in HEADS}
+        """Per head, the (N, classes) probabilities; read from the records file when asked (41 floats per image)."""
+        table = pd.read_parquet(self.file("records"), engine="pyarrow", columns=probability_columns())
+        return {h.name: table[[f"p_{h.name}_{c}" for c in h.classes]].to_numpy(np.float32) for h in HEADS}
 
     @cached_property
     def _id_order(self) -> tuple[np.ndarray, np.ndarray]:
@@ -271,6 +286,22 @@ class GalleryIndex:
                 raise GalleryIndexError(f"{path}: holds {self._faiss.ntotal} vectors of {self._faiss.d}-d, the "
                                         f"records {len(self)} of {self.dim}-d; rebuild it")
         return self._faiss
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """Exact stored vectors of records rows as faiss compares them (unit length for cosine): from the faiss
+        index where it keeps them (flat, hnsw), else read from the embeddings file."""
+        rows = np.asarray(rows, np.int64)
+        if self.kind in ("flat", "hnsw"):
+            inner = faiss.downcast_index(faiss.downcast_index(self.faiss).index)
+            return inner.reconstruct_batch(self._faiss_positions[rows])
+        return kinds.prepared(read_rows(self.file("embeddings"), rows), self.metric)
+
+    @cached_property
+    def _faiss_positions(self) -> np.ndarray:
+        """Position inside the faiss IDMap of every records row."""
+        id_map = faiss.vector_to_array(faiss.downcast_index(self.faiss).id_map)
+        order = np.argsort(id_map, kind="stable")
+        return order[np.searchsorted(id_map[order], self.ids)]
 
     @property
     def tombstones(self) -> int:
@@ -322,7 +353,7 @@ def load_index(folder: str | Path) -> GalleryIndex:
                                     "truncated or was changed; rebuild the index")
     try:
         records = pd.read_parquet(folder / meta["files"]["records"]["name"], engine="pyarrow",
-                                  columns=["id", "name", "sha256", "camera", *HEAD_NAMES, *probability_columns()])
+                                  columns=["id", "name", "sha256", "camera", *HEAD_NAMES])
     except Exception as err:
         raise GalleryIndexError(f"{folder}: unreadable records table ({type(err).__name__}: {err})") from err
     embeddings_path = folder / meta["files"]["embeddings"]["name"]

@@ -92,9 +92,9 @@ def test_hnsw_removals_stay_out_of_the_results(world, gallery, tmp_path):
 
 
 def test_automatic_parameters_follow_the_gallery_size():
-    assert kinds.auto_params("ivf_pq", 1_000_000, 512) == {"nlist": 1024, "m": 64, "nbits": 8, "train_size": 65_536,
-                                                           "nprobe": kinds.auto_params("ivf_pq", 1_000_000, 512)["nprobe"],
-                                                           "refine": kinds.auto_params("ivf_pq", 1_000_000, 512)["refine"]}
+    assert kinds.auto_params("ivf_pq", 1_000_000, 512) == {"nlist": 1024, "m": 64, "nbits": 8, "train_size": 40_960,
+                                                           "nprobe": 384, "refine": 4}
+    assert kinds.auto_params("ivf_pq", 100_000, 512)["nlist"] == 256
     small = kinds.auto_params("ivf_pq", 100, 32)
     assert small["nlist"] == 2 and small["m"] == 4 and 2 ** small["nbits"] <= 100
     assert kinds.resolve_params("hnsw", {"m": 16, "ef_search": None}, 10, 32)["m"] == 16

@@ -26,10 +26,23 @@ def one_line_errors(main):
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except KnownError as err:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        except Exception as err:
+            known = known_cause(err)
+            if known is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {known}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper
+
+
+def known_cause(err: BaseException | None) -> KnownError | None:
+    """The KnownError behind ``err``, also when a library wrapped it (Hydra's instantiate wraps what a constructor
+    raises in an InstantiationException)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KnownError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

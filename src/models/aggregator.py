@@ -57,8 +57,9 @@ class ReportReidNet(nn.Module):
         return self.stage1(images.contiguous(memory_format=torch.channels_last))
 
 
-def latest_attribute_checkpoint(outputs_dir: str | Path = "outputs/attributes/runs") -> Path:
-    """Best checkpoint of the newest attributes run that finished (its metrics.json names it)."""
+def latest_attribute_checkpoint(outputs_dir: str | Path) -> Path:
+    """Best checkpoint of the newest run under ``outputs_dir`` (``model.stage1_runs``) that finished: its metrics.json
+    names it."""
     runs = sorted(Path(outputs_dir).glob("*/metrics.json"), key=lambda p: p.stat().st_mtime, reverse=True)
     for metrics in runs:
         best = json.loads(metrics.read_text()).get("best_checkpoint")
@@ -84,9 +85,10 @@ class AggregatorModule(RetrievalValidation):
         metric: str = "euclidean",
         scheduler: dict | None = None,
         net: dict | None = None,
+        stage1_runs: str = "outputs/attributes/runs",
     ):
         super().__init__()
-        stage1_ckpt = str(stage1_ckpt or latest_attribute_checkpoint())
+        stage1_ckpt = str(stage1_ckpt or latest_attribute_checkpoint(stage1_runs))
         stage1, stage1_hparams = load_attribute_net(stage1_ckpt)
         net = net or {"_target_": "src.models.aggregator.ReportReidNet", "stage1": stage1_hparams["net"], "aggregator": plain(aggregator or {})}
         self.save_hyperparameters({

@@ -1,0 +1,308 @@
+"""Every command the README shows runs here at tiny scale, through the same entry point.
+
+Each README command is parsed into its entry point and overrides; placeholders (PATH, DIR, FILE, the real-run
+paths of the Results section) are replaced by tiny artefacts made once per session, and only sizes shrink
+(``TINY``: one epoch of two batches, few identities, a 12-identity copy of the course data). The command then
+goes through the entry point's own ``main`` with the config Hydra composes from those overrides, or through a
+subprocess where the CLI itself is the point (sweeps, argv rewriting, benchmarks). A README command without a
+runner here fails ``test_every_readme_command_is_run_here``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from src.config import compose_config
+from tests.conftest import ATTRIBUTE_MAT, COURSE, ROOT, SAMPLES
+
+README = ROOT / "README.md"
+TRAIN_TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
+              "data.num_workers=0"]
+SYNTHETIC_TINY = ["data.source.num_train_ids=24", "data.source.num_test_ids=6"]
+# covered elsewhere: the setup line is what .ci/run executes, and the test command is this suite itself
+COVERED_ELSEWHERE = {
+    'python3.11 -m venv .venv && .venv/bin/pip install -e ".[dev]" && .venv/bin/python -m src.train task=attributes '
+    'trainer.max_epochs=5': "the setup half runs in .ci/run; the training half is the same command below",
+    ".venv/bin/python -m pytest -q": "this suite",
+}
+
+
+def readme_commands() -> list[str]:
+    """The python commands of the README's code blocks (``$ `` prompts of example outputs included), one per
+    command with continuation lines joined and trailing comments dropped."""
+    commands = []
+    for block in re.findall(r"```(?:bash)?\n(.*?)```", README.read_text(), re.S):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            line = line.strip().removeprefix("$ ")
+            if re.match(r"(\.venv/bin/)?python", line):
+                commands.append(" ".join(re.sub(r"\s+#.*$", "", line).split()))
+    return list(dict.fromkeys(commands))
+
+
+# ------------------------------------------------------------------------------------------------ tiny artefacts
+def tiny_course(root: Path, identities: int = 12, gallery: int = 40, queries: int = 8) -> Path:
+    """The first ``identities`` course identities (links to the real files), 40 test images, 8 queries that are
+    byte-identical copies of test images (as in the course data)."""
+    (root / "train").mkdir(parents=True)
+    table = pd.read_csv(COURSE / "annotations_train.csv")
+    keep = sorted(table["id"])[:identities]
+    table[table["id"].isin(keep)].to_csv(root / "annotations_train.csv", index=False)
+    for path in sorted((COURSE / "train").iterdir()):
+        if int(path.name[:4]) in keep:
+            (root / "train" / path.name).symlink_to(path)
+    (root / "test").mkdir()
+    (root / "queries").mkdir()
+    tests = sorted((COURSE / "test").iterdir())[:gallery]
+    for path in tests:
+        (root / "test" / path.name).symlink_to(path)
+    for number, path in enumerate(tests[:: gallery // queries][:queries]):
+        shutil.copyfile(path, root / "queries" / f"{number:06d}.jpg")
+    return root
+
+
+def tiny_standard(root: Path) -> Path:
+    """Market-1501-v15.09.15 layout with every identity of Lin et al.'s .mat (the reader checks that each has
+    pictures) but few pictures: 2 per training identity on 2 cameras, 1 per test identity, 8 queries, a distractor
+    (0000) and a junk (-1) picture; the pixels are the real sample crops."""
+    from src.data.records import read_market_attribute_mat
+
+    tables = read_market_attribute_mat(ATTRIBUTE_MAT)
+    pixels = sorted(SAMPLES.iterdir())
+    count = 0
+    for folder, ids, per_id in (("bounding_box_train", tables["train"].index, 2),
+                                ("bounding_box_test", tables["test"].index, 1),
+                                ("query", tables["test"].index[:8], 1)):
+        (root / folder).mkdir(parents=True)
+        for pid in ids:
+            for k in range(per_id):
+                count += 1
+                shutil.copyfile(pixels[count % len(pixels)], root / folder / f"{pid:04d}_c{k % 2 + 1}s1_{count:06d}_00.jpg")
+    shutil.copyfile(pixels[0], root / "bounding_box_test" / "0000_c3s1_000001_00.jpg")
+    shutil.copyfile(pixels[1], root / "bounding_box_test" / "-1_c3s1_000002_00.jpg")
+    return root
+
+
+class Artefacts:
+    """Checkpoints, folders and an index made once, by the same entry points, for the commands that need them."""
+
+    def __init__(self, root: Path, cache: Path):
+        self.root, self.cache = root, cache
+        self.course = tiny_course(root / "course") if COURSE.is_dir() else None
+        self.standard = tiny_standard(root / "standard") if ATTRIBUTE_MAT.is_file() and SAMPLES.is_dir() else None
+        self.synthetic = None
+        self._made: dict[str, Path] = {}
+
+    def train(self, name: str, overrides: list[str]) -> Path:
+        if name not in self._made:
+            out = self.root / "runs" / name
+            data = [] if "data=market_course" in overrides else SYNTHETIC_TINY
+            run("train", [*overrides, *TRAIN_TINY, *data, "predict_test=false"], out, self.cache)
+            self._made[name] = out / "checkpoints" / "last.ckpt"
+        if self.synthetic is None:
+            cfg = compose_config("train", ["task=attributes", *SYNTHETIC_TINY], self.root, self.cache)
+            self.synthetic = Path(cfg.data.root)
+        return self._made[name]
+
+    @property
+    def attributes_ckpt(self) -> Path:
+        return self.train("attributes", ["task=attributes"])
+
+    @property
+    def attributes_ckpt_256(self) -> Path:
+        return self.train("attributes_256", ["task=attributes", "data.height=256", "data.width=128"])
+
+    @property
+    def reid_ckpt(self) -> Path:
+        return self.train("reid_strong", ["task=reid_strong"])
+
+    @property
+    def attribute_runs(self) -> Path:
+        """A folder whose newest finished run is an attributes run (what ``task=reid`` takes stage 1 from)."""
+        runs = self.root / "attribute_runs"
+        if not runs.is_dir():
+            runs.mkdir()
+            (runs / "tiny").symlink_to(self.attributes_ckpt.parents[1])
+        return runs
+
+    def course_ckpt(self, task: str) -> Path:
+        """Trained on the tiny course copy: ``split=val`` evaluations need the checkpoint's own identity split."""
+        stage1 = [f"model.stage1_ckpt={self.course_ckpt('attributes')}"] if task == "reid" else []
+        return self.train(f"{task}_course", [f"task={task}", "data=market_course", f"data.root={self.course}", *stage1])
+
+    @property
+    def index_dir(self) -> Path:
+        if "index" not in self._made:
+            out = self.root / "index"
+            run("index", ["action=build", f"ckpt_path={self.reid_ckpt}", f"gallery={self.synthetic / 'test'}",
+                          f"output={out}"], self.root / "index_run", self.cache)
+            self._made["index"] = out
+        return self._made["index"]
+
+
+# ------------------------------------------------------------------------------------------------ running
+def run(entry: str, overrides: list[str], output_dir: Path, cache: Path):
+    """``python -m src.<entry> OVERRIDES`` in-process: Hydra composes the config, the entry point's main runs it."""
+    module = importlib.import_module(f"src.{entry}")
+    cfg = compose_config(entry, overrides, output_dir, cache)
+    return module.main(cfg)
+
+
+def subprocess_run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def optional_groups(tokens: list[str]) -> list[str]:
+    """``[output=FILE]`` and ``[filter="..."]``: the README's optional arguments are all exercised."""
+    out = []
+    for token in tokens:
+        if token.startswith("[") and token[1:2].isalpha():
+            token = token[1:]
+        if token.endswith("]") and "[" not in token:
+            token = token[:-1]
+        out.append(token)
+    return out
+
+
+PLACEHOLDER_CKPT = re.compile(r"(PATH|REID\.ckpt|reid\.ckpt|attributes\.ckpt|outputs/\S+\.ckpt|/tmp/t2/\S+\.ckpt)$")
+
+
+def substitute(tokens: list[str], art: Artefacts, out: Path) -> list[str]:
+    task = next((t.split("=", 1)[1] for t in tokens if t.startswith("task=")), "attributes")
+    course_data = any(t in ("data=market_course", "experiment=attributes_best", "experiment=seed_report") for t in tokens)
+    result = []
+    for token in tokens:
+        key, _, value = token.partition("=")
+        if key in ("ckpt_path", "model.stage1_ckpt") and PLACEHOLDER_CKPT.search(value):
+            big = "data.height=256" in tokens and key == "model.stage1_ckpt"
+            if key == "model.stage1_ckpt":
+                value = art.attributes_ckpt_256 if big else art.attributes_ckpt
+            elif course_data:
+                value = art.course_ckpt(task)
+            elif "attributes.ckpt" in value or (task == "attributes" and "reid" not in value.lower()):
+                value = art.attributes_ckpt
+            else:
+                value = art.reid_ckpt
+        elif key == "ckpt_path" and value == "last":
+            pass
+        elif key == "data.root" and course_data:
+            value = art.course
+        elif key in ("gallery", "input", "data.root") and value in ("DIR", "DIR_OR_IMAGE", "gal", "/tmp/syn40/test"):
+            value = art.synthetic / "test" if key != "data.root" else art.synthetic
+        elif key == "query":
+            value = art.synthetic / "queries"
+        elif key == "index" or (key == "output" and value in ("FILE", "gal.pt")):
+            value = art.index_dir if key == "index" else out / "index"
+        elif key == "output" and value.endswith(".onnx"):
+            value = out / value
+        elif key == "attributes.ensemble":  # members: attribute checkpoints of the same data
+            member = art.course_ckpt("attributes") if course_data else art.attributes_ckpt
+            value = re.sub(r"\b[A-Z]\.ckpt", str(member), value)
+        elif key == "hydra.run.dir":
+            continue
+        elif key.startswith("ground_truth."):
+            value = art.synthetic / ("queries_ground_truth.csv" if key.endswith("query") else "test_ground_truth.csv")
+        elif key == "data.source.attribute_mat":
+            value = ATTRIBUTE_MAT
+        elif key == "data.root" and "data=market_standard" in tokens:
+            value = art.standard
+        result.append(f"{key}={value}" if _ else token)
+    if course_data and not any(t.startswith("data.root=") for t in result):
+        result.append(f"data.root={art.course}")
+    if task == "reid" and not any(t.startswith("model.stage1_ckpt=") for t in result):
+        result.append(f"model.stage1_runs={art.attribute_runs}")
+    return result
+
+
+def tiny_overrides(entry: str, tokens: list[str]) -> list[str]:
+    if entry != "train":
+        return [] if any(t.startswith("data=market") for t in tokens) else SYNTHETIC_TINY
+    data = [] if any(t.startswith(("data=market", "experiment=")) for t in tokens) else SYNTHETIC_TINY
+    return [*TRAIN_TINY, *data]
+
+
+@pytest.fixture(scope="module")
+def artefacts(tmp_path_factory, cache_dir) -> Artefacts:
+    return Artefacts(tmp_path_factory.mktemp("readme"), cache_dir)
+
+
+def test_every_readme_command_is_run_here():
+    commands = readme_commands()
+    assert len(commands) >= 25
+    unknown = [c for c in commands if c not in COVERED_ELSEWHERE and runner_of(c) is None]
+    assert not unknown, f"README commands without a tiny run in this file: {unknown}"
+
+
+def runner_of(command: str):
+    tokens = shlex.split(command)
+    if tokens[:2] == ["python", "-m"] and tokens[2].startswith("src."):
+        return "module"
+    if tokens[0] == "python" and tokens[1].startswith("bench/"):
+        return "bench"
+    return None
+
+
+@pytest.mark.parametrize("command", [c for c in readme_commands() if c not in COVERED_ELSEWHERE])
+def test_readme_command_runs_at_tiny_scale(command, artefacts, tmp_path, capsys):
+    tokens = optional_groups(shlex.split(command))
+    needs_course = any(t in ("data=market_course", "experiment=attributes_best", "experiment=seed_report") for t in tokens)
+    if (needs_course and artefacts.course is None) or ("data=market_standard" in tokens and artefacts.standard is None):
+        pytest.skip(f"real Market-1501 data not found at {COURSE}")
+    if runner_of(command) == "bench":
+        return run_bench(tokens, artefacts, tmp_path)
+    entry = tokens[2].removeprefix("src.")
+    arguments = tokens[3:]
+    if entry == "data.synthetic":
+        result = subprocess_run(["-m", "src.data.synthetic", str(tmp_path / "synthetic"), "--num-train-ids", "12",
+                                 "--num-test-ids", "4", "--seed", "0"], tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert len(list((tmp_path / "synthetic" / "train").iterdir())) > 12
+        return
+    module = importlib.import_module(f"src.{entry}")
+    if hasattr(module, "hydra_argv"):  # the entry point's own argv rewriting (action words, filter quoting)
+        arguments = module.hydra_argv(["python", *arguments])[1:]
+    overrides = substitute(arguments, artefacts, tmp_path)
+    if "-m" in overrides:  # a sweep: Hydra's multirun needs the real CLI
+        sweep = [o for o in overrides if o != "-m"]
+        result = subprocess_run(["-m", f"src.{entry}", "-m", *sweep, *tiny_overrides(entry, sweep),
+                                 f"hydra.sweep.dir={tmp_path / 'sweep'}", f"paths.cache_dir={artefacts.cache}"], ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert (tmp_path / "sweep" / "summary.csv").is_file() or list((tmp_path / "sweep").glob("**/summary.csv"))
+        return
+    if "ckpt_path=last" in overrides:  # resuming: an interrupted run in that folder first
+        run(entry, [o for o in overrides if o != "ckpt_path=last"] + tiny_overrides(entry, overrides),
+            tmp_path / "run", artefacts.cache)
+        overrides = [*overrides, "trainer.max_epochs=2"]
+    if "experiment=seed_report" in overrides:  # ResNet-34's ImageNet weights need the internet once
+        try:
+            run(entry, overrides + tiny_overrides(entry, overrides), tmp_path / "run", artefacts.cache)
+        except SystemExit as stop:  # offline: the documented one-line error, not a traceback
+            assert stop.code == 2
+            error = capsys.readouterr().err.strip().splitlines()
+            assert len(error) == 1 and "resnet34" in error[0] and "TORCH_HOME" in error[0], error
+        return
+    extra = [o for o in tiny_overrides(entry, overrides) if o.split("=")[0] not in {x.split("=")[0] for x in overrides}]
+    run(entry, overrides + extra, tmp_path / "run", artefacts.cache)
+    outputs = [p for p in (tmp_path / "run").rglob("*") if p.is_file()] + [p for p in tmp_path.glob("index/*")]
+    assert outputs, "the command wrote nothing"
+
+
+def run_bench(tokens: list[str], art: Artefacts, tmp_path: Path) -> None:
+    """The attribute-consensus benchmark on the tiny synthetic checkpoints (its ``--small`` data)."""
+    argv = [tokens[1], "--small", "--threads", "1", "--ckpt", str(art.reid_ckpt), "--ensemble",
+            f"{art.attributes_ckpt}@128x64"]
+    if "--ensemble-only" in tokens:
+        argv.append("--ensemble-only")
+    result = subprocess_run(argv, ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "|" in result.stdout

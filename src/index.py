@@ -19,6 +19,8 @@ from src.retrieval.build import build_index
 from src.retrieval.kinds import use_threads
 from src.retrieval.outputs import describe
 from src.retrieval.store import default_index_path, load_index
+from src.config import check_ranges
+from src.errors import one_line_errors
 from src.runtime import apply_threads
 
 ACTIONS = ("build", "info")
@@ -36,7 +38,9 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="index")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
+    check_ranges(cfg)
     use_threads(apply_threads(cfg.get("torch_threads")))
     if cfg.action not in ACTIONS:
         raise ValueError(f"action={cfg.action}: expected one of {ACTIONS}")

@@ -19,6 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from src.retrieval.kinds import use_threads
 from src.retrieval.outputs import format_results, result_identities, write_search_outputs
 from src.retrieval.search import search
+from src.config import check_ranges
+from src.errors import one_line_errors
 from src.runtime import apply_threads
 
 
@@ -34,7 +36,9 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="search")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
+    check_ranges(cfg)
     use_threads(apply_threads(cfg.get("torch_threads")))
     result = search(
         cfg.index, cfg.query, top_k=cfg.top_k, filter=cfg.get("filter"), rerank=cfg.rerank,

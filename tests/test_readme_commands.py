@@ -37,6 +37,13 @@ COVERED_ELSEWHERE = {
 }
 
 
+# commands the README shows to document an error: the one-line message they must print (exit status 2)
+EXPECTED_ERRORS = {
+    "python -m src.index build ckpt_path=attributes.ckpt gallery=gal output=gal.pt": r"error: .*(attribute|re-ID)",
+    'python -m src.search index=... query=... filter="colour=red"': r"error: unknown attribute 'colour' in the filter",
+}
+
+
 def readme_commands() -> list[str]:
     """The python commands of the README's code blocks (``$ `` prompts of example outputs included), one per
     command with continuation lines joined and trailing comments dropped."""
@@ -201,8 +208,10 @@ def substitute(tokens: list[str], art: Artefacts, out: Path) -> list[str]:
             value = art.synthetic / "test" if key != "data.root" else art.synthetic
         elif key == "query":
             value = art.synthetic / "queries"
-        elif key == "index" or (key == "output" and value in ("FILE", "gal.pt")):
-            value = art.index_dir if key == "index" else out / "index"
+        elif key == "index" or (key == "output" and "action=info" in tokens):
+            value = art.index_dir
+        elif key == "output" and value in ("FILE", "gal.pt"):
+            value = out / "index"
         elif key == "output" and value.endswith(".onnx"):
             value = out / value
         elif key == "attributes.ensemble":  # members: attribute checkpoints of the same data
@@ -225,8 +234,8 @@ def substitute(tokens: list[str], art: Artefacts, out: Path) -> list[str]:
 
 
 def tiny_overrides(entry: str, tokens: list[str]) -> list[str]:
-    if entry != "train":
-        return [] if any(t.startswith("data=market") for t in tokens) else SYNTHETIC_TINY
+    if entry != "train":  # search has no data group
+        return [] if entry == "search" or any(t.startswith("data=market") for t in tokens) else SYNTHETIC_TINY
     data = [] if any(t.startswith(("data=market", "experiment=")) for t in tokens) else SYNTHETIC_TINY
     return [*TRAIN_TINY, *data]
 
@@ -292,9 +301,19 @@ def test_readme_command_runs_at_tiny_scale(command, artefacts, tmp_path, capsys)
             assert len(error) == 1 and "resnet34" in error[0] and "TORCH_HOME" in error[0], error
         return
     extra = [o for o in tiny_overrides(entry, overrides) if o.split("=")[0] not in {x.split("=")[0] for x in overrides}]
-    run(entry, overrides + extra, tmp_path / "run", artefacts.cache)
-    outputs = [p for p in (tmp_path / "run").rglob("*") if p.is_file()] + [p for p in tmp_path.glob("index/*")]
-    assert outputs, "the command wrote nothing"
+    extra.append(f"paths.root_dir={tmp_path}")  # default output locations (outputs/index/...) inside the test's folder
+    expected = EXPECTED_ERRORS.get(command)
+    try:
+        run(entry, overrides + extra, tmp_path / "run", artefacts.cache)
+    except SystemExit as stop:
+        error = capsys.readouterr().err
+        assert expected and stop.code == 2 and re.search(expected, error), error
+        return
+    assert expected is None, f"expected the documented error {expected!r}"
+    if " info " in command:  # describes an index: prints only
+        assert "images" in capsys.readouterr().out
+    else:
+        assert [p for p in tmp_path.rglob("*") if p.is_file()], "the command wrote nothing"
 
 
 def run_bench(tokens: list[str], art: Artefacts, tmp_path: Path) -> None:

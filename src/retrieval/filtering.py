@@ -9,12 +9,13 @@ import faiss
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from src.errors import KnownError
 from src.data.attributes import HEAD_BY_NAME, HEAD_NAMES
 
 ALTERNATIVE = "|"
 
 
-class FilterError(ValueError):
+class FilterError(KnownError, ValueError):
     """An attribute filter naming an unknown attribute or class; the message lists the valid ones."""
 
 

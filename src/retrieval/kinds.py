@@ -20,6 +20,8 @@ from collections.abc import Mapping
 import faiss
 import numpy as np
 
+from src.errors import KnownError
+
 KINDS = ("flat", "ivf_pq", "hnsw")
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "flat": (),
@@ -30,7 +32,7 @@ SEARCH_ONLY = ("nprobe", "refine", "ef_search")  # changing these rewrites no fa
 MAX_EF_SEARCH = 4096
 
 
-class IndexKindError(ValueError):
+class IndexKindError(KnownError, ValueError):
     """An unknown kind or parameter, or a gallery too small for the kind."""
 
 

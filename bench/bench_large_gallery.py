@@ -17,8 +17,20 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from _common import (HEADERS, fmt_row, isolated, load_torchreid_file, machine_line, make_features,
-                     markdown_table, median, parse_args, peak_rss_gib, timed, workdir)
+from _common import (
+    HEADERS,
+    fmt_row,
+    isolated,
+    load_torchreid_file,
+    machine_line,
+    make_features,
+    markdown_table,
+    median,
+    parse_args,
+    peak_rss_gib,
+    timed,
+    workdir,
+)
 
 FULL = dict(num_query=5000, num_gallery=100_000, num_ids=10_000, num_cams=6, dim=512, noise=1.8)
 SMALL = dict(num_query=200, num_gallery=4000, num_ids=400, num_cams=6, dim=64, noise=1.0)

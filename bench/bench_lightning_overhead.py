@@ -15,7 +15,7 @@ import time
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from src.data.attributes import HEADS
 from src.models.attribute_module import AttributeModule
@@ -103,13 +103,13 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved so both see the same machine load
         plain.append(plain_loop(dataset, args.batch_size, args.warmup, args.steps))
         lightning.append(lightning_loop(dataset, args.batch_size, args.warmup, args.steps))
-    p, l = statistics.median(plain), statistics.median(lightning)
+    p, light = statistics.median(plain), statistics.median(lightning)
     print(f"\nattribute model training, batch {args.batch_size} at {args.height}x{args.width}, {args.steps} timed steps, "
           f"median of {args.repeats} interleaved repeats, torch threads {torch.get_num_threads()}\n")
     print("| loop | images/s | ratio to plain |")
     print("|---|---|---|")
     print(f"| plain PyTorch | {p:.1f} | 1.00x |")
-    print(f"| Lightning (AttributeModule + Trainer) | {l:.1f} | {l / p:.2f}x |")
+    print(f"| Lightning (AttributeModule + Trainer) | {light:.1f} | {light / p:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,20 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from _common import (HEADERS, fmt_row, isolated, load_torchreid_file, machine_line, make_features,
-                     markdown_table, median, parse_args, peak_rss_gib, timed, workdir)
+from _common import (
+    HEADERS,
+    fmt_row,
+    isolated,
+    load_torchreid_file,
+    machine_line,
+    make_features,
+    markdown_table,
+    median,
+    parse_args,
+    peak_rss_gib,
+    timed,
+    workdir,
+)
 
 FULL = dict(num_query=3368, num_gallery=15913, num_ids=751, num_cams=6, dim=128)
 SMALL = dict(num_query=200, num_gallery=1000, num_ids=60, num_cams=6, dim=32)

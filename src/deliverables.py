@@ -15,8 +15,14 @@ from src.data.attributes import HEAD_NAMES, HEADS
 from src.data.images import drop_unreadable
 from src.data.records import ImageRecord
 from src.errors import ConfigError
-from src.inference import (content_hashes, embed_and_classify_records, embed_records, ensemble_members,
-                           ensemble_probabilities, fastest_inference)
+from src.inference import (
+    content_hashes,
+    embed_and_classify_records,
+    embed_records,
+    ensemble_members,
+    ensemble_probabilities,
+    fastest_inference,
+)
 from src.io.atomic import write_csv, write_json, write_text
 from src.io.classification import probabilities_frame, readable_rows, write_classification_csv
 from src.io.reid import reid_lines, write_reid_txt

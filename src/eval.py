@@ -18,21 +18,20 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
+from src.config import check_ranges
 from src.data.attributes import HEAD_NAMES
-from src.data.datasets import ImageDataset
 from src.data.datamodule import MarketDataModule
+from src.data.datasets import ImageDataset
 from src.data.records import DataError
-from src.errors import ConfigError, one_line_errors
 from src.data.splits import query_gallery_split, split_contract
-from src.io.atomic import write_json
+from src.errors import ConfigError, one_line_errors
 from src.inference import classify_loader, ensemble_members, ensemble_probabilities
+from src.io.atomic import write_json
 from src.metrics.consensus import neighbour_consensus
 from src.metrics.postprocess import retrieval_distances
 from src.metrics.rank import evaluate_rank
 from src.models.loading import Contract, load_network
-from src.config import check_ranges
 from src.runtime import apply_threads
-
 
 DEFAULT_SPLIT = {"val_ratio": 0.2, "split_seed": 0}  # conf/data/default.yaml, for checkpoints that record no split
 

@@ -14,10 +14,10 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from src.data.attributes import HEAD_NAMES
-from src.io.atomic import atomic_path
-from src.errors import ConfigError, KnownError, one_line_errors
 from src.config import check_ranges
+from src.data.attributes import HEAD_NAMES
+from src.errors import ConfigError, KnownError, one_line_errors
+from src.io.atomic import atomic_path
 from src.models.loading import load_network
 
 

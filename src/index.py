@@ -15,12 +15,12 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from src.config import check_ranges
+from src.errors import one_line_errors
 from src.retrieval.build import build_index
 from src.retrieval.kinds import use_threads
 from src.retrieval.outputs import describe
 from src.retrieval.store import default_index_path, load_index
-from src.config import check_ranges
-from src.errors import one_line_errors
 from src.runtime import apply_threads
 
 ACTIONS = ("build", "info")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from src.config import check_ranges
 from src.data.records import image_records
 from src.deliverables import predict_attributes
 from src.errors import one_line_errors
-from src.config import check_ranges
 from src.runtime import apply_threads
 
 

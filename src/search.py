@@ -16,11 +16,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from src.config import check_ranges
+from src.errors import one_line_errors
 from src.retrieval.kinds import use_threads
 from src.retrieval.outputs import format_results, result_identities, write_search_outputs
 from src.retrieval.search import search
-from src.config import check_ranges
-from src.errors import one_line_errors
 from src.runtime import apply_threads
 
 

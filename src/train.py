@@ -10,9 +10,9 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.deliverables import predict_attributes, predict_reid
 from src import run_folder
 from src.config import check_ranges
+from src.deliverables import predict_attributes, predict_reid
 from src.errors import one_line_errors
 from src.io.atomic import write_json, write_text
 from src.runtime import apply_threads, quiet_library_noise, runs_on_cpu

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from src.config import CONF_DIR as CONF
+from src.config import CONF_DIR as CONF  # noqa: F401  (re-exported to tests)
 from src.config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,8 +25,19 @@ def test_tensorboard_logger_writes_events(make_cfg, tmp_path):
     from tests.conftest import SMALL_DATA
 
     small = [o for o in SMALL_DATA if not o.startswith("logger=")]
-    train(make_cfg(["task=attributes", *small, "logger=tensorboard", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-                    "trainer.limit_val_batches=1", "predict_test=false"]))
+    train(
+        make_cfg(
+            [
+                "task=attributes",
+                *small,
+                "logger=tensorboard",
+                "trainer.max_epochs=1",
+                "trainer.limit_train_batches=1",
+                "trainer.limit_val_batches=1",
+                "predict_test=false",
+            ]
+        )
+    )
     assert list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
 
 
@@ -36,11 +47,24 @@ def trained_attributes(tmp_path_factory, cache_dir):
     from tests.conftest import compose_config
 
     out = tmp_path_factory.mktemp("attributes_run")
-    cfg = compose_config("train", [
-        "task=attributes", "data.num_workers=0", "data.source.num_train_ids=60", "data.source.num_test_ids=8",
-        "data.val_ratio=0.3", "data.batch_size=16", "model/optimizer=adamw", "model.optimizer.lr=1e-3",
-        "trainer.max_epochs=4", "trainer.enable_progress_bar=false", "~callbacks.progress_bar",
-    ], out, cache_dir)
+    cfg = compose_config(
+        "train",
+        [
+            "task=attributes",
+            "data.num_workers=0",
+            "data.source.num_train_ids=60",
+            "data.source.num_test_ids=8",
+            "data.val_ratio=0.3",
+            "data.batch_size=16",
+            "model/optimizer=adamw",
+            "model.optimizer.lr=1e-3",
+            "trainer.max_epochs=4",
+            "trainer.enable_progress_bar=false",
+            "~callbacks.progress_bar",
+        ],
+        out,
+        cache_dir,
+    )
     return cfg, train(cfg), out
 
 
@@ -90,10 +114,21 @@ def test_report_aggregator_trains_on_the_frozen_stage1(trained_attributes, tmp_p
 
     _, _, attributes_out = trained_attributes
     stage1 = json.loads((attributes_out / "metrics.json").read_text())["best_checkpoint"]
-    cfg = compose_config("train", [
-        "task=reid", f"model.stage1_ckpt={stage1}", "data.source.num_train_ids=60", "data.source.num_test_ids=8",
-        "data.val_ratio=0.3", "trainer.max_epochs=6", "trainer.enable_progress_bar=false", "~callbacks.progress_bar",
-    ], tmp_path / "reid", cache_dir)
+    cfg = compose_config(
+        "train",
+        [
+            "task=reid",
+            f"model.stage1_ckpt={stage1}",
+            "data.source.num_train_ids=60",
+            "data.source.num_test_ids=8",
+            "data.val_ratio=0.3",
+            "trainer.max_epochs=6",
+            "trainer.enable_progress_bar=false",
+            "~callbacks.progress_bar",
+        ],
+        tmp_path / "reid",
+        cache_dir,
+    )
     metrics = train(cfg)
     assert metrics["val/mAP_best"] > 0.2
     assert metrics["train/dist_an"] > metrics["train/dist_ap"]
@@ -116,9 +151,21 @@ def test_multirun_writes_a_summary_of_the_sweep(tmp_path, cache_dir):
     from tests.conftest import ROOT
 
     sweep = tmp_path / "sweep"
-    command = [sys.executable, "-m", "src.train", "-m", "task=attributes", "model.optimizer.lr=0.01,0.001", "debug=fast",
-               "data.source.num_train_ids=24", "data.source.num_test_ids=6", "data.num_workers=0",
-               "model.net.backbone.pretrained=false", f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={sweep}"]
+    command = [
+        sys.executable,
+        "-m",
+        "src.train",
+        "-m",
+        "task=attributes",
+        "model.optimizer.lr=0.01,0.001",
+        "debug=fast",
+        "data.source.num_train_ids=24",
+        "data.source.num_test_ids=6",
+        "data.num_workers=0",
+        "model.net.backbone.pretrained=false",
+        f"paths.cache_dir={cache_dir}",
+        f"hydra.sweep.dir={sweep}",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = pd.read_csv(sweep / "summary.csv")
@@ -129,11 +176,24 @@ def test_multirun_writes_a_summary_of_the_sweep(tmp_path, cache_dir):
 def test_strong_model_learns_identities_and_attributes(tmp_path, cache_dir):
     from tests.conftest import compose_config
 
-    cfg = compose_config("train", [
-        "task=reid_strong", "data.num_workers=0", "data.source.num_train_ids=40", "data.source.num_test_ids=6",
-        "data.val_ratio=0.3", "trainer.max_epochs=4", "trainer.enable_progress_bar=false", "~callbacks.progress_bar",
-        "data.height=128", "data.width=64", "predict_test=false",
-    ], tmp_path / "strong", cache_dir)
+    cfg = compose_config(
+        "train",
+        [
+            "task=reid_strong",
+            "data.num_workers=0",
+            "data.source.num_train_ids=40",
+            "data.source.num_test_ids=6",
+            "data.val_ratio=0.3",
+            "trainer.max_epochs=4",
+            "trainer.enable_progress_bar=false",
+            "~callbacks.progress_bar",
+            "data.height=128",
+            "data.width=64",
+            "predict_test=false",
+        ],
+        tmp_path / "strong",
+        cache_dir,
+    )
     metrics = train(cfg)
     # 12 val identities: a random ranking gives rank-1 ~ 1/12 and mAP ~ 0.1
     assert metrics["val/mAP_best"] > 0.3 and metrics["val/rank1"] > 0.25, metrics
@@ -147,8 +207,17 @@ def test_strong_model_learns_identities_and_attributes(tmp_path, cache_dir):
 
     # src.eval split=val recomputes the last validation from last.ckpt; split=train holds the other identities
     from src.eval import evaluate
-    base = ["task=reid_strong", f"ckpt_path={tmp_path / 'strong' / 'checkpoints' / 'last.ckpt'}", "data.num_workers=0",
-            "data.source.num_train_ids=40", "data.source.num_test_ids=6", "data.val_ratio=0.3", "data.height=128", "data.width=64"]
+
+    base = [
+        "task=reid_strong",
+        f"ckpt_path={tmp_path / 'strong' / 'checkpoints' / 'last.ckpt'}",
+        "data.num_workers=0",
+        "data.source.num_train_ids=40",
+        "data.source.num_test_ids=6",
+        "data.val_ratio=0.3",
+        "data.height=128",
+        "data.width=64",
+    ]
     val = evaluate(compose_config("eval", [*base, "split=val"], tmp_path / "eval_val", cache_dir))
     last = history.dropna(subset=["val/mAP"]).iloc[-1]
     assert val["num_identities"] == 12 and val["split"] == "val"
@@ -160,11 +229,15 @@ def test_strong_model_learns_identities_and_attributes(tmp_path, cache_dir):
     # attribute consensus over re-ID neighbours: in eval, and in predict for the unlabelled test folder
     smoothed = evaluate(compose_config("eval", [*base, "split=val", "attributes.consensus_k=3"], tmp_path / "eval_k", cache_dir))
     assert smoothed["attribute_options"]["consensus_k"] == 3 and 0.5 < smoothed["mean_attribute_accuracy"] <= 1
-    reranked_k = evaluate(compose_config("eval", [*base, "split=val", "attributes.consensus_k=3", "attributes.consensus_rerank=true"],
-                                         tmp_path / "eval_k_rr", cache_dir))
+    reranked_k = evaluate(
+        compose_config(
+            "eval", [*base, "split=val", "attributes.consensus_k=3", "attributes.consensus_rerank=true"], tmp_path / "eval_k_rr", cache_dir
+        )
+    )
     assert reranked_k["attribute_options"]["consensus_rerank"] and 0.5 < reranked_k["mean_attribute_accuracy"] <= 1
     from src.data.records import image_records
     from src.deliverables import predict_attributes
+
     test_dir = Path(cfg.data.root) / "test"
     csv = predict_attributes(base[1].split("=", 1)[1], image_records(test_dir), tmp_path / "predicted", num_workers=0, consensus_k=3)
     assert pd.read_csv(csv)["id"].tolist() == sorted(p.name for p in test_dir.iterdir())
@@ -178,30 +251,31 @@ def test_eval_with_reranking_and_query_expansion(trained_attributes, tmp_path, c
 
     cfg, _, out = trained_attributes
     stage1 = json.loads((out / "metrics.json").read_text())["best_checkpoint"]
-    base = ["task=attributes", f"ckpt_path={stage1}", "data.num_workers=0", "data.source.num_train_ids=60",
-            "data.source.num_test_ids=8"]
+    base = ["task=attributes", f"ckpt_path={stage1}", "data.num_workers=0", "data.source.num_train_ids=60", "data.source.num_test_ids=8"]
     plain = evaluate(compose_config("eval", base, tmp_path / "plain", cache_dir))
     assert "mAP" not in plain and 0 < plain["mean_attribute_accuracy"] <= 1
     assert json.loads((tmp_path / "plain" / "eval_metrics.json").read_text())["num_identities"] == 60
     # without test-time flips, split=val of the best checkpoint is the run's best validation accuracy
-    val = evaluate(compose_config("eval", [*base, "split=val", "data.val_ratio=0.3", "attributes.flip_test=false"],
-                                  tmp_path / "val", cache_dir))
+    val = evaluate(
+        compose_config("eval", [*base, "split=val", "data.val_ratio=0.3", "attributes.flip_test=false"], tmp_path / "val", cache_dir)
+    )
     assert val["mean_attribute_accuracy"] == pytest.approx(json.loads((out / "metrics.json").read_text())["val/mean_acc_best"], abs=1e-6)
     with pytest.raises(ValueError, match=r"\.ckpt: attributes\.consensus_k needs re-ID embeddings"):
         evaluate(compose_config("eval", [*base, "attributes.consensus_k=3"], tmp_path / "consensus", cache_dir))
 
 
 def test_attribute_ensemble_averages_the_networks(trained_attributes, tmp_path, cache_dir):
-    from src.eval import evaluate
-    from src.models.loading import CheckpointError
     from src.data.records import image_records
     from src.deliverables import predict_attributes
+    from src.eval import evaluate
+    from src.models.loading import CheckpointError
     from tests.conftest import compose_config
 
     cfg, _, out = trained_attributes
     best = json.loads((out / "metrics.json").read_text())["best_checkpoint"]
     # a second, different network: the same run with its classifier weights perturbed
     import torch
+
     checkpoint = torch.load(best, map_location="cpu", weights_only=True)
     generator = torch.Generator().manual_seed(0)
     for key, value in checkpoint["state_dict"].items():
@@ -209,22 +283,40 @@ def test_attribute_ensemble_averages_the_networks(trained_attributes, tmp_path, 
             value += 0.5 * value.std() * torch.randn(value.shape, generator=generator)
     last = str(tmp_path / "other.ckpt")
     torch.save(checkpoint, last)
-    base = ["task=attributes", "data.num_workers=0", "data.source.num_train_ids=60", "data.source.num_test_ids=8",
-            "split=val", "data.val_ratio=0.3"]
+    base = [
+        "task=attributes",
+        "data.num_workers=0",
+        "data.source.num_train_ids=60",
+        "data.source.num_test_ids=8",
+        "split=val",
+        "data.val_ratio=0.3",
+    ]
     alone = evaluate(compose_config("eval", [*base, f"ckpt_path={last}"], tmp_path / "last", cache_dir))
     # the checkpoint's own heads left out: the ensemble of one member is that member
-    only_member = evaluate(compose_config("eval", [*base, f"ckpt_path={best}", f"attributes.ensemble=[{last}]",
-                                                   "attributes.ensemble_with_main=false"], tmp_path / "member", cache_dir))
+    only_member = evaluate(
+        compose_config(
+            "eval",
+            [*base, f"ckpt_path={best}", f"attributes.ensemble=[{last}]", "attributes.ensemble_with_main=false"],
+            tmp_path / "member",
+            cache_dir,
+        )
+    )
     assert only_member["attribute_accuracy"] == alone["attribute_accuracy"]
     assert only_member["attribute_options"]["ensemble"] == [{"ckpt": last, "height": 128, "width": 64}]
 
     # predict: the ensemble's probabilities are the mean of the two networks'
     test_dir = Path(cfg.data.root) / "test"
     options = dict(height=128, width=64, num_workers=0)
-    probabilities = [pd.read_csv(predict_attributes(ckpt, image_records(test_dir), tmp_path / name, **options).parent / "attribute_probabilities.csv")
-                     for ckpt, name in ((best, "best"), (last, "last"))]
-    both = pd.read_csv(predict_attributes(best, image_records(test_dir), tmp_path / "both", ensemble=[{"ckpt": last, "height": 128, "width": 64}],
-                                      **options).parent / "attribute_probabilities.csv")
+    probabilities = [
+        pd.read_csv(predict_attributes(ckpt, image_records(test_dir), tmp_path / name, **options).parent / "attribute_probabilities.csv")
+        for ckpt, name in ((best, "best"), (last, "last"))
+    ]
+    both = pd.read_csv(
+        predict_attributes(
+            best, image_records(test_dir), tmp_path / "both", ensemble=[{"ckpt": last, "height": 128, "width": 64}], **options
+        ).parent
+        / "attribute_probabilities.csv"
+    )
     columns = [c for c in both.columns if c != "name"]
     assert not np.allclose(probabilities[0][columns], probabilities[1][columns], atol=1e-3)
     np.testing.assert_allclose(both[columns], (probabilities[0][columns] + probabilities[1][columns]) / 2, atol=2e-4)

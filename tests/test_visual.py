@@ -7,14 +7,13 @@ import io
 import re
 from types import SimpleNamespace
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-import matplotlib.pyplot as plt
 from PIL import Image
 
 from src.callbacks.rank_lists import RankLists
-from src.metrics.rank import query_rank_lists
 from src.data.records import ImageRecord
 from src.io.visual import (
     CORRECT_COLOUR,
@@ -28,7 +27,7 @@ from src.io.visual import (
     short_caption,
     thumbnail,
 )
-from src.metrics.rank import evaluate_rank
+from src.metrics.rank import evaluate_rank, query_rank_lists
 
 
 def rgb(colour: str) -> np.ndarray:

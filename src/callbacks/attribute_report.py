@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytorch_lightning as pl
 
-from src.io.plots import accuracy_bars
 from src.callbacks.history import MetricHistory
 from src.data.attributes import HEAD_NAMES
 from src.io.atomic import save_figure, write_csv
+from src.io.plots import accuracy_bars
 
 
 def accuracy_table(best: pd.Series) -> pd.DataFrame:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytorch_lightning as pl
 
-from src.io.plots import curve
 from src.io.atomic import save_figure
+from src.io.plots import curve
 
 
 class MetricHistory(pl.Callback):

@@ -12,7 +12,6 @@ from omegaconf import DictConfig
 
 from src.io.atomic import write_csv
 
-
 EVAL_COLUMNS = ("mAP", "rank1", "rank5", "mINP", "mean_attribute_accuracy")
 
 

@@ -16,8 +16,8 @@ import pytorch_lightning as pl
 import torch
 
 from src.io.plots import cmc_figure
-from src.metrics.rank import query_rank_lists
 from src.io.visual import RankRow, Tile, rank_figure, save_png, thumbnail
+from src.metrics.rank import query_rank_lists
 
 
 def select_queries(retrieval: dict, num_queries: int, top_k: int) -> dict:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from src.io.plots import sweep_plot
 from src.io.atomic import save_figure, write_csv
+from src.io.plots import sweep_plot
 from src.metrics.threshold import best_threshold, threshold_sweep
 
 

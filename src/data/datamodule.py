@@ -7,14 +7,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from src.data.datasets import EpochKeyedSampler, ImageDataset, preload
-from src.data.splits import split_contract
 from src.data.images import drop_unreadable
 from src.data.records import DataError, ImageRecord
-from src.errors import ConfigError
 from src.data.samplers import IdentitySampler
-from src.data.splits import query_gallery_split, split_by_identity
+from src.data.splits import query_gallery_split, split_by_identity, split_contract
 from src.data.transforms import build_transform
 from src.data.triplets import TripletDataset
+from src.errors import ConfigError
 
 
 class MarketDataModule(pl.LightningDataModule):
@@ -80,10 +79,18 @@ class MarketDataModule(pl.LightningDataModule):
         query_index, _ = query_gallery_split(self.val_records, self.split_seed)
         self.val_is_query = torch.zeros(len(self.val_records), dtype=torch.bool)
         self.val_is_query[query_index] = True
-        cache = (lambda recs, name: preload(recs, self.height, self.width, self.num_workers, f"decoding {name}")) if self.preload else (lambda recs, name: None)
+        cache = (
+            (lambda recs, name: preload(recs, self.height, self.width, self.num_workers, f"decoding {name}"))
+            if self.preload
+            else (lambda recs, name: None)
+        )
         self.train_set = ImageDataset(
-            self.train_records, self.height, self.width, build_transform(self.height, self.width, **self.augment),
-            cache(self.train_records, "train"), seed=self.seed,
+            self.train_records,
+            self.height,
+            self.width,
+            build_transform(self.height, self.width, **self.augment),
+            cache(self.train_records, "train"),
+            seed=self.seed,
         )
         self.val_set = ImageDataset(self.val_records, self.height, self.width, None, cache(self.val_records, "val"))
 
@@ -104,8 +111,7 @@ class MarketDataModule(pl.LightningDataModule):
         """The data half of a checkpoint's contract: the input size and the identity split it was validated on."""
         if not self.train_records:
             return {}
-        return {"height": self.height, "width": self.width,
-                "split": split_contract(self.val_records, self.val_ratio, self.split_seed)}
+        return {"height": self.height, "width": self.width, "split": split_contract(self.val_records, self.val_ratio, self.split_seed)}
 
     def load_state_dict(self, state: dict) -> None:
         """Resuming: the run must continue on the split and input size it started with."""
@@ -114,11 +120,15 @@ class MarketDataModule(pl.LightningDataModule):
         mine = self.state_dict()
         for key in ("height", "width"):
             if state.get(key) != getattr(self, key):
-                raise DataError(f"data.{key}={getattr(self, key)}: the checkpoint being resumed was trained with "
-                                f"{state.get(key)}; resume with data.{key}={state.get(key)}")
+                raise DataError(
+                    f"data.{key}={getattr(self, key)}: the checkpoint being resumed was trained with "
+                    f"{state.get(key)}; resume with data.{key}={state.get(key)}"
+                )
         if mine and state.get("split") and mine["split"]["val_ids_sha256"] != state["split"]["val_ids_sha256"]:
-            raise DataError(f"data.split_seed={self.split_seed} data.val_ratio={self.val_ratio} at {self.root} gives "
-                            f"another validation split than the checkpoint being resumed ({state['split']})")
+            raise DataError(
+                f"data.split_seed={self.split_seed} data.val_ratio={self.val_ratio} at {self.root} gives "
+                f"another validation split than the checkpoint being resumed ({state['split']})"
+            )
 
     @property
     def num_train_ids(self) -> int:
@@ -128,8 +138,12 @@ class MarketDataModule(pl.LightningDataModule):
         # its own generator: starting workers draws their base seed from it, not from the global stream (which
         # dropout uses), so a resumed run that starts its persistent workers an epoch later draws the same masks
         return DataLoader(
-            dataset, batch_size=batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed), **kwargs,
+            dataset,
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
+            **kwargs,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -137,16 +151,16 @@ class MarketDataModule(pl.LightningDataModule):
             dataset = TripletDataset(self.train_records, self.train_set if self.triplet_images else None)
             return self._loader(dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size)
         size = len(self.train_set)
-        order = IdentitySampler([r.pid for r in self.train_records], self.num_instances, self.split_seed) \
-            if self.identity_sampler else None
+        order = IdentitySampler([r.pid for r in self.train_records], self.num_instances, self.split_seed) if self.identity_sampler else None
         sampler = EpochKeyedSampler(size, self.seed, order)
         # Lightning starts the first epoch's workers (which fetch their first batches at once) before its first
         # set_epoch; on a resumed run that epoch is not 0: start the sampler at the epoch Lightning will set
         # (measured: without this the resumed epoch repeated epoch 0's order with 2 workers)
         if self.trainer is not None:
             sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
-        return self._loader(self.train_set, self.batch_size, sampler=sampler,
-                            drop_last=True if order is not None else size > self.batch_size)
+        return self._loader(
+            self.train_set, self.batch_size, sampler=sampler, drop_last=True if order is not None else size > self.batch_size
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size)

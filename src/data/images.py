@@ -51,5 +51,5 @@ def drop_unreadable(records: list[ImageRecord]) -> list[ImageRecord]:
         except DataError as err:
             bad.append(str(err))
     if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable images: " + "; ".join(bad[:20]))
+        warnings.warn(f"skipped {len(bad)} unreadable images: " + "; ".join(bad[:20]), stacklevel=2)
     return good

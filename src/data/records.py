@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
-from src.errors import KnownError
 from src.data.attributes import (
     BINARY_COLUMNS,
     CSV_COLUMNS,
@@ -20,6 +19,7 @@ from src.data.attributes import (
     UPPER_COLOURS,
     encode_annotations,
 )
+from src.errors import KnownError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 COURSE_NAME = re.compile(r"(\d{4})_c(\d)_(\d+)\.(?:jpe?g|png)", re.IGNORECASE | re.ASCII)
@@ -188,7 +188,7 @@ def warn_if_several_colours(annotations: pd.DataFrame, source: Path) -> None:
     for body_part, columns in (("upper-body", UPPER_COLOURS), ("lower-body", LOWER_COLOURS)):
         several = int(((annotations[list(columns)] == 2).sum(axis=1) > 1).sum())
         if several:
-            warnings.warn(f"{source}: {several} rows set several {body_part} colours; encoded as multicolour")
+            warnings.warn(f"{source}: {several} rows set several {body_part} colours; encoded as multicolour", stacklevel=2)
 
 
 __all__ = [

@@ -466,7 +466,10 @@ def _draw_person(canvas: Image.Image, ident: Identity, rng: np.random.Generator)
     if rng.random() < 0.25:
         s = 1 if rng.random() < 0.5 else -1
         bx = _CW / 2 + s * (_CW / 2 + rng.uniform(-2, 14) * _SS)
-        bcol = _jitter(rng, _pick(rng, tuple(_COLOUR_VARIANTS["black"] + _COLOUR_VARIANTS["white"] + _COLOUR_VARIANTS["blue"] + _COLOUR_VARIANTS["red"])))
+        bcol = _jitter(
+            rng,
+            _pick(rng, tuple(_COLOUR_VARIANTS["black"] + _COLOUR_VARIANTS["white"] + _COLOUR_VARIANTS["blue"] + _COLOUR_VARIANTS["red"])),
+        )
         by = rng.uniform(0, 20) * _SS
         d.rectangle((bx - sw / 2, by + H * 0.16, bx + sw / 2, by + H * 0.5), fill=bcol)
         d.rectangle((bx - sw / 2.4, by + H * 0.5, bx + sw / 2.4, _CH), fill=_jitter(rng, (50, 60, 90)))
@@ -475,7 +478,9 @@ def _draw_person(canvas: Image.Image, ident: Identity, rng: np.random.Generator)
     # --- behind the body: backpack body (front view peeks out above the shoulders), long hair (front)
     bp_w, bp_h = sw * (0.9 if not side else 1.0), H * 0.25
     if a["backpack"] == 2 and view == "front":
-        d.rounded_rectangle((cx - bp_w / 2 - H * 0.015, ys - H * 0.035, cx + bp_w / 2 + H * 0.015, ys + bp_h), radius=4, fill=ident.backpack_rgb)
+        d.rounded_rectangle(
+            (cx - bp_w / 2 - H * 0.015, ys - H * 0.035, cx + bp_w / 2 + H * 0.015, ys + bp_h), radius=4, fill=ident.backpack_rgb
+        )
     if a["hair"] == 2 and view == "front":
         d.rectangle((cx - hw * 0.58, y0 + hh * 0.4, cx + hw * 0.58, ys + H * 0.06), fill=ident.hair_rgb)
 
@@ -493,7 +498,10 @@ def _draw_person(canvas: Image.Image, ident: Identity, rng: np.random.Generator)
     for (hx0, hx1), ax in zip(hips, ankles):
         legs.append([(hx0, yw - 2), (hx1, yw - 2), (ax + ankle_w / 2, ya), (ax - ankle_w / 2, ya)])
     for ax in ankles:  # shoes
-        d.ellipse((ax - ankle_w * 0.8 + (H * 0.015 if side else 0), ya - H * 0.018, ax + ankle_w * 0.8 + (H * 0.03 if side else 0), foot), fill=ident.shoe_rgb)
+        d.ellipse(
+            (ax - ankle_w * 0.8 + (H * 0.015 if side else 0), ya - H * 0.018, ax + ankle_w * 0.8 + (H * 0.03 if side else 0), foot),
+            fill=ident.shoe_rgb,
+        )
     short_lower = a["down"] == 2
     if a["clothes"] == 1:  # dress / skirt over skin legs
         for leg in legs:
@@ -503,7 +511,15 @@ def _draw_person(canvas: Image.Image, ident: Identity, rng: np.random.Generator)
         yh = yw + (ya - yw) * t_hem
         flare = (1.45 if short_lower else 1.4) * hip + (abs(swing) * 0.06 * H if side else 0)
         skirt = [(cx - ww / 2, yw - 3), (cx + ww / 2, yw - 3), (cx + flare / 2, yh), (cx - flare / 2, yh)]
-        _fill(d, canvas, [skirt], lower, ident.lower_pattern, rng, shade=[(cx + ww / 4, yw - 3), (cx + ww / 2, yw - 3), (cx + flare / 2, yh), (cx + flare / 4, yh)])
+        _fill(
+            d,
+            canvas,
+            [skirt],
+            lower,
+            ident.lower_pattern,
+            rng,
+            shade=[(cx + ww / 4, yw - 3), (cx + ww / 2, yw - 3), (cx + flare / 2, yh), (cx + flare / 4, yh)],
+        )
     else:  # trousers / shorts
         t_knee = rng.uniform(0.4, 0.5) if short_lower else 1.0
         if short_lower:
@@ -516,10 +532,25 @@ def _draw_person(canvas: Image.Image, ident: Identity, rng: np.random.Generator)
                 bl, br = (bl[0] - H * 0.008, bl[1]), (br[0] + H * 0.008, br[1])
             pants.append([leg[0], leg[1], br, bl])
         pelvis = [(cx - hip / 2, yw - 3), (cx + hip / 2, yw - 3), (cx + hip / 2, yw + H * 0.06), (cx - hip / 2, yw + H * 0.06)]
-        _fill(d, canvas, [pelvis, *pants], lower, ident.lower_pattern, rng, shade=pants[-1][1:3] + [_lerp(pants[-1][2], pants[-1][3], 0.45), _lerp(pants[-1][1], pants[-1][0], 0.45)])
+        _fill(
+            d,
+            canvas,
+            [pelvis, *pants],
+            lower,
+            ident.lower_pattern,
+            rng,
+            shade=pants[-1][1:3] + [_lerp(pants[-1][2], pants[-1][3], 0.45), _lerp(pants[-1][1], pants[-1][0], 0.45)],
+        )
 
     # --- torso
-    torso = [(cx - sw * 0.3, ys - H * 0.012), (cx + sw * 0.3, ys - H * 0.012), (cx + sw / 2, ys + H * 0.035), (cx + ww / 2, yw), (cx - ww / 2, yw), (cx - sw / 2, ys + H * 0.035)]
+    torso = [
+        (cx - sw * 0.3, ys - H * 0.012),
+        (cx + sw * 0.3, ys - H * 0.012),
+        (cx + sw / 2, ys + H * 0.035),
+        (cx + ww / 2, yw),
+        (cx - ww / 2, yw),
+        (cx - sw / 2, ys + H * 0.035),
+    ]
     shade = [(cx + sw * 0.25, ys), (cx + sw / 2, ys + H * 0.035), (cx + ww / 2, yw), (cx + ww * 0.22, yw)]
     _fill(d, canvas, [torso], upper, ident.upper_pattern, rng, shade=shade)
 
@@ -531,7 +562,11 @@ def _draw_person(canvas: Image.Image, ident: Identity, rng: np.random.Generator)
     if a["backpack"] == 2 and side:
         bx1 = cx - sw / 2 + H * 0.02
         d.rounded_rectangle((bx1 - H * 0.11, ys + H * 0.015, bx1, ys + H * 0.015 + bp_h), radius=5, fill=ident.backpack_rgb)
-        d.line((cx - sw * 0.1, ys - H * 0.01, cx + sw * 0.2, ys + H * 0.12), fill=_scale_rgb(ident.backpack_rgb, 0.9), width=max(2, int(H * 0.02)))
+        d.line(
+            (cx - sw * 0.1, ys - H * 0.01, cx + sw * 0.2, ys + H * 0.12),
+            fill=_scale_rgb(ident.backpack_rgb, 0.9),
+            width=max(2, int(H * 0.02)),
+        )
 
     # --- neck, head, hair, hat
     d.rectangle((cx - hw * 0.2, y0 + hh * 0.8, cx + hw * 0.2, ys + H * 0.005), fill=_scale_rgb(skin, 0.92))
@@ -540,25 +575,52 @@ def _draw_person(canvas: Image.Image, ident: Identity, rng: np.random.Generator)
     if view == "back":
         d.ellipse(head, fill=hair)
         if a["hair"] == 2:  # long hair down the back
-            d.polygon([(cx - hw * 0.52, y0 + hh * 0.5), (cx + hw * 0.52, y0 + hh * 0.5), (cx + hw * 0.62, ys + H * 0.13), (cx - hw * 0.62, ys + H * 0.13)], fill=hair)
+            d.polygon(
+                [
+                    (cx - hw * 0.52, y0 + hh * 0.5),
+                    (cx + hw * 0.52, y0 + hh * 0.5),
+                    (cx + hw * 0.62, ys + H * 0.13),
+                    (cx - hw * 0.62, ys + H * 0.13),
+                ],
+                fill=hair,
+            )
     elif side:
         d.ellipse(head, fill=skin)
         d.pieslice((head[0] - 1, head[1] - 2, head[2] + 1, head[3]), 110, 335, fill=hair)
         if a["hair"] == 2:
-            d.polygon([(cx - hw * 0.5, y0 + hh * 0.45), (cx - hw * 0.05, y0 + hh * 0.45), (cx - hw * 0.2, ys + H * 0.12), (cx - hw * 0.6, ys + H * 0.11)], fill=hair)
+            d.polygon(
+                [
+                    (cx - hw * 0.5, y0 + hh * 0.45),
+                    (cx - hw * 0.05, y0 + hh * 0.45),
+                    (cx - hw * 0.2, ys + H * 0.12),
+                    (cx - hw * 0.6, ys + H * 0.11),
+                ],
+                fill=hair,
+            )
     else:
         d.ellipse(head, fill=skin)
         d.chord((head[0] - 1, head[1] - 2, head[2] + 1, head[3] - hh * 0.2), 180, 360, fill=hair)
         if a["hair"] == 2:  # strands falling on the shoulders
             for s in (-1, 1):
-                d.polygon([(cx + s * hw * 0.52, y0 + hh * 0.3), (cx + s * hw * 0.28, y0 + hh * 0.45), (cx + s * hw * 0.42, ys + H * 0.09), (cx + s * hw * 0.78, ys + H * 0.08)], fill=hair)
+                d.polygon(
+                    [
+                        (cx + s * hw * 0.52, y0 + hh * 0.3),
+                        (cx + s * hw * 0.28, y0 + hh * 0.45),
+                        (cx + s * hw * 0.42, ys + H * 0.09),
+                        (cx + s * hw * 0.78, ys + H * 0.08),
+                    ],
+                    fill=hair,
+                )
     if a["hat"] == 2:
         hat = ident.hat_rgb
         d.chord((head[0] - 2, head[1] - hh * 0.12, head[2] + 2, head[1] + hh * 0.75), 180, 360, fill=hat)
         if view == "front":
             d.ellipse((cx - hw * 0.62, y0 + hh * 0.26, cx + hw * 0.62, y0 + hh * 0.42), fill=_scale_rgb(hat, 0.85))
         elif side:
-            d.polygon([(cx, y0 + hh * 0.26), (cx + hw * 0.85, y0 + hh * 0.3), (cx + hw * 0.85, y0 + hh * 0.38), (cx, y0 + hh * 0.38)], fill=_scale_rgb(hat, 0.85))
+            d.polygon(
+                [(cx, y0 + hh * 0.26), (cx + hw * 0.85, y0 + hh * 0.3), (cx + hw * 0.85, y0 + hh * 0.38), (cx, y0 + hh * 0.38)],
+                fill=_scale_rgb(hat, 0.85),
+            )
 
     # --- arms (sleeves)
     short_sleeve = a["up"] == 2
@@ -585,7 +647,11 @@ def _draw_person(canvas: Image.Image, ident: Identity, rng: np.random.Generator)
     # --- accessories in front of the body
     if a["backpack"] == 2 and view == "front":  # straps
         for s in (-1, 1):
-            d.line(((cx + s * sw * 0.28, ys - H * 0.01), (cx + s * sw * 0.32, ys + H * 0.17)), fill=_scale_rgb(ident.backpack_rgb, 0.85), width=max(2, int(H * 0.03)))
+            d.line(
+                ((cx + s * sw * 0.28, ys - H * 0.01), (cx + s * sw * 0.32, ys + H * 0.17)),
+                fill=_scale_rgb(ident.backpack_rgb, 0.85),
+                width=max(2, int(H * 0.03)),
+            )
     if a["bag"] == 2:
         s = ident.bag_side * (-1 if view == "back" else 1)
         if side:
@@ -618,7 +684,7 @@ def render_image(ident: Identity, camera: Camera, rng: np.random.Generator) -> I
     bg = camera.background
     oy = int(rng.integers(0, bg.shape[0] - _CH + 1))
     ox = int(rng.integers(0, bg.shape[1] - _CW + 1))
-    canvas = Image.fromarray(bg[oy:oy + _CH, ox:ox + _CW])
+    canvas = Image.fromarray(bg[oy : oy + _CH, ox : ox + _CW])
     _draw_person(canvas, ident, rng)
     if rng.random() < 0.5:
         canvas = canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -815,7 +881,9 @@ def generate_synthetic_dataset(
 
 # ------------------------------------------------------------------------------------------------------ CLI
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m src.data.synthetic", description="Generate a synthetic Market-1501-like dataset in the course layout.")
+    ap = argparse.ArgumentParser(
+        prog="python -m src.data.synthetic", description="Generate a synthetic Market-1501-like dataset in the course layout."
+    )
     ap.add_argument("root", type=Path)
     ap.add_argument("--num-train-ids", type=int, default=80)
     ap.add_argument("--num-test-ids", type=int, default=30)
@@ -836,7 +904,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     dt = time.perf_counter() - t0
     c = load_synthetic_metadata(root)["counts"]
-    print(f"{root}: {c['train_ids']} train ids / {c['train']} train images, {c['test_ids']} test ids / {c['test']} gallery / {c['queries']} queries ({dt:.1f} s)")
+    print(
+        f"{root}: {c['train_ids']} train ids / {c['train']} train images, {c['test_ids']} test ids / {c['test']} gallery / "
+        f"{c['queries']} queries ({dt:.1f} s)"
+    )
     return 0
 
 

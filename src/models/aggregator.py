@@ -90,11 +90,23 @@ class AggregatorModule(RetrievalValidation):
         super().__init__()
         stage1_ckpt = str(stage1_ckpt or latest_attribute_checkpoint(stage1_runs))
         stage1, stage1_hparams = load_attribute_net(stage1_ckpt)
-        net = net or {"_target_": "src.models.aggregator.ReportReidNet", "stage1": stage1_hparams["net"], "aggregator": plain(aggregator or {})}
-        self.save_hyperparameters({
-            "stage1_ckpt": stage1_ckpt, "optimizer": plain(optimizer), "net": net, "margin": margin, "cached": cached,
-            "cache_dir": cache_dir, "metric": metric, "scheduler": plain(scheduler),
-        })
+        net = net or {
+            "_target_": "src.models.aggregator.ReportReidNet",
+            "stage1": stage1_hparams["net"],
+            "aggregator": plain(aggregator or {}),
+        }
+        self.save_hyperparameters(
+            {
+                "stage1_ckpt": stage1_ckpt,
+                "optimizer": plain(optimizer),
+                "net": net,
+                "margin": margin,
+                "cached": cached,
+                "cache_dir": cache_dir,
+                "metric": metric,
+                "scheduler": plain(scheduler),
+            }
+        )
         self.metric = metric
         self.net = ReportReidNet(stage1, net["aggregator"])
         self.loss = nn.TripletMarginLoss(margin=margin)
@@ -106,8 +118,13 @@ class AggregatorModule(RetrievalValidation):
         if self.hparams.cached:
             for split, dataset in (("train", datamodule.train_set), ("val", datamodule.val_set)):
                 self.descriptors[split] = cached_descriptors(
-                    self.net.stage1, self.hparams.stage1_ckpt, dataset.records, self.hparams.cache_dir,
-                    height=datamodule.height, width=datamodule.width, batch_size=datamodule.eval_batch_size,
+                    self.net.stage1,
+                    self.hparams.stage1_ckpt,
+                    dataset.records,
+                    self.hparams.cache_dir,
+                    height=datamodule.height,
+                    width=datamodule.width,
+                    batch_size=datamodule.eval_batch_size,
                     images=dataset.cache,
                 )
 
@@ -119,9 +136,14 @@ class AggregatorModule(RetrievalValidation):
             parts = [self.net.descriptors(batch[f"{k}_image"]) for k in ("anchor", "positive", "negative")]
         anchor, positive, negative = (self.net.aggregator(p) for p in parts)
         loss = self.loss(anchor, positive, negative)
-        self._train_distances.append(torch.stack([
-            nn.functional.pairwise_distance(anchor, positive).mean(), nn.functional.pairwise_distance(anchor, negative).mean(),
-        ]).detach())
+        self._train_distances.append(
+            torch.stack(
+                [
+                    nn.functional.pairwise_distance(anchor, positive).mean(),
+                    nn.functional.pairwise_distance(anchor, negative).mean(),
+                ]
+            ).detach()
+        )
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(anchor))
         return loss
 
@@ -139,4 +161,3 @@ class AggregatorModule(RetrievalValidation):
             metrics["train/dist_ap"], metrics["train/dist_an"] = distances[0], distances[1]
             self._train_distances.clear()
         self.log_validation(metrics)
-

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from src.data.attributes import CSV_COLUMNS, HEAD_NAMES, HEADS
-from src.io.classification import readable_rows
 from src.deliverables import write_attribute_outputs
+from src.io.classification import readable_rows
 
 
 def one_hot_probabilities(labels: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,6 +1,5 @@
 """Tests for src.metrics.distance."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -6,14 +6,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
-from src.data.records import ImageRecord
+from src.data.records import ImageRecord, image_records
 from src.data.triplets import TripletDataset
 from src.io.classification import write_classification_csv
-from src.data.records import image_records
 
 
 @pytest.mark.skipif(os.name != "posix", reason="byte file names are a POSIX thing")

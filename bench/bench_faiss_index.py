@@ -5,7 +5,8 @@ identity-structured embeddings at 100k and 1M gallery images.
                                       [--single 100] [--workdir DIR]
 
 Embeddings: 20 images per identity, identity centre + camera shift + within-identity spread in a 64-d subspace
-of 512-d (re-ID embeddings have a few dozen strong principal directions), plus small isotropic noise. Attributes: independent of identity; the filter ``upcolor=red,downcolor=blue``
+of 512-d (re-ID embeddings have a few dozen strong principal directions), plus small isotropic noise. Attributes: independent of
+identity; the filter ``upcolor=red,downcolor=blue``
 passes 1% of the gallery. Every build and every search runs in a fresh process with 1 torch / faiss thread
 (``faiss.omp_set_num_threads(1)``), so peak RSS is that process's.
 
@@ -155,8 +156,9 @@ def search_kind(folder: str, size: int, kind: str, single: int) -> dict:
         variants["filter_faiss"] = {"passing": passing, "exact_below": 0}
     for name, options in variants.items():
         nearest(index, queries[:1], TOP_K, **options)  # warm: first touches of the mapped files
-        one = _latencies(lambda i: nearest(index, queries[i % len(queries): i % len(queries) + 1], TOP_K, **options), single)
-        batch_s, found = _timed(lambda: nearest(index, queries, TOP_K, **options))
+        one = _latencies(lambda i, options=options: nearest(index, queries[i % len(queries): i % len(queries) + 1], TOP_K,
+                                                             **options), single)
+        batch_s, found = _timed(lambda options=options: nearest(index, queries, TOP_K, **options))
         np.save(Path(folder) / f"rows-{kind}-{size}-{name}.npy", found.rows)
         out[name] = dict(p50_ms=1000 * statistics.median(one), p95_ms=1000 * float(np.percentile(one, 95)),
                          batch_s=batch_s, full=bool((found.rows >= 0).all()))
@@ -183,7 +185,7 @@ def dense_search(folder: str, size: int, single: int) -> dict:
     for name, g in (("all", gallery), ("filter", None)):
         rows = torch.arange(size) if g is not None else torch.nonzero(passing).flatten()
 
-        def run(q):
+        def run(q, g=g, rows=rows):
             g_rows = gallery if g is not None else gallery[rows]  # today: the filtered gallery is gathered per search
             found = []
             for _, block in iter_distance_chunks(q, g_rows, "euclidean", chunk):
@@ -345,7 +347,7 @@ def report(args, results, total_s) -> str:
     lines.append(markdown_table(["gallery", "kind", "build s", "faiss file MiB", "index folder MiB",
                                  "peak RSS build GiB", "peak RSS search GiB"], rows))
     for variant, title in (("all", "no filter"), ("filter", f"1% filter ({FILTER})"),
-                           ("filter_faiss", f"1% filter forced through faiss (IDSelector, exact_below=0)")):
+                           ("filter_faiss", "1% filter forced through faiss (IDSelector, exact_below=0)")):
         rows = []
         for (size, kind), r in list(results.items()) + [((s, k), e) for s, k, e in est]:
             if variant not in r:

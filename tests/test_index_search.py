@@ -287,7 +287,8 @@ def test_filter_parsing_and_its_errors():
         "gender": [1], "hair": [1], "up": [1], "clothes": [0]}
     with pytest.raises(FilterError, match=r"unknown value 'yes' for attribute 'gender' \(gender\); valid values: male, female"):
         parse_filter("gender=yes")
-    with pytest.raises(FilterError, match=r"unknown value 'pink' for attribute 'upcolor' \(upper-body colour\); valid values: black, white, red"):
+    with pytest.raises(FilterError,
+                       match=r"unknown value 'pink' for attribute 'upcolor' \(upper-body colour\); valid values: black, white, red"):
         parse_filter("upcolor=pink")
     with pytest.raises(FilterError, match="unknown value 'maybe'.*valid values: no, yes"):
         parse_filter("backpack=maybe")

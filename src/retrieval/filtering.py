@@ -9,8 +9,8 @@ import faiss
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from src.errors import KnownError
 from src.data.attributes import HEAD_BY_NAME, HEAD_NAMES
+from src.errors import KnownError
 
 ALTERNATIVE = "|"
 

@@ -3,6 +3,8 @@ loss + the 12 attribute heads as an auxiliary loss; validated with the same retr
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from hydra.utils import instantiate
 from torch import nn
@@ -27,6 +29,7 @@ class StrongReidModule(RetrievalValidation):
         attribute_weight: float = 1.0,
         metric: str = "cosine",
         channels_last: bool = True,
+        compile: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters({
@@ -39,6 +42,8 @@ class StrongReidModule(RetrievalValidation):
         self.id_loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.triplet = BatchHardTripletLoss(triplet_margin)
         self.center: CenterLoss | None = None
+        self.compile = compile  # set to False after a failed compilation: the run continues in eager mode
+        self._compiled = None  # torch.compile(net.forward_train), built at the first training step
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule  # Lightning set it up before this hook
@@ -49,8 +54,23 @@ class StrongReidModule(RetrievalValidation):
         if self.hparams.center_weight > 0 and self.center is None:
             self.center = CenterLoss(self.net.id_classifier.out_features, self.net.feature_dim)
 
+    def forward_train(self, images: torch.Tensor) -> dict:
+        """The training forward pass, compiled when ``model.compile=true``; a compilation that fails (no C++
+        compiler, an unsupported op, ...) falls back to eager with one warning instead of stopping the run."""
+        if self.compile:
+            try:
+                if self._compiled is None:
+                    self._compiled = torch.compile(self.net.forward_train)
+                return self._compiled(images)
+            except Exception as err:  # torch.compile raises its backend's errors at the first call
+                reason = (str(err).strip().splitlines() or [""])[0][:200]
+                warnings.warn(f"model.compile=true: torch.compile failed ({type(err).__name__}: {reason}); "
+                              "training continues in eager mode", RuntimeWarning, stacklevel=2)
+                self.compile, self._compiled = False, None
+        return self.net.forward_train(images)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        out = self.net.forward_train(batch["image"])
+        out = self.forward_train(batch["image"])
         targets = torch.tensor([self.pid_to_label[int(p)] for p in batch["pid"]], device=self.device)
         losses = {
             "id": self.id_loss(out["id_logits"], targets),

@@ -15,9 +15,9 @@ passes 1% of the gallery. Every build and every search runs in a fresh process w
 * search: ``src.retrieval.search.nearest`` on the loaded index, top 10: single queries (p50 / p95 over
   ``--single`` queries) and one batch of ``--queries``; recall@10 against exact search (the flat kind) and the
   re-ID mAP@10 of the returned lists (same identity = relevant) beside exact search's.
-* 1% filter: the same with the attribute filter inside the search. For the approximate kinds twice: as
-  configured (a filter passing <= 20,000 images is searched exactly over their stored embeddings), and forced
-  through faiss with an ``IDSelector`` (``exact_below=0``).
+* 1% filter: the same with the attribute filter inside the search (a faiss ``IDSelector``). For hnsw twice: as
+  configured (a filter passing <= 20,000 images is searched exactly over their vectors), and forced through the
+  graph walk (``exact_below=0``).
 * today's dense search: the whole gallery as one float32 tensor, every distance, a full sort per query
   (``iter_distance_chunks`` + ``torch.sort``, as ``src.search`` did before faiss); at 1M a batch is sorted 64
   queries at a time (today's 256 would need ~5 GB) and the 1,000-query time is scaled from the first 256.
@@ -152,7 +152,7 @@ def search_kind(folder: str, size: int, kind: str, single: int) -> dict:
     np.save(Path(folder) / f"passing-{size}.npy", passing)
     out = dict(load_s=load_s, passing=int(passing.sum()))
     variants = {"all": {}, "filter": {"passing": passing}}
-    if kind != "flat":
+    if kind == "hnsw":
         variants["filter_faiss"] = {"passing": passing, "exact_below": 0}
     for name, options in variants.items():
         nearest(index, queries[:1], TOP_K, **options)  # warm: first touches of the mapped files

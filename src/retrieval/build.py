@@ -306,7 +306,7 @@ def _embedding_chunks(old: GalleryIndex | None, fresh: Embedded, source_old: np.
         out = np.empty((min(chunk, len(source_old) - start), dim), np.float32)
         from_old, from_fresh = source_old[start:start + chunk], source_fresh[start:start + chunk]
         if (from_old >= 0).any():
-            out[from_old >= 0] = read_rows(old.file("embeddings"), from_old[from_old >= 0])
+            out[from_old >= 0] = old.rows(from_old[from_old >= 0])
         if (from_fresh >= 0).any():
             out[from_fresh >= 0] = fresh.embeddings[from_fresh[from_fresh >= 0]]
         yield out

@@ -61,7 +61,7 @@ def auto_params(kind: str, num_vectors: int, dim: int) -> dict[str, int]:
         nbits = max(1, min(8, int(math.log2(max(train_size // 39, 2))), int(math.log2(n))))
         m = max(d for d in range(1, max(dim // 8, 1) + 1) if dim % d == 0)  # about 8 dimensions per code
         return {"nlist": nlist, "m": m, "nbits": nbits, "train_size": train_size,
-                "nprobe": max(1, math.ceil(nlist * 3 / 8)), "refine": 4}
+                "nprobe": max(1, math.ceil(nlist * 3 / 8)), "refine": 10}
     if kind == "hnsw":
         return {"m": 32, "ef_construction": 40, "ef_search": 64}
     return {}

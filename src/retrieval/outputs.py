@@ -186,7 +186,7 @@ def describe(index: GalleryIndex) -> str:
     column = HEAD_NAMES.index("upcolor")
     counts = np.bincount(index.attributes[:, column], minlength=HEADS[column].num_classes)
     top = ", ".join(f"{HEADS[column].classes[i]} {int(counts[i])}" for i in np.argsort(-counts, kind="stable")[:4])
-    size = sum(index.file(role).stat().st_size for role in ("records", "embeddings", "faiss"))
+    size = sum(entry["bytes"] for entry in index.meta["files"].values())
     params = ", ".join(f"{k}={v}" for k, v in index.params.items())
     return "\n".join([
         f"{index.folder}: {len(index)} images of {index.gallery}",

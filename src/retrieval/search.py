@@ -2,10 +2,10 @@
 own copies left out, re-ranking / query expansion / another metric on the returned candidates.
 
 A filter becomes a faiss ``IDSelector`` (only passing ids are scored) and widens the search by the inverse of its
-pass rate (ivf_pq ``nprobe``, hnsw ``ef_search``); with an approximate kind, a filter passing at most
-``exact_below`` images is searched exactly over their stored embeddings, and a query that still gets fewer than
-``top_k`` results while more pass is searched again exactly. So a filter returns ``top_k`` results whenever that
-many images pass. A gallery file byte-identical to the query (same SHA-256) is never reported. Re-ranking
+pass rate (ivf_pq ``nprobe``, hnsw ``ef_search``). On hnsw, a filter passing at most ``exact_below`` images is
+searched exactly over their vectors instead (a graph walk meets too few of them: slower and less complete than
+scoring them all). A query that still gets fewer than ``top_k`` results while more pass is searched again exactly.
+So a filter returns ``top_k`` results whenever that many images pass. A gallery file byte-identical to the query (same SHA-256) is never reported. Re-ranking
 (k-reciprocal), query expansion (alpha-QE) and a metric other than the index's work on the ``shortlist`` best
 candidates of each query (pooled over queries, at most ``max_pool`` images per pool); with a shortlist at least
 as large as the filtered gallery they equal a dense search of it.
@@ -31,7 +31,7 @@ from src.metrics.rerank import re_ranking_from_features
 from src.retrieval import kinds
 from src.retrieval.embedding import embed_images, image_files, load_reid_net
 from src.retrieval.filtering import IdSelector, filter_mask, parse_filter
-from src.retrieval.store import GalleryIndex, GalleryIndexError, UnreadableImagesWarning, load_index, read_rows
+from src.retrieval.store import GalleryIndex, GalleryIndexError, UnreadableImagesWarning, load_index
 
 EXACT_BELOW = 20_000
 SHORTLIST = 100
@@ -94,8 +94,7 @@ def nearest(index: GalleryIndex, queries, k: int, *, passing: np.ndarray | None 
     want = min(k + max((len(e) for e in exclude), default=0), num_passing)
     params = {**index.params, **{name: value for name, value in
                                  (("nprobe", nprobe), ("ef_search", ef_search), ("refine", refine)) if value is not None}}
-    approximate = index.kind != "flat"
-    if approximate and allowed is not None and num_passing <= exact_below:
+    if index.kind == "hnsw" and allowed is not None and num_passing <= exact_below:
         distances, rows = _exact(index, q, want, allowed)
     else:
         selector = None
@@ -195,7 +194,7 @@ def embed_queries(index: GalleryIndex, folder: Path, names: list[str], *, ckpt_p
     known = [i for i, h in enumerate(hashes) if h in in_index]
     rows = np.array([in_index[hashes[i]][0] for i in known], np.int64)
     if known:
-        embeddings[known], attributes[known] = read_rows(index.file("embeddings"), rows), index.attributes[rows]
+        embeddings[known], attributes[known] = index.rows(rows), index.attributes[rows]
     todo = [i for i, h in enumerate(hashes) if h not in in_index]
     bad: dict[int, str] = {}
     if todo:
@@ -262,7 +261,7 @@ def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 
     extra = max(len(e) for e in excluded)
     found = nearest(index, q, max(top_k, shortlist) + extra, **options)
     for group, pool in _pools(found.rows, max_pool):
-        distances = _pool_distances(q[group], read_rows(index.file("embeddings"), pool), metric, rerank, query_expansion,
+        distances = _pool_distances(q[group], index.rows(pool), metric, rerank, query_expansion,
                                     rerank_params, query_expansion_params)
         position = {row: p for p, row in enumerate(pool.tolist())}
         for offset, i in enumerate(group):

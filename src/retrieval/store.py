@@ -22,6 +22,7 @@ the ids in the records (``GalleryIndex.tombstones``).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -29,6 +30,7 @@ import os
 import secrets
 import socket
 from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -38,6 +40,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from src.errors import KnownError
 from src.data.attributes import HEAD_NAMES, HEADS
 from src.data.records import DataError, parse_course_name, parse_standard_name
 from src.io.atomic import atomic_path, write_json
@@ -52,7 +55,7 @@ FILES = ("records", "embeddings", "faiss")
 CHUNK_ROWS = 65_536
 
 
-class GalleryIndexError(ValueError):
+class GalleryIndexError(KnownError, ValueError):
     """A missing, truncated or unreadable index, or one that does not fit the request (checkpoint, input size, kind)."""
 
 
@@ -157,21 +160,34 @@ def write_embeddings(path: Path, chunks: Iterable[np.ndarray], num_rows: int, di
     return path
 
 
-def npy_shape(path: Path) -> tuple[tuple[int, ...], int]:
-    """(shape, header bytes) of a .npy file, reading only its header."""
-    with open(path, "rb") as handle:
+def npy_shape(source: Path | BinaryIO) -> tuple[tuple[int, ...], int]:
+    """(shape, header bytes) of a .npy file (a path or an open binary file), reading only its header."""
+    with _opened(source) as handle:
+        handle.seek(0)
         version = np.lib.format.read_magic(handle)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = reader(handle)
         if fortran or dtype != np.dtype("<f4"):
-            raise GalleryIndexError(f"{path}: expected C-ordered float32 embeddings, found {dtype}")
+            raise GalleryIndexError(f"{getattr(handle, 'name', source)}: expected C-ordered float32 embeddings, found {dtype}")
         return shape, handle.tell()
 
 
-def read_rows(path: Path, rows: np.ndarray | slice) -> np.ndarray:
-    """Rows of a float32 .npy by plain reads, one per run of consecutive rows: nothing is memory-mapped, so the
-    process holds only the rows asked for (a mapping would pull neighbouring pages of the whole file into RSS)."""
-    (num, dim), offset = npy_shape(path)
+@contextlib.contextmanager
+def _opened(source: Path | BinaryIO):
+    """An open binary file for a path (closed afterwards), or the open file itself (left open)."""
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as handle:
+            yield handle
+    else:
+        yield source
+
+
+def read_rows(source: Path | BinaryIO, rows: np.ndarray | slice) -> np.ndarray:
+    """Rows of a float32 .npy (a path or an open binary file) by plain reads, one per run of consecutive rows:
+    nothing is memory-mapped, so the process holds only the rows asked for (a mapping would pull neighbouring
+    pages of the whole file into RSS)."""
+    (num, dim), offset = npy_shape(source)
+    path = getattr(source, "name", source)
     rows = np.arange(num)[rows] if isinstance(rows, slice) else np.asarray(rows, np.int64).reshape(-1)
     out = np.empty((len(rows), dim), np.float32)
     if not len(rows) or not dim:
@@ -182,7 +198,7 @@ def read_rows(path: Path, rows: np.ndarray | slice) -> np.ndarray:
         raise IndexError(f"{path}: rows {ordered[0]}..{ordered[-1]} asked, the file holds {num}")
     breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
     buffer = np.empty_like(out)
-    with open(path, "rb", buffering=0) as handle:
+    with _opened(source) as handle:
         for start, end in zip([0, *breaks.tolist()], [*breaks.tolist(), len(ordered)]):
             view = memoryview(buffer[start:end]).cast("B")
             if os.preadv(handle.fileno(), [view], offset + int(ordered[start]) * dim * 4) != len(view):
@@ -204,12 +220,13 @@ def iter_rows(path: Path, chunk: int = CHUNK_ROWS) -> Iterator[tuple[int, np.nda
 # ------------------------------------------------------------------------------------------------ the index
 @dataclass
 class GalleryIndex:
-    """An index folder read into memory: manifest, records, embeddings (memory-mapped), faiss (on first use)."""
+    """An index folder read into memory: manifest and records; the embeddings and faiss files are held open
+    (read when needed, faiss on first use), so a build that replaces them meanwhile does not disturb a search."""
 
     folder: Path
     meta: dict
     records: pd.DataFrame
-    embeddings: np.ndarray  # (N, D) float32, np.memmap
+    handles: dict[str, BinaryIO] = field(repr=False)  # role -> the open file of this generation
     _faiss: faiss.Index | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -228,6 +245,16 @@ class GalleryIndex:
 
     def file(self, role: str) -> Path:
         return self.folder / self.meta["files"][role]["name"]
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """(N, D) float32 embeddings, memory-mapped (convenient for small galleries; searches use :meth:`rows`)."""
+        (num, dim), offset = npy_shape(self.handles["embeddings"])
+        return np.memmap(self.handles["embeddings"], dtype="<f4", mode="r", offset=offset, shape=(num, dim))
+
+    def rows(self, rows) -> np.ndarray:
+        """Stored embeddings of these records rows."""
+        return read_rows(self.handles["embeddings"], rows)
 
     def path(self, name: str) -> Path:
         """Where the gallery image ``name`` (a row's relative file name) lives."""
@@ -257,7 +284,8 @@ class GalleryIndex:
     @property
     def probabilities(self) -> dict[str, np.ndarray]:
         """Per head, the (N, classes) probabilities; read from the records file when asked (41 floats per image)."""
-        table = pd.read_parquet(self.file("records"), engine="pyarrow", columns=probability_columns())
+        self.handles["records"].seek(0)
+        table = pd.read_parquet(self.handles["records"], engine="pyarrow", columns=probability_columns())
         return {h.name: table[[f"p_{h.name}_{c}" for c in h.classes]].to_numpy(np.float32) for h in HEADS}
 
     @cached_property
@@ -277,9 +305,10 @@ class GalleryIndex:
     @property
     def faiss(self) -> faiss.Index:
         if self._faiss is None:
-            path = self.file("faiss")
+            path, handle = self.file("faiss"), self.handles["faiss"]
             try:
-                self._faiss = faiss.read_index(str(path))
+                handle.seek(0)
+                self._faiss = faiss.read_index(faiss.PyCallbackIOReader(handle.read))
             except RuntimeError as err:
                 raise GalleryIndexError(f"{path}: not a readable faiss index ({str(err).strip().splitlines()[-1]})") from err
             if self._faiss.d != self.dim or self._faiss.ntotal < len(self):
@@ -294,7 +323,7 @@ class GalleryIndex:
         if self.kind in ("flat", "hnsw"):
             inner = faiss.downcast_index(faiss.downcast_index(self.faiss).index)
             return inner.reconstruct_batch(self._faiss_positions[rows])
-        return kinds.prepared(read_rows(self.file("embeddings"), rows), self.metric)
+        return kinds.prepared(self.rows(rows), self.metric)
 
     @cached_property
     def _faiss_positions(self) -> np.ndarray:
@@ -342,27 +371,33 @@ def load_index(folder: str | Path) -> GalleryIndex:
     """Read an index folder; every file's size is checked against the manifest before anything is loaded."""
     folder = Path(folder)
     meta = read_manifest(folder)
-    for role in FILES:
-        entry = meta["files"][role]
-        path = folder / entry["name"]
-        if not path.is_file():
-            raise GalleryIndexError(f"{path}: missing; the index is incomplete, rebuild it")
-        size = path.stat().st_size
-        if size != entry["bytes"]:
-            raise GalleryIndexError(f"{path}: {size} bytes, the manifest says {entry['bytes']}: the file is "
-                                    "truncated or was changed; rebuild the index")
+    handles = {}
     try:
-        records = pd.read_parquet(folder / meta["files"]["records"]["name"], engine="pyarrow",
-                                  columns=["id", "name", "sha256", "camera", *HEAD_NAMES])
-    except Exception as err:
-        raise GalleryIndexError(f"{folder}: unreadable records table ({type(err).__name__}: {err})") from err
-    embeddings_path = folder / meta["files"]["embeddings"]["name"]
-    (num, dim), _ = npy_shape(embeddings_path)
-    if len(records) != meta["count"] or (num, dim) != (meta["count"], meta["dim"]):
-        raise GalleryIndexError(f"{folder}: {len(records)} records and {num}x{dim} embeddings, the manifest says "
-                                f"{meta['count']} images of {meta['dim']}-d; rebuild the index")
-    embeddings = np.load(embeddings_path, mmap_mode="r")
-    return GalleryIndex(folder, meta, records, embeddings)
+        for role in FILES:
+            entry = meta["files"][role]
+            path = folder / entry["name"]
+            try:
+                handles[role] = open(path, "rb")
+            except FileNotFoundError:
+                raise GalleryIndexError(f"{path}: missing; the index is incomplete, rebuild it") from None
+            size = os.fstat(handles[role].fileno()).st_size
+            if size != entry["bytes"]:
+                raise GalleryIndexError(f"{path}: {size} bytes, the manifest says {entry['bytes']}: the file is "
+                                        "truncated or was changed; rebuild the index")
+        try:
+            records = pd.read_parquet(handles["records"], engine="pyarrow",
+                                      columns=["id", "name", "sha256", "camera", *HEAD_NAMES])
+        except Exception as err:
+            raise GalleryIndexError(f"{folder}: unreadable records table ({type(err).__name__}: {err})") from err
+        (num, dim), _ = npy_shape(handles["embeddings"])
+        if len(records) != meta["count"] or (num, dim) != (meta["count"], meta["dim"]):
+            raise GalleryIndexError(f"{folder}: {len(records)} records and {num}x{dim} embeddings, the manifest "
+                                    f"says {meta['count']} images of {meta['dim']}-d; rebuild the index")
+    except BaseException:
+        for handle in handles.values():
+            handle.close()
+        raise
+    return GalleryIndex(folder, meta, records, handles)
 
 
 def write_faiss(path: Path, index: faiss.Index) -> Path:

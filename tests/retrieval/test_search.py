@@ -71,7 +71,7 @@ def test_a_filter_keeping_half_a_percent_still_returns_a_full_top_k(tmp_path, ki
     mask = index.attributes[:, HEAD_NAMES.index("upcolor")] == 0
     assert sorted(np.flatnonzero(mask)) == sorted(passing)
     exact, _ = dense(gallery, queries, TOP_K, rows=np.sort(passing))
-    for exact_below in (20_000, 0):  # exact over the passing rows / inside faiss with an ID selector
+    for exact_below in (20_000, 0):  # hnsw: exact over the passing rows / a graph walk with an ID selector
         found = nearest(index, queries, TOP_K, passing=mask, exact_below=exact_below)
         assert (found.rows >= 0).all(), "fewer than top_k results although 20 images pass"
         assert mask[found.rows].all()

@@ -93,7 +93,7 @@ def test_hnsw_removals_stay_out_of_the_results(world, gallery, tmp_path):
 
 def test_automatic_parameters_follow_the_gallery_size():
     assert kinds.auto_params("ivf_pq", 1_000_000, 512) == {"nlist": 1024, "m": 64, "nbits": 8, "train_size": 40_960,
-                                                           "nprobe": 384, "refine": 4}
+                                                           "nprobe": 384, "refine": 10}
     assert kinds.auto_params("ivf_pq", 100_000, 512)["nlist"] == 256
     small = kinds.auto_params("ivf_pq", 100, 32)
     assert small["nlist"] == 2 and small["m"] == 4 and 2 ** small["nbits"] <= 100
@@ -119,3 +119,14 @@ def test_pinned_parameters_are_kept_and_search_settings_need_no_new_files(world,
     shutil.copyfile(sorted(gallery.iterdir())[0], gallery / "copy.jpg")
     build(world, gallery, output)
     assert load_index(output).params == second["params"]
+
+
+def test_a_loaded_index_keeps_searching_while_a_build_replaces_it(small_index):
+    reader = load_index(small_index.folder)  # its files are held open; faiss is read on first use
+    vectors, queries, _ = clustered(300, seed=1)
+    index_from_embeddings(small_index.folder, vectors, [f"{i}.jpg" for i in range(300)], random_probabilities(300))
+    assert not reader.file("faiss").exists() and not reader.file("embeddings").exists()  # an older generation now
+    found = nearest(reader, queries[:3], 5)
+    assert (found.rows >= 0).all() and len(reader) == 200
+    assert reader.rows([0, 5]).shape == (2, 32) and reader.probabilities["age"].shape == (200, 4)
+    assert len(load_index(small_index.folder)) == 300

@@ -145,7 +145,8 @@ def build_index(ckpt_path: str | Path, gallery: str | Path, output: str | Path, 
     """Create or update the index of ``gallery`` in the folder ``output`` (see the module docstring).
 
     ``kind``: None keeps the existing index's kind (flat for a new index); ``params``: per kind, e.g.
-    ``{"ivf_pq": {"nlist": 1024}}`` (unset or None: chosen from the gallery size). With ``devices`` x ``num_nodes`` > 1 the images are embedded by that many processes (Lightning DDP); every
+    ``{"ivf_pq": {"nlist": 1024}}`` (unset or None: chosen from the gallery size). With ``devices`` x ``num_nodes`` > 1
+    the images are embedded by that many processes (Lightning DDP); every
     process calls this function (Lightning starts them, or torchrun does) and only the first returns a report.
     """
     output = Path(output)

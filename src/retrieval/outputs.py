@@ -77,7 +77,8 @@ def results_frame(result: SearchResult, query_pids=None, gallery_pids=None) -> p
                 entry["same_identity"] = same_identity(query_pids[q], gallery_pids[row])
             entry.update(_class_names(result.index.attributes[row]))
             rows.append(entry)
-    columns = ["query", "rank", "gallery", "distance"] + (["same_identity"] if query_pids is not None and gallery_pids is not None else []) + list(HEAD_NAMES)
+    known = query_pids is not None and gallery_pids is not None
+    columns = ["query", "rank", "gallery", "distance"] + (["same_identity"] if known else []) + list(HEAD_NAMES)
     return pd.DataFrame(rows, columns=columns)
 
 

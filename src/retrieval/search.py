@@ -5,7 +5,8 @@ A filter becomes a faiss ``IDSelector`` (only passing ids are scored) and widens
 pass rate (ivf_pq ``nprobe``, hnsw ``ef_search``). On hnsw, a filter passing at most ``exact_below`` images is
 searched exactly over their vectors instead (a graph walk meets too few of them: slower and less complete than
 scoring them all). A query that still gets fewer than ``top_k`` results while more pass is searched again exactly.
-So a filter returns ``top_k`` results whenever that many images pass. A gallery file byte-identical to the query (same SHA-256) is never reported. Re-ranking
+So a filter returns ``top_k`` results whenever that many images pass. A gallery file byte-identical to the query (same
+SHA-256) is never reported. Re-ranking
 (k-reciprocal), query expansion (alpha-QE) and a metric other than the index's work on the ``shortlist`` best
 candidates of each query (pooled over queries, at most ``max_pool`` images per pool); with a shortlist at least
 as large as the filtered gallery they equal a dense search of it.

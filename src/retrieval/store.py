@@ -30,19 +30,19 @@ import os
 import secrets
 import socket
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 import faiss
 import numpy as np
 import pandas as pd
 
-from src.errors import KnownError
 from src.data.attributes import HEAD_NAMES, HEADS
 from src.data.records import DataError, parse_course_name, parse_standard_name
+from src.errors import KnownError
 from src.io.atomic import atomic_path, write_json
 from src.retrieval import kinds
 
@@ -64,7 +64,7 @@ class UnreadableImagesWarning(UserWarning):
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def default_index_path(gallery: str | Path, root_dir: str | Path = ".") -> Path:
@@ -407,7 +407,7 @@ def write_faiss(path: Path, index: faiss.Index) -> Path:
 
 
 def new_generation() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
 
 def generation_files(folder: Path, generation: str) -> dict[str, Path]:

@@ -8,12 +8,12 @@ which removes the old run's files first).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from pathlib import Path
 
 from src.errors import ConfigError
+from src.io.locks import Locked, take_lock
 from src.models.loading import read_checkpoint
 
 LOCK_NAME = ".run.lock"
@@ -29,19 +29,11 @@ def claim(output_dir: Path, ckpt_path: str | None, overwrite: bool = False):
     """Lock ``output_dir`` for this run and check that starting here is what the user asked for. Returns the open
     lock file (keep it referenced for the run's lifetime)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(output_dir / LOCK_NAME, "a+")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "?"
-        handle.close()
-        raise ConfigError(f"{output_dir}: another training (pid {owner}) is writing into this run folder; wait for it "
-                          "or choose another hydra.run.dir") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
+        handle = take_lock(output_dir / LOCK_NAME, str(os.getpid()))
+    except Locked as held:
+        raise ConfigError(f"{output_dir}: another training (pid {held.holder or '?'}) is writing into this run folder; "
+                          "wait for it or choose another hydra.run.dir") from None
     existing = [name for name in RUN_FILES if (output_dir / name).exists() and _not_empty(output_dir / name)]
     if ckpt_path is None and existing:
         if not overwrite:

@@ -44,6 +44,7 @@ from src.data.attributes import HEAD_NAMES, HEADS
 from src.data.records import DataError, parse_course_name, parse_standard_name
 from src.errors import KnownError
 from src.io.atomic import atomic_path, write_json
+from src.io.locks import Locked, take_lock
 from src.retrieval import kinds
 
 FORMAT = "market-par-reid gallery index"
@@ -86,20 +87,11 @@ class IndexLock:
         if self.folder.exists() and not self.folder.is_dir():
             raise GalleryIndexError(f"{self.folder}: a file, not an index folder; pass another output=")
         self.folder.mkdir(parents=True, exist_ok=True)
-        handle = open(self.folder / LOCK, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise GalleryIndexError(f"{self.folder}: another build is writing this index ({holder}); wait for it "
-                                    "to finish or use another output=") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"build by pid {os.getpid()} on {socket.gethostname()} since {now()}\n")
-        handle.flush()
-        self.handle = handle
+            self.handle = take_lock(self.folder / LOCK, f"build by pid {os.getpid()} on {socket.gethostname()} since {now()}")
+        except Locked as held:
+            raise GalleryIndexError(f"{self.folder}: another build is writing this index ({held.holder or 'another process'}); "
+                                    "wait for it to finish or use another output=") from None
         return self
 
     def __exit__(self, *exc) -> None:

@@ -16,8 +16,13 @@ def build_transform(
     shift: float = 0.0,
     pad_crop: int = 0,
     random_erasing: float = 0.0,
+    erasing_value: float = 0.0,
 ) -> v2.Compose:
-    """Augmentations of an image already resized to (height, width); all zero = evaluation transform."""
+    """Augmentations of an image already resized to (height, width); all zero = evaluation transform.
+
+    ``erasing_value`` fills erased rectangles (in [0, 1], before the backbone's normalisation): 0 is black,
+    0.5 the mean colour of EfficientNet-Lite's normalisation (what erasing after normalisation gives).
+    """
     steps: list = []
     if pad_crop:
         steps += [v2.Pad(pad_crop, padding_mode="edge"), v2.RandomCrop((height, width))]
@@ -30,5 +35,5 @@ def build_transform(
         steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
     steps.append(v2.ToDtype(torch.float32, scale=True))
     if random_erasing:
-        steps.append(v2.RandomErasing(random_erasing, value=0))
+        steps.append(v2.RandomErasing(random_erasing, value=erasing_value))
     return v2.Compose(steps)

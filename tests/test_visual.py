@@ -212,7 +212,7 @@ def test_rank_lists_in_a_short_reid_run(tmp_path, cache_dir):
     from src.train import train
     from tests.conftest import compose_config
     from tests.models.test_loading import save_attribute_checkpoint
-    from tests.test_index_search import TINY_NET
+    from tests.retrieval.worlds import TINY_NET
 
     stage1 = tmp_path / "stage1.ckpt"
     torch.manual_seed(0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import BasePredictionWriter
+from pytorch_lightning.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch.utils.data import DataLoader
 
 from src.data.attributes import HEAD_NAMES, HEADS
@@ -173,6 +174,15 @@ class ShardWriter(BasePredictionWriter):
         trainer.strategy.barrier("shards written")
 
 
+class EmbeddingProgress(TQDMProgressBar):
+    """The first process's predict bar on stderr, cleared when done (stdout keeps only the build's summary)."""
+
+    def init_predict_tqdm(self):
+        from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
+
+        return Tqdm(disable=self.is_disabled, leave=False, dynamic_ncols=True, file=sys.stderr, unit="batch")
+
+
 def run_predict(work: Path, *, accelerator: str = "cpu", devices: int = 1, num_nodes: int = 1) -> tuple[int, bool]:
     """Embed the plan in ``work`` with ``devices`` x ``num_nodes`` processes; (world size, is this the first process)."""
     from src.runtime import quiet_library_noise
@@ -189,7 +199,7 @@ def run_predict(work: Path, *, accelerator: str = "cpu", devices: int = 1, num_n
         warnings.filterwarnings("ignore", message=r".*(does not have many workers|Total length of .* across ranks is zero).*")
         trainer = pl.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
                              logger=False, enable_checkpointing=False, enable_model_summary=False,
-                             default_root_dir=str(work), callbacks=[ShardWriter(work)])
+                             default_root_dir=str(work), callbacks=[ShardWriter(work), EmbeddingProgress()])
         trainer.predict(EmbedImages(), datamodule=PlanImages(work), return_predictions=False)
     return trainer.world_size, trainer.is_global_zero
 

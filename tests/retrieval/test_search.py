@@ -10,7 +10,7 @@ import torch
 from src.data.attributes import HEAD_NAMES
 from src.metrics.distance import pairwise_distance
 from src.retrieval.build import index_from_embeddings
-from src.retrieval.search import nearest
+from src.retrieval.search import nearest, search
 from src.retrieval.store import GalleryIndexError
 from tests.retrieval.worlds import clustered, random_probabilities
 
@@ -115,6 +115,17 @@ def test_query_dimension_must_match(tmp_path):
         bad = queries[:2].copy()
         bad[1, 3] = np.nan
         nearest(index, bad, 5)
+
+
+def test_a_search_expecting_another_kind_or_input_size_is_refused_naming_both(tmp_path):
+    """The searcher's ``kind=`` / ``height=`` / ``width=`` are checked against the index before any query is read."""
+    gallery, _, _ = clustered(100)
+    index = index_from_embeddings(tmp_path / "flat", gallery, [f"{i}.jpg" for i in range(100)], random_probabilities(100),
+                                  height=64, width=32)
+    with pytest.raises(GalleryIndexError, match=r"flat is a flat index, the search asks for kind=hnsw; pass kind=flat"):
+        search(index, tmp_path / "no-queries", kind="hnsw")
+    with pytest.raises(GalleryIndexError, match=r"built at input size 64x32, the search asks for 128x64"):
+        search(index, tmp_path / "no-queries", height=128, width=64)
 
 
 def test_a_filter_passing_nothing_gives_no_rows(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from src.retrieval import kinds
 from src.retrieval.build import index_from_embeddings
 from src.retrieval.search import nearest
 from src.retrieval.store import GalleryIndexError, IndexLock, load_index
+from tests.conftest import ROOT
 from tests.retrieval.worlds import build, clustered, gallery, random_probabilities, world  # noqa: F401  (fixtures)
 
 
@@ -69,6 +72,25 @@ def test_two_builds_of_one_index_are_refused(world, gallery, tmp_path):
         with pytest.raises(GalleryIndexError, match=r"another build is writing this index \(build by pid \d+"):
             build(world, gallery, output)
     assert build(world, gallery, output).written  # free again once the first one is done
+
+
+def test_a_build_running_in_another_process_is_refused(world, gallery, tmp_path):
+    """Two processes: the one holding the index's build lock wins, the other is refused naming it; the lock goes
+    with its holder (even killed)."""
+    output = tmp_path / "index"
+    hold = ("import sys\nfrom src.retrieval.store import IndexLock\n"
+            "with IndexLock(sys.argv[1]):\n    print('held', flush=True)\n    sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(output)], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(GalleryIndexError, match=rf"another build is writing this index \(build by pid {holder.pid} on "):
+            build(world, gallery, output)
+        assert not (output / "manifest.json").exists()
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    assert build(world, gallery, output).written
 
 
 def test_hnsw_removals_stay_out_of_the_results(world, gallery, tmp_path):

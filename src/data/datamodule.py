@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 
 from src.data.datasets import EpochKeyedSampler, ImageDataset, preload
 from src.data.images import drop_unreadable
+from src.data.pseudo import PseudoLabels, read_unlabelled
 from src.data.records import DataError, ImageRecord
 from src.data.samplers import IdentitySampler
 from src.data.splits import query_gallery_split, split_by_identity, split_contract
@@ -42,6 +43,8 @@ class MarketDataModule(pl.LightningDataModule):
         triplets: bool = False,
         triplet_images: bool = False,
         seed: int = 0,
+        unlabelled: list[str] | None = None,
+        max_pseudo_identities: int = 2000,
     ):
         super().__init__()
         self.root = root
@@ -57,6 +60,10 @@ class MarketDataModule(pl.LightningDataModule):
         self.identity_sampler, self.num_instances = identity_sampler, num_instances
         self.triplets, self.triplet_images = triplets, triplet_images
         self.seed = seed
+        self.unlabelled_folders = list(unlabelled or [])
+        self.max_pseudo_identities = max_pseudo_identities
+        self.pseudo: PseudoLabels | None = None  # unlabelled images and their current cluster ids
+        self.pid_to_label: dict[int, int] = {}
         self.train_records: list[ImageRecord] = []
         self.val_records: list[ImageRecord] = []
 
@@ -75,24 +82,45 @@ class MarketDataModule(pl.LightningDataModule):
             records = drop_unreadable(records)
         self.train_records, self.val_records = split_by_identity(records, self.val_ratio, self.split_seed)
         self.train_pids = sorted({r.pid for r in self.train_records})
-        self.pid_to_label = {pid: i for i, pid in enumerate(self.train_pids)}
         query_index, _ = query_gallery_split(self.val_records, self.split_seed)
         self.val_is_query = torch.zeros(len(self.val_records), dtype=torch.bool)
         self.val_is_query[query_index] = True
-        cache = (
-            (lambda recs, name: preload(recs, self.height, self.width, self.num_workers, f"decoding {name}"))
-            if self.preload
-            else (lambda recs, name: None)
-        )
-        self.train_set = ImageDataset(
-            self.train_records,
-            self.height,
-            self.width,
-            build_transform(self.height, self.width, **self.augment),
-            cache(self.train_records, "train"),
-            seed=self.seed,
-        )
-        self.val_set = ImageDataset(self.val_records, self.height, self.width, None, cache(self.val_records, "val"))
+        self.train_cache = self._cache(self.train_records, "train")
+        if self.unlabelled_folders:
+            unlabelled = read_unlabelled(self.source.root, self.unlabelled_folders, labelled=records)
+            self.pseudo = PseudoLabels(unlabelled, self._cache(unlabelled, "unlabelled"), self.max_pseudo_identities,
+                                       first_label=len(self.train_pids))
+        self._build_train_set()
+        self.val_set = ImageDataset(self.val_records, self.height, self.width, None, self._cache(self.val_records, "val"))
+
+    def _cache(self, records: list[ImageRecord], name: str) -> torch.Tensor | None:
+        return preload(records, self.height, self.width, self.num_workers, f"decoding {name}") if self.preload else None
+
+    def _build_train_set(self) -> None:
+        """The labelled training images, plus the unlabelled ones that the current pseudo-labels put in a cluster."""
+        records, cache = self.train_records, self.train_cache
+        if self.pseudo is not None and self.pseudo.num_clusters:
+            records = records + self.pseudo.records()
+            cache = None if cache is None else torch.cat([cache, self.pseudo.cache_of_clustered()])
+        # training identity -> classifier row: labelled identities, then the current pseudo identities; updated in
+        # place, so the module's reference follows the rounds
+        self.pid_to_label.clear()
+        self.pid_to_label.update({pid: i for i, pid in enumerate(self.train_pids)})
+        if self.pseudo is not None:
+            self.pid_to_label.update(self.pseudo.pid_to_label())
+        transform = build_transform(self.height, self.width, **self.augment)
+        self.train_set = ImageDataset(records, self.height, self.width, transform, cache, seed=self.seed)
+        self.train_set_pids = [r.pid for r in records]
+
+    def set_pseudo_labels(self, cluster_ids, attribute_targets: dict | None = None) -> None:
+        """A new clustering round: cluster id per unlabelled image (-1: outlier, left out of training)."""
+        self.pseudo.assign(cluster_ids, attribute_targets)
+        self._build_train_set()
+
+    @property
+    def num_classes(self) -> int:
+        """Rows of the identity classifier: the labelled identities plus room for the pseudo identities."""
+        return len(self.train_pids) + (self.max_pseudo_identities if self.pseudo is not None else 0)
 
     SPLITS = ("all", "train", "val")
 
@@ -111,7 +139,10 @@ class MarketDataModule(pl.LightningDataModule):
         """The data half of a checkpoint's contract: the input size and the identity split it was validated on."""
         if not self.train_records:
             return {}
-        return {"height": self.height, "width": self.width, "split": split_contract(self.val_records, self.val_ratio, self.split_seed)}
+        state = {"height": self.height, "width": self.width, "split": split_contract(self.val_records, self.val_ratio, self.split_seed)}
+        if self.pseudo is not None:
+            state["pseudo_labels"] = self.pseudo.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Resuming: the run must continue on the split and input size it started with."""
@@ -129,6 +160,12 @@ class MarketDataModule(pl.LightningDataModule):
                 f"data.split_seed={self.split_seed} data.val_ratio={self.val_ratio} at {self.root} gives "
                 f"another validation split than the checkpoint being resumed ({state['split']})"
             )
+        if self.pseudo is not None and state.get("pseudo_labels"):
+            self.pseudo.load_state_dict(state["pseudo_labels"])
+            self._build_train_set()
+        elif self.pseudo is None and state.get("pseudo_labels"):
+            raise DataError("the checkpoint being resumed was trained with data.unlabelled="
+                            f"{state['pseudo_labels']['folders']}; resume with the same data.unlabelled")
 
     @property
     def num_train_ids(self) -> int:
@@ -151,7 +188,7 @@ class MarketDataModule(pl.LightningDataModule):
             dataset = TripletDataset(self.train_records, self.train_set if self.triplet_images else None)
             return self._loader(dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size)
         size = len(self.train_set)
-        order = IdentitySampler([r.pid for r in self.train_records], self.num_instances, self.split_seed) if self.identity_sampler else None
+        order = IdentitySampler(self.train_set_pids, self.num_instances, self.split_seed) if self.identity_sampler else None
         sampler = EpochKeyedSampler(size, self.seed, order)
         # Lightning starts the first epoch's workers (which fetch their first batches at once) before its first
         # set_epoch; on a resumed run that epoch is not 0: start the sampler at the epoch Lightning will set

@@ -154,7 +154,12 @@ def _sparse_rows(index: torch.Tensor, mask: torch.Tensor, values: torch.Tensor, 
 
 def _jaccard_into(out: torch.Tensor, v: torch.Tensor, num_query: int, lambda_value: float) -> None:
     """``out += (1 - lambda) * jaccard(query rows, gallery rows)`` via a sparse join on shared columns."""
-    num_gallery = out.shape[1]
+    for qa, qb, jaccard in _jaccard_blocks(v, num_query, out.shape[1]):
+        out[qa:qb] += jaccard.mul_(1 - lambda_value)
+
+
+def _jaccard_blocks(v: torch.Tensor, num_query: int, num_gallery: int):
+    """Jaccard distances of query rows ``qa:qb`` to every gallery row, a bounded block of queries at a time."""
     (row, col), val = v.indices(), v.values()  # coalesced: sorted by (row, col)
     is_q = row < num_query
     q_row, q_col, q_val = row[is_q], col[is_q], val[is_q]
@@ -184,7 +189,7 @@ def _jaccard_into(out: torch.Tensor, v: torch.Tensor, num_query: int, lambda_val
         target = (q_row[ea:eb][entry] - qa) * num_gallery + g_row[pos]
         temp_min = torch.zeros((qb - qa) * num_gallery).index_add_(0, target, shared).view(qb - qa, num_gallery)
         temp_min /= 2.0 - temp_min  # in place: jaccard = 1 - temp_min / (2 - temp_min)
-        out[qa:qb] += temp_min.neg_().add_(1).mul_(1 - lambda_value)
+        yield qa, qb, temp_min.neg_().add_(1)
 
 
 @contextmanager
@@ -210,6 +215,18 @@ def _re_rank(source, k1: int, k2: int, lambda_value: float, block: int) -> torch
     if k1 < 1 or k2 < 1:
         raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
     num_query, num_total = source.num_query, source.num_total
+    v, nearest, row_max = _encodings(source, k1, k2, block)
+    out = torch.empty(num_query, num_total - num_query, dtype=torch.float32)
+    for s, e in _blocks(num_query, num_query, 4 * block):
+        out[s:e] = source.query_gallery(s, e) / row_max[s:e] * lambda_value
+    _jaccard_into(out, v, num_query, lambda_value)
+    return out
+
+
+def _encodings(source, k1: int, k2: int, block: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The k-reciprocal encodings ``V`` (sparse, coalesced, rows sum to 1), the nearest-neighbour lists and each
+    row's maximum squared distance (the reference's normaliser)."""
+    num_query, num_total = source.num_query, source.num_total
     k = min(max(k1 + 1, k2), num_total)
     nearest = torch.empty(num_total, k, dtype=torch.long)
     row_max = torch.empty(num_total, 1)
@@ -225,10 +242,6 @@ def _re_rank(source, k1: int, k2: int, lambda_value: float, block: int) -> torch
     for s, e in _blocks(num_query, num_total, 4 * block):
         w = torch.exp(-(source.gather(s, e, index[s:e]) / row_max[s:e])) * mask[s:e]
         weights[s:e] = w / w.sum(1, keepdim=True)
-    out = torch.empty(num_query, num_total - num_query, dtype=torch.float32)
-    for s, e in _blocks(num_query, num_query, 4 * block):
-        out[s:e] = source.query_gallery(s, e) / row_max[s:e] * lambda_value
-
     v = _sparse_rows(index, mask, weights, num_total)
     if k2 != 1:  # query expansion: average the encodings of the k2 nearest neighbours
         nbr = nearest[:, :k2]
@@ -236,8 +249,7 @@ def _re_rank(source, k1: int, k2: int, lambda_value: float, block: int) -> torch
         v = v.coalesce()
         v = torch.sparse_coo_tensor(v.indices(), v.values() / k2, v.shape, is_coalesced=True,
                                     check_invariants=False)
-    _jaccard_into(out, v.coalesce(), num_query, lambda_value)
-    return out
+    return v.coalesce(), nearest, row_max
 
 
 def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
@@ -267,3 +279,35 @@ def re_ranking_from_features(qf, gf, metric: str = "euclidean", k1: int = 20, k2
     if len(qf) == 0 or len(gf) == 0:
         raise ValueError("re-ranking needs at least one query and one gallery item")
     return _re_rank(_FeatureSource(qf, gf, metric), k1, k2, lambda_value, block)
+
+
+@torch.no_grad()
+@_torch_threads(1)
+def jaccard_graph(features, metric: str = "cosine", k1: int = 30, k2: int = 6, max_distance: float = 0.6,
+                  block: int = ROW_BLOCK):
+    """All-pairs k-reciprocal Jaccard distances of one set (lambda 0), as a sparse ``scipy.sparse.csr_matrix``
+    holding only the pairs closer than ``max_distance`` (the diagonal included, as explicit zeros).
+
+    For density clustering (DBSCAN ``metric="precomputed"``): the N x N matrix is never built; distances are
+    produced a bounded block of rows at a time and thresholded, so memory stays O(N * (k1 + kept pairs per row)).
+    """
+    from scipy.sparse import coo_matrix
+
+    x = torch.as_tensor(features, dtype=torch.float32)
+    num = len(x)
+    if num < 2:
+        raise ValueError(f"the Jaccard graph needs at least 2 items, got {num}")
+    if k1 < 1 or k2 < 1:
+        raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
+    v, _, _ = _encodings(_FeatureSource(x[:0], x, metric), k1, k2, block)
+    (row, col), values = v.indices(), v.values()
+    both = torch.sparse_coo_tensor(torch.stack([torch.cat([row, row + num]), torch.cat([col, col])]), torch.cat([values, values]),
+                                   (2 * num, num), check_invariants=False).coalesce()  # the set as queries and as gallery
+    rows, cols, dists = [], [], []
+    for qa, _, jaccard in _jaccard_blocks(both, num, num):
+        r, c = (jaccard < max_distance).nonzero(as_tuple=True)
+        rows.append(r + qa)
+        cols.append(c)
+        dists.append(jaccard[r, c].clamp_min_(0))
+    rows, cols, dists = torch.cat(rows).numpy(), torch.cat(cols).numpy(), torch.cat(dists).numpy()
+    return coo_matrix((dists, (rows, cols)), shape=(num, num)).tocsr()

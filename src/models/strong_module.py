@@ -27,6 +27,7 @@ class StrongReidModule(RetrievalValidation):
         triplet_weight: float = 1.0,
         center_weight: float = 0.0,
         attribute_weight: float = 1.0,
+        pseudo_attribute_weight: float = 0.0,
         metric: str = "cosine",
         channels_last: bool = True,
         compile: bool = False,
@@ -35,21 +36,24 @@ class StrongReidModule(RetrievalValidation):
         self.save_hyperparameters({
             "net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),
             "label_smoothing": label_smoothing, "triplet_margin": triplet_margin, "triplet_weight": triplet_weight,
-            "center_weight": center_weight, "attribute_weight": attribute_weight, "metric": metric,
+            "center_weight": center_weight, "attribute_weight": attribute_weight,
+            "pseudo_attribute_weight": pseudo_attribute_weight, "metric": metric,
         })
         self.metric = metric
         self.net = instantiate(self.hparams.net) if self.hparams.net.get("num_identities") else None
         self.id_loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.triplet = BatchHardTripletLoss(triplet_margin)
         self.center: CenterLoss | None = None
+        self.pseudo = None  # the datamodule's PseudoLabels when training with data.unlabelled
         self.compile = compile  # set to False after a failed compilation: the run continues in eager mode
         self._compiled = None  # torch.compile(net.forward_train), built at the first training step
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule  # Lightning set it up before this hook
-        self.pid_to_label = datamodule.pid_to_label
+        self.pid_to_label = datamodule.pid_to_label  # updated in place by pseudo-label rounds
+        self.pseudo = datamodule.pseudo
         if self.net is None:
-            self.hparams.net["num_identities"] = datamodule.num_train_ids
+            self.hparams.net["num_identities"] = datamodule.num_classes
             self.net = instantiate(self.hparams.net)
         if self.hparams.center_weight > 0 and self.center is None:
             self.center = CenterLoss(self.net.id_classifier.out_features, self.net.feature_dim)
@@ -72,21 +76,50 @@ class StrongReidModule(RetrievalValidation):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self.forward_train(batch["image"])
         targets = torch.tensor([self.pid_to_label[int(p)] for p in batch["pid"]], device=self.device)
+        id_logits = out["id_logits"][:, : len(self.pid_to_label)]  # rows past the current pseudo identities are unused
         losses = {
-            "id": self.id_loss(out["id_logits"], targets),
+            "id": self.id_loss(id_logits, targets),
             "triplet": self.hparams.triplet_weight * self.triplet(out["feature"], targets),
-            "attributes": self.hparams.attribute_weight * sum(
-                nn.functional.cross_entropy(out["attributes"][name], batch["labels"][:, i]) for i, name in enumerate(HEAD_NAMES)
-            ) / len(HEAD_NAMES),
+            "attributes": self.hparams.attribute_weight * self.attribute_loss(out["attributes"], batch["labels"]),
         }
+        soft = self.pseudo.soft_attribute_targets(batch["pid"]) if self.pseudo is not None else None
+        if soft is not None and self.hparams.pseudo_attribute_weight > 0 and soft[0].any():
+            mask, probabilities = soft
+            losses["pseudo_attributes"] = self.hparams.pseudo_attribute_weight * sum(
+                -(probabilities[name].to(self.device) * out["attributes"][name][mask].log_softmax(1)).sum(1).mean() for name in HEAD_NAMES
+            ) / len(HEAD_NAMES)
         if self.center is not None:
             losses["center"] = self.hparams.center_weight * self.center(out["feature"], targets)
         loss = sum(losses.values())
         size = len(targets)
         self.log_dict({f"train/loss_{k}": v for k, v in losses.items()}, on_step=False, on_epoch=True, batch_size=size)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log("train/id_acc", (out["id_logits"].argmax(1) == targets).float().mean(), on_step=False, on_epoch=True, batch_size=size)
+        self.log("train/id_acc", (id_logits.argmax(1) == targets).float().mean(), on_step=False, on_epoch=True, batch_size=size)
         return loss
+
+    @staticmethod
+    def attribute_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """Mean over heads of the cross-entropy on the images that have attribute labels (-1: none, e.g. pseudo-labelled)."""
+        labelled = labels[:, 0] >= 0
+        if not labelled.any():
+            return labels.new_zeros((), dtype=torch.float32)
+        losses = [nn.functional.cross_entropy(logits[name][labelled], labels[labelled, i]) for i, name in enumerate(HEAD_NAMES)]
+        return sum(losses) / len(HEAD_NAMES)
+
+    @torch.no_grad()
+    def start_pseudo_identities(self, centroids: torch.Tensor, optimizers=()) -> None:
+        """A new clustering round: the classifier rows of the pseudo identities start at their clusters' mean
+        BN-neck features (scaled like the labelled rows) and their optimizer moments restart from zero."""
+        weight = self.net.id_classifier.weight
+        first = len(self.pid_to_label) - len(centroids)
+        scale = weight[:first].norm(dim=1).mean()
+        weight[first:] = 0
+        weight[first : first + len(centroids)] = nn.functional.normalize(centroids.to(weight), dim=1) * scale
+        for optimizer in optimizers:
+            state = optimizer.state.get(weight, {})
+            for moment in state.values():
+                if torch.is_tensor(moment) and moment.shape == weight.shape:
+                    moment[first:] = 0
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         embedding, logits = self.net.embed_and_classify(batch["image"])

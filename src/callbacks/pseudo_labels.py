@@ -1,0 +1,119 @@
+"""Clustering rounds over the unlabelled images (``data.unlabelled``): pseudo identities for the strong model.
+
+Every ``every`` epochs from ``start_epoch`` on, at the end of the last training batch of the epoch before (so the
+epoch's validation checkpoint already holds the new labels and a resumed run continues with them):
+
+1. embed the unlabelled images with the current network (pre-decoded once by the datamodule);
+2. k-reciprocal Jaccard distances (``src.metrics.rerank.jaccard_graph``, bounded memory) and DBSCAN;
+3. clusters become identities (``PSEUDO_PID_BASE + cluster``); outliers are left out of training;
+4. the identity classifier's pseudo rows restart at the cluster centroids (``StrongReidModule.start_pseudo_identities``).
+
+The same procedure clusters the validation split's images, whose identities are known, and logs the pairwise
+precision / recall / F and the number of clusters against the true identities (``pseudo/val_*``) each round.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from src.data.datasets import ImageDataset
+from src.errors import ConfigError
+from src.inference import classify_loader
+from src.metrics.clustering import cluster_embeddings, pairwise_scores
+
+log = logging.getLogger(__name__)
+
+
+class PseudoLabelRounds(pl.Callback):
+    def __init__(self, start_epoch: int = 10, every: int = 5, k1: int = 30, k2: int = 6, eps: float = 0.6,
+                 min_samples: int = 4, batch_size: int = 256, measure_val: bool = True):
+        if start_epoch < 1 or every < 1:
+            raise ConfigError(f"callbacks.pseudo_labels: start_epoch ({start_epoch}) and every ({every}) must be >= 1")
+        if not 0 < eps <= 1:
+            raise ConfigError(f"callbacks.pseudo_labels.eps={eps}: a Jaccard distance, in (0, 1]")
+        self.start_epoch, self.every = start_epoch, every
+        self.k1, self.k2, self.eps, self.min_samples = k1, k2, eps, min_samples
+        self.batch_size, self.measure_val = batch_size, measure_val
+        self.active = False
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        datamodule = trainer.datamodule
+        self.active = getattr(datamodule, "pseudo", None) is not None
+        if not self.active:
+            return
+        if not hasattr(pl_module, "start_pseudo_identities"):
+            raise ConfigError("data.unlabelled: clustering pseudo-labels train the strong model only (task=reid_strong)")
+        if self.min_samples > len(datamodule.pseudo.all_records):
+            raise ConfigError(f"callbacks.pseudo_labels.min_samples={self.min_samples} is larger than the "
+                              f"{len(datamodule.pseudo.all_records)} unlabelled images of data.unlabelled")
+        trainer.reload_dataloaders_every_n_epochs = 1  # a round changes the training set
+
+    def round_due(self, trainer: pl.Trainer, batch_idx: int) -> bool:
+        next_epoch = trainer.current_epoch + 1
+        return (self.active and batch_idx == trainer.num_training_batches - 1 and next_epoch < trainer.max_epochs
+                and next_epoch >= self.start_epoch and (next_epoch - self.start_epoch) % self.every == 0)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.round_due(trainer, batch_idx):
+            for name, value in self.run_round(trainer, pl_module).items():
+                pl_module.log(f"pseudo/{name}", float(value), on_step=False, on_epoch=True, batch_size=1)
+
+    @torch.no_grad()
+    def _embed(self, pl_module, dataset: ImageDataset, desc: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=0)
+        return classify_loader(pl_module.net, loader, flip_test=True, embeds=True, desc=desc)
+
+    def run_round(self, trainer: pl.Trainer, pl_module) -> dict[str, float]:
+        datamodule, pseudo = trainer.datamodule, trainer.datamodule.pseudo
+        started = time.perf_counter()
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            dataset = ImageDataset(pseudo.all_records, datamodule.height, datamodule.width, None, pseudo.cache)
+            embeddings, probabilities = self._embed(pl_module, dataset, f"pseudo-labels round {pseudo.round + 1}: embedding")
+            val_scores = self._measure_val(pl_module, datamodule) if self.measure_val else {}
+        finally:
+            pl_module.train(was_training)
+        cluster_ids = cluster_embeddings(embeddings, pl_module.metric, self.k1, self.k2, self.eps, self.min_samples)
+        num_clusters = int(cluster_ids.max(initial=-1)) + 1
+        if num_clusters == 0:
+            warnings.warn(f"pseudo-labels round {pseudo.round + 1}: DBSCAN found no cluster among {len(cluster_ids)} unlabelled "
+                          f"images (eps={self.eps}, min_samples={self.min_samples}); training continues on the labelled data",
+                          RuntimeWarning, stacklevel=2)
+        targets = None
+        if pl_module.hparams.pseudo_attribute_weight > 0 and num_clusters:
+            targets = {name: _cluster_means(p, cluster_ids, num_clusters) for name, p in probabilities.items()}
+        datamodule.set_pseudo_labels(cluster_ids, targets)
+        kept = pseudo.cluster_ids
+        centroids = _cluster_means(embeddings, kept, pseudo.num_clusters)
+        pl_module.start_pseudo_identities(centroids, trainer.optimizers)
+        scores = {"round": pseudo.round, "clusters": pseudo.num_clusters, "outliers": int((kept < 0).sum()),
+                  "clustered_images": int((kept >= 0).sum()), "round_min": (time.perf_counter() - started) / 60}
+        scores.update({f"val_{k}": v for k, v in val_scores.items()})
+        log.info("pseudo-labels round %d (after epoch %d): %s", pseudo.round, trainer.current_epoch,
+                 ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in scores.items()))
+        return scores
+
+    def _measure_val(self, pl_module, datamodule) -> dict[str, float]:
+        """The same procedure on the validation images (identities known): how good the clusters are."""
+        records = datamodule.val_records
+        embeddings, _ = self._embed(pl_module, datamodule.val_set, "pseudo-labels: clustering the validation split")
+        min_samples = min(self.min_samples, len(records))
+        cluster_ids = cluster_embeddings(embeddings, pl_module.metric, self.k1, self.k2, self.eps, min_samples)
+        return pairwise_scores([r.pid for r in records], cluster_ids)
+
+
+def _cluster_means(values: torch.Tensor, cluster_ids: np.ndarray, num_clusters: int) -> torch.Tensor:
+    """(clusters, D) mean of ``values`` per cluster (rows with cluster -1 ignored)."""
+    ids = torch.as_tensor(cluster_ids, dtype=torch.long)
+    kept = ids >= 0
+    sums = torch.zeros(num_clusters, values.shape[1], dtype=values.dtype).index_add_(0, ids[kept], values[kept])
+    counts = torch.bincount(ids[kept], minlength=num_clusters).clamp_min(1).unsqueeze(1)
+    return sums / counts

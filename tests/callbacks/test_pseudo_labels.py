@@ -1,0 +1,84 @@
+"""Training with clustering pseudo-labels (data.unlabelled): rounds, honest validation, resume, bad input."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from src.config import check_ranges, compose_config
+from src.data.pseudo import PSEUDO_PID_BASE
+from src.data.records import file_digest
+from src.errors import ConfigError
+from src.train import train
+
+TINY = [
+    "task=reid_strong", "data.num_workers=0", "data.source.num_train_ids=16", "data.source.num_test_ids=8",
+    "data.val_ratio=0.25", "data.height=64", "data.width=32", "trainer.enable_progress_bar=false", "~callbacks.progress_bar",
+    "predict_test=false", "data.unlabelled=[test,queries]", "data.max_pseudo_identities=40",
+    "callbacks.pseudo_labels.start_epoch=1", "callbacks.pseudo_labels.every=1", "callbacks.pseudo_labels.k1=5",
+    "callbacks.pseudo_labels.k2=2", "callbacks.pseudo_labels.min_samples=2",
+]
+
+
+def checkpoint_state(path):
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    return checkpoint["MarketDataModule"]["pseudo_labels"], checkpoint["state_dict"]["net.id_classifier.weight"]
+
+
+def test_rounds_train_on_pseudo_identities_never_on_validation_images_and_survive_a_resume(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    rounds = [*TINY, "callbacks.pseudo_labels.every=5"]  # one round, before epoch 1 (the next would be before epoch 6)
+    cfg = compose_config("train", [*rounds, "trainer.max_epochs=2"], run, cache_dir)
+    train(cfg)
+    history = pd.read_csv(run / "metrics.csv")
+    logged = history.dropna(subset=["pseudo/round"])
+    assert logged["epoch"].tolist() == [0] and logged["pseudo/round"].tolist() == [1]
+    first = logged.iloc[0]
+    assert first["pseudo/clusters"] >= 1 and first["pseudo/clustered_images"] + first["pseudo/outliers"] > 0
+    assert first["pseudo/val_identities"] == 4 and 0 <= first["pseudo/val_pairwise_f"] <= 1
+
+    state, weight = checkpoint_state(run / "checkpoints" / "last.ckpt")
+    clusters = int(state["cluster_ids"].max()) + 1
+    assert state["round"] == 1 and clusters == first["pseudo/clusters"]
+    labelled = weight.shape[0] - 40
+    assert torch.count_nonzero(weight[labelled + clusters :]) == 0 and torch.count_nonzero(weight[labelled : labelled + clusters]) > 0
+
+    # the checkpoint's clusters rebuild the training set: labelled training identities + pseudo ones, no val image
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    datamodule.load_state_dict(torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["MarketDataModule"])
+    pseudo_records = [r for r in datamodule.train_set.records if r.pid >= PSEUDO_PID_BASE]
+    assert len(pseudo_records) == first["pseudo/clustered_images"]
+    assert {r.path.parent.name for r in pseudo_records} <= {"test", "queries"}
+    val_content = {file_digest(r.path) for r in datamodule.val_records}
+    assert not val_content & {file_digest(r.path) for r in datamodule.train_set.records}
+    assert len(datamodule.pid_to_label) == labelled + clusters
+
+    # resume: the same pseudo identities, their classifier rows trained further, no row past them touched
+    train(compose_config("train", [*rounds, "trainer.max_epochs=3", "ckpt_path=last"], run, cache_dir))
+    resumed_state, resumed_weight = checkpoint_state(run / "checkpoints" / "last.ckpt")
+    assert resumed_state["round"] == 1 and torch.equal(resumed_state["cluster_ids"], state["cluster_ids"])
+    assert not torch.equal(resumed_weight[labelled : labelled + clusters], weight[labelled : labelled + clusters])
+    assert torch.count_nonzero(resumed_weight[labelled + clusters :]) == 0
+    assert pd.read_csv(run / "metrics.csv")["epoch"].max() == 2
+
+
+def test_a_round_without_clusters_warns_and_training_goes_on(tmp_path, cache_dir):
+    cfg = compose_config("train", [*TINY, "trainer.max_epochs=2", "callbacks.pseudo_labels.eps=1e-6",
+                                   "callbacks.pseudo_labels.min_samples=8",
+                                   "callbacks.pseudo_labels.measure_val=false"], tmp_path / "run", cache_dir)
+    with pytest.warns(RuntimeWarning, match=r"round 1: DBSCAN found no cluster among \d+ unlabelled images"):
+        metrics = train(cfg)
+    assert metrics["pseudo/clusters"] == 0 and metrics["val/mAP"] > 0
+
+
+def test_bad_settings_are_refused_before_training(tmp_path, cache_dir):
+    cfg = compose_config("train", [*TINY, "trainer.max_epochs=1", "callbacks.pseudo_labels.min_samples=100000"], tmp_path / "a", cache_dir)
+    with pytest.raises(ConfigError, match=r"min_samples=100000 is larger than the \d+ unlabelled images"):
+        train(cfg)
+    with pytest.raises(ConfigError, match=r"data.unlabelled=\[.test.\]: .*\(task=reid_strong\), not task=attributes"):
+        check_ranges(compose_config("train", ["task=attributes", "data.unlabelled=[test]"], tmp_path / "b"))
+    with pytest.raises(ConfigError, match="data.max_pseudo_identities=0"):
+        check_ranges(compose_config("train", ["task=reid_strong", "data.max_pseudo_identities=0"], tmp_path / "c"))

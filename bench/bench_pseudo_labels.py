@@ -6,7 +6,7 @@
 
 The same code as a training round (``src.callbacks.pseudo_labels``): the datamodule reads ``test/`` + ``queries/``
 (unreadable skipped, each content once, copies of labelled images left out) and pre-decodes them; the network
-embeds them (flip TTA); the k-reciprocal Jaccard graph (``jaccard_graph``, bounded memory) is built once at the
+embeds them (flip TTA with --flip); the k-reciprocal Jaccard graph (``jaccard_graph``, bounded memory) is built once at the
 largest eps and DBSCAN runs for each eps. The validation split's images (120 identities on the course data, known)
 are clustered the same way: pairwise precision / recall / F and the number of clusters against the true
 identities, the honest measure of what the unlabelled clusters are worth. Prints the cost of each step and the
@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--k2", type=int, default=6)
     parser.add_argument("--min-samples", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--flip", action="store_true", help="flip TTA for the embeddings (callbacks.pseudo_labels.flip)")
     parser.add_argument("--small", action="store_true", help="random network on tiny synthetic data (smoke test)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -85,7 +86,7 @@ def main() -> None:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     read_s = time.perf_counter() - started
-    rounds = PseudoLabelRounds(k1=args.k1, k2=args.k2, min_samples=args.min_samples)
+    rounds = PseudoLabelRounds(k1=args.k1, k2=args.k2, min_samples=args.min_samples, flip=args.flip)
     module = SimpleNamespace(net=net.eval())
     timings = {"read + decode (labelled, unlabelled, val)": read_s}
     started = time.perf_counter()
@@ -110,7 +111,7 @@ def main() -> None:
                      f"{100 * scores['pairwise_recall']:.1f}", f"{100 * scores['pairwise_f']:.1f}", scores["outliers"],
                      int(labels.max(initial=-1)) + 1, int((labels < 0).sum()), f"{np.median(sizes):.0f}", int(sizes.max())])
     print(f"# one clustering round: {source}, {args.height}x{args.width}, metric {metric}, k1={args.k1} k2={args.k2} "
-          f"min_samples={args.min_samples}")
+          f"min_samples={args.min_samples}, flip TTA {'on' if args.flip else 'off'}")
     print(f"# {machine_line(args.threads)}")
     print(markdown_table(["eps", "val clusters / identities", "val pair precision %", "val pair recall %", "val pair F %",
                           "val outliers", "unlabelled clusters", "unlabelled outliers", "median size", "largest"], rows))

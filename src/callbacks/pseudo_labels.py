@@ -33,14 +33,14 @@ log = logging.getLogger(__name__)
 
 class PseudoLabelRounds(pl.Callback):
     def __init__(self, start_epoch: int = 10, every: int = 5, k1: int = 30, k2: int = 6, eps: float = 0.6,
-                 min_samples: int = 4, batch_size: int = 256, measure_val: bool = True):
+                 min_samples: int = 4, batch_size: int = 256, measure_val: bool = True, flip: bool = False):
         if start_epoch < 1 or every < 1:
             raise ConfigError(f"callbacks.pseudo_labels: start_epoch ({start_epoch}) and every ({every}) must be >= 1")
         if not 0 < eps <= 1:
             raise ConfigError(f"callbacks.pseudo_labels.eps={eps}: a Jaccard distance, in (0, 1]")
         self.start_epoch, self.every = start_epoch, every
         self.k1, self.k2, self.eps, self.min_samples = k1, k2, eps, min_samples
-        self.batch_size, self.measure_val = batch_size, measure_val
+        self.batch_size, self.measure_val, self.flip = batch_size, measure_val, flip
         self.active = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -68,7 +68,13 @@ class PseudoLabelRounds(pl.Callback):
     @torch.no_grad()
     def _embed(self, pl_module, dataset: ImageDataset, desc: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=0)
-        return classify_loader(pl_module.net, loader, flip_test=True, embeds=True, desc=desc)
+        net = pl_module.net
+        network_flips = getattr(net, "flip_test", False)
+        net.flip_test = self.flip  # flip TTA doubles the cost of a round
+        try:
+            return classify_loader(net, loader, flip_test=self.flip, embeds=True, desc=desc)
+        finally:
+            net.flip_test = network_flips
 
     def run_round(self, trainer: pl.Trainer, pl_module) -> dict[str, float]:
         datamodule, pseudo = trainer.datamodule, trainer.datamodule.pseudo

@@ -10,6 +10,9 @@ identity; the filter ``upcolor=red,downcolor=blue``
 passes 1% of the gallery. Every build and every search runs in a fresh process with 1 torch / faiss thread
 (``faiss.omp_set_num_threads(1)``), so peak RSS is that process's.
 
+* times: wall clock and CPU time of the process (``time.process_time``, all its threads; with one thread the
+  compute a query needs, whatever else runs on the machine). The speed-up against exact search is taken from
+  the CPU times, which a shared CPU does not inflate.
 * build: ``src.retrieval.build.index_from_embeddings`` from an embeddings .npy (records parquet, embeddings,
   faiss training and adding, all files written); size on disk of the faiss file and of the whole folder.
 * search: ``src.retrieval.search.nearest`` on the loaded index, top 10: single queries (p50 / p95 over
@@ -115,28 +118,34 @@ def build_kind(folder: str, size: int, kind: str) -> dict:
     _threads()
     names = [f"{i:08d}.jpg" for i in range(size)]
     probs = probabilities(size)
-    start = time.perf_counter()
-    index = index_from_embeddings(Path(folder) / f"{kind}-{size}", Path(folder) / f"gallery-{size}.npy", names, probs,
-                                  kind=kind)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds, index = _timed(lambda: index_from_embeddings(
+        Path(folder) / f"{kind}-{size}", Path(folder) / f"gallery-{size}.npy", names, probs, kind=kind))
     files = {role: index.file(role).stat().st_size for role in ("records", "embeddings", "faiss")}
-    return dict(build_s=seconds, faiss_mb=files["faiss"] / 2**20, folder_mb=sum(files.values()) / 2**20,
+    return dict(build_s=seconds, build_cpu_s=cpu_seconds, faiss_mb=files["faiss"] / 2**20, folder_mb=sum(files.values()) / 2**20,
                 params=index.params, build_rss=peak_rss_gib())
 
 
-def _latencies(fn, count: int) -> list[float]:
-    times = []
+def _latencies(fn, count: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of each of ``count`` calls ``fn(i)``."""
+    wall, cpu = [], []
     for i in range(count):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn(i)
-        times.append(time.perf_counter() - start)
-    return times
+        cpu.append(time.process_time() - start_cpu)
+        wall.append(time.perf_counter() - start)
+    return wall, cpu
 
 
 def _timed(fn):
-    start = time.perf_counter()
+    """(wall s, CPU s, result) of ``fn()``."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     result = fn()
-    return time.perf_counter() - start, result
+    return time.perf_counter() - start, time.process_time() - start_cpu, result
+
+
+def _summary(wall: list[float], cpu: list[float]) -> dict:
+    return dict(p50_ms=1000 * statistics.median(wall), p95_ms=1000 * float(np.percentile(wall, 95)),
+                p50_cpu_ms=1000 * statistics.median(cpu), p95_cpu_ms=1000 * float(np.percentile(cpu, 95)))
 
 
 def search_kind(folder: str, size: int, kind: str, single: int) -> dict:
@@ -145,7 +154,7 @@ def search_kind(folder: str, size: int, kind: str, single: int) -> dict:
     from src.retrieval.store import load_index
 
     _threads()
-    load_s, index = _timed(lambda: load_index(Path(folder) / f"{kind}-{size}"))
+    load_s, _, index = _timed(lambda: load_index(Path(folder) / f"{kind}-{size}"))
     queries = np.load(Path(folder) / f"queries-{size}.npy")
     load_s += _timed(lambda: index.faiss)[0]
     passing = filter_mask(index.attributes, parse_filter(FILTER))
@@ -158,10 +167,9 @@ def search_kind(folder: str, size: int, kind: str, single: int) -> dict:
         nearest(index, queries[:1], TOP_K, **options)  # warm: first touches of the mapped files
         one = _latencies(lambda i, options=options: nearest(index, queries[i % len(queries): i % len(queries) + 1], TOP_K,
                                                              **options), single)
-        batch_s, found = _timed(lambda options=options: nearest(index, queries, TOP_K, **options))
+        batch_s, batch_cpu_s, found = _timed(lambda options=options: nearest(index, queries, TOP_K, **options))
         np.save(Path(folder) / f"rows-{kind}-{size}-{name}.npy", found.rows)
-        out[name] = dict(p50_ms=1000 * statistics.median(one), p95_ms=1000 * float(np.percentile(one, 95)),
-                         batch_s=batch_s, full=bool((found.rows >= 0).all()))
+        out[name] = dict(**_summary(*one), batch_s=batch_s, batch_cpu_s=batch_cpu_s, full=bool((found.rows >= 0).all()))
     out["search_rss"] = peak_rss_gib()
     return out
 
@@ -193,10 +201,10 @@ def dense_search(folder: str, size: int, single: int) -> dict:
             return torch.cat(found)
 
         one = _latencies(lambda i: run(queries[i:i + 1]), single)
-        batch_s, found = _timed(lambda: run(queries[:limit]))
+        batch_s, batch_cpu_s, found = _timed(lambda: run(queries[:limit]))
         np.save(Path(folder) / f"rows-dense-{size}-{name}.npy", found.numpy())
-        out[name] = dict(p50_ms=1000 * statistics.median(one), p95_ms=1000 * float(np.percentile(one, 95)),
-                         batch_s=batch_s * len(queries) / limit, scaled=limit < len(queries), full=True)
+        out[name] = dict(**_summary(*one), batch_s=batch_s * len(queries) / limit,
+                         batch_cpu_s=batch_cpu_s * len(queries) / limit, scaled=limit < len(queries), full=True)
     out["search_rss"] = peak_rss_gib()
     return out
 
@@ -257,7 +265,7 @@ def main():
     args = parse()
     tmp = workdir(args)
     folder = str(tmp) if isinstance(tmp, Path) else tmp.name
-    started = time.perf_counter()
+    started, start_line = time.perf_counter(), machine_line(1)
     isolated_or_inline = (lambda fn, *a: fn(*a)) if args.small else isolated  # --small: no process per step
     results: dict[tuple[int, str], dict] = {}
     for size in args.sizes:
@@ -268,8 +276,8 @@ def main():
             build = isolated_or_inline(build_kind, folder, size, kind)
             search = isolated_or_inline(search_kind, folder, size, kind, args.single)
             results[(size, kind)] = {**build, **search}
-            print(f"# {size:,} {kind}: built in {build['build_s']:.1f} s, {time.perf_counter() - started:.0f} s so far",
-                  file=sys.stderr, flush=True)
+            print(f"# {size:,} {kind}: built in {build['build_s']:.1f} s ({build['build_cpu_s']:.1f} s CPU), "
+                  f"{time.perf_counter() - started:.0f} s so far", file=sys.stderr, flush=True)
         if not args.no_dense:
             results[(size, "dense")] = isolated_or_inline(dense_search, folder, size, args.single)
         pids = np.load(Path(folder) / f"pids-{size}.npz")
@@ -284,7 +292,7 @@ def main():
                 results[(size, kind)][variant]["map"] = identity_map_at_k(
                     found, pids["queries"], pids["gallery"], None if variant == "all" else passing)
     total_s = time.perf_counter() - started
-    print(report(args, results, total_s))
+    print(report(args, results, total_s, start_line))
     if args.workdir:
         (Path(folder) / "results.json").write_text(json.dumps({f"{s}-{k}": v for (s, k), v in results.items()}, indent=1,
                                                               default=str))
@@ -306,7 +314,8 @@ def estimates(args, results) -> list[tuple[int, str, dict]]:
         growth = math.log(size) / math.log(base_size)  # hnsw: insertion and search cost grow with log N
         faiss_scale = scale * (growth if kind == "hnsw" else 1)
         faiss_mb = base["faiss_mb"] * scale
-        est = dict(build_s=base["build_s"] * faiss_scale, faiss_mb=faiss_mb, folder_mb=base["folder_mb"] * scale,
+        est = dict(build_s=base["build_s"] * faiss_scale, build_cpu_s=base["build_cpu_s"] * faiss_scale, faiss_mb=faiss_mb,
+                   folder_mb=base["folder_mb"] * scale,
                    build_rss=None,
                    search_rss=base["search_rss"] + (faiss_mb - base["faiss_mb"]) / 1024
                    + records_gib_per_image(args, results) * (size - base_size))
@@ -315,8 +324,8 @@ def estimates(args, results) -> list[tuple[int, str, dict]]:
             latency = scale  # ivf_pq: nprobe a fixed share of the lists
             if kind == "hnsw":  # walks log N steps with a beam of ef_search, which grows with N
                 latency = growth * auto_params("hnsw", size, args.dim)["ef_search"] / base["params"]["ef_search"]
-            est[variant] = dict(p50_ms=b["p50_ms"] * latency, p95_ms=b["p95_ms"] * latency,
-                                batch_s=b["batch_s"] * latency, recall=None, map=None, full=None)
+            est[variant] = {**{key: b[key] * latency for key in ("p50_ms", "p95_ms", "p50_cpu_ms", "p95_cpu_ms", "batch_s",
+                                                                   "batch_cpu_s")}, "recall": None, "map": None, "full": None}
         out.append((size, kind, est))
     return out
 
@@ -331,10 +340,16 @@ def records_gib_per_image(args, results) -> float:
     return max(grown, 0.0) / (sizes[-1] - sizes[0])
 
 
-def report(args, results, total_s) -> str:
+def pair(wall, cpu, digits=1, estimated=False) -> str:
+    """``wall / CPU``."""
+    return f"{fmt(wall, digits)} / {fmt(cpu, digits)}" + (" (est.)" if estimated else "")
+
+
+def report(args, results, total_s, start_line: str = "") -> str:
     lines = [f"## faiss gallery index: {args.dim}-d synthetic embeddings, {args.queries:,} queries, top {TOP_K}\n",
-             machine_line(1) + " | faiss threads=1 (faiss.omp_set_num_threads(1))\n",
-             f"whole run {total_s / 60:.1f} min\n"]
+             "started " + start_line + "\n" if start_line else "",
+             "ended " + machine_line(1) + " | faiss threads=1 (faiss.omp_set_num_threads(1))\n",
+             f"whole run {total_s / 60:.1f} min; times are wall / CPU time of the process\n"]
     est = estimates(args, results)
     rows = []
     for (size, kind), r in results.items():
@@ -342,13 +357,13 @@ def report(args, results, total_s) -> str:
             rows.append([f"{size:,}", "today's dense (.pt, torch)", "-", fmt(size * args.dim * 4 / 2**20), "-",
                          "-", fmt(r["search_rss"], 2)])
             continue
-        rows.append([f"{size:,}", kind, fmt(r["build_s"]), fmt(r["faiss_mb"]), fmt(r["folder_mb"]),
+        rows.append([f"{size:,}", kind, pair(r["build_s"], r["build_cpu_s"]), fmt(r["faiss_mb"]), fmt(r["folder_mb"]),
                      fmt(r["build_rss"], 2), fmt(r["search_rss"], 2)])
     for size, kind, r in est:
-        rows.append([f"{size:,}", kind, fmt(r["build_s"], 0, True), fmt(r["faiss_mb"], 0, True),
+        rows.append([f"{size:,}", kind, pair(r["build_s"], r["build_cpu_s"], 0, True), fmt(r["faiss_mb"], 0, True),
                      fmt(r["folder_mb"], 0, True), "-", fmt(r["search_rss"], 1, True)])
     lines.append("### Build and memory\n")
-    lines.append(markdown_table(["gallery", "kind", "build s", "faiss file MiB", "index folder MiB",
+    lines.append(markdown_table(["gallery", "kind", "build s wall / CPU", "faiss file MiB", "index folder MiB",
                                  "peak RSS build GiB", "peak RSS search GiB"], rows))
     for variant, title in (("all", "no filter"), ("filter", f"1% filter ({FILTER})"),
                            ("filter_faiss", "1% filter, hnsw forced through the graph walk (IDSelector, exact_below=0)")):
@@ -359,19 +374,20 @@ def report(args, results, total_s) -> str:
             v = r[variant]
             estimated = (size, kind) not in results
             exact = results.get((size, "flat"), {}).get(variant if variant != "filter_faiss" else "filter")
-            speedup = exact["p50_ms"] / v["p50_ms"] if exact and v["p50_ms"] else None
+            speedup = exact["p50_cpu_ms"] / v["p50_cpu_ms"] if exact and v["p50_cpu_ms"] else None
             name = "today's dense" if kind == "dense" else kind
             params = "" if kind in ("dense", "flat") or estimated else " (" + ", ".join(
                 f"{k}={r['params'][k]}" for k in ("nlist", "nprobe", "refine", "m", "ef_search") if k in r["params"]) + ")"
-            rows.append([f"{size:,}", name + params, fmt(v["p50_ms"], 2, estimated), fmt(v["p95_ms"], 2, estimated),
-                         fmt(v["batch_s"], 2, estimated) + (" (scaled from 256)" if v.get("scaled") else ""),
+            rows.append([f"{size:,}", name + params, pair(v["p50_ms"], v["p50_cpu_ms"], 2, estimated),
+                         pair(v["p95_ms"], v["p95_cpu_ms"], 2, estimated),
+                         pair(v["batch_s"], v["batch_cpu_s"], 2, estimated) + (" (scaled from 256)" if v.get("scaled") else ""),
                          fmt(speedup, 1) + "x" if speedup else "-",
                          fmt(v.get("recall"), 3), fmt(v.get("map"), 3),
                          "-" if v.get("full") is None else ("yes" if v["full"] else "NO")])
         if rows:
             lines.append(f"\n### Search, {title}\n")
-            lines.append(markdown_table(["gallery", "kind", "1 query p50 ms", "1 query p95 ms",
-                                         f"{args.queries:,} queries s", "speed-up vs flat (p50)", "recall@10",
+            lines.append(markdown_table(["gallery", "kind", "1 query p50 ms wall / CPU", "1 query p95 ms wall / CPU",
+                                         f"{args.queries:,} queries s wall / CPU", "speed-up vs flat (p50 CPU)", "recall@10",
                                          "mAP@10 (identity)", "full top-10"], rows))
     passing = {s: results[(s, "flat")]["passing"] for s in args.sizes if (s, "flat") in results}
     lines.append("\nimages passing the filter: " + ", ".join(f"{p:,} of {s:,}" for s, p in passing.items()))

@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--eps", default="0.5,0.6,0.7")
-    parser.add_argument("--k1", type=int, default=30)
+    parser.add_argument("--k1", default="30", help="one or more, comma-separated")
     parser.add_argument("--k2", type=int, default=6)
     parser.add_argument("--min-samples", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
@@ -95,25 +95,25 @@ def main() -> None:
     started = time.perf_counter()
     val, _ = rounds._embed(module, datamodule.val_set, "embedding val")
     timings[f"embed {len(val)} val images"] = time.perf_counter() - started
-    val_labels, val_graph_s, _ = clusters_per_eps(val, metric, args.k1, args.k2, eps_values, args.min_samples)
-    unlabelled_labels, graph_s, dbscan_s = clusters_per_eps(unlabelled, metric, args.k1, args.k2, eps_values, args.min_samples)
-    timings[f"Jaccard graph, {len(unlabelled)} images (k1={args.k1}, k2={args.k2})"] = graph_s
-    timings["DBSCAN on it (per eps)"] = dbscan_s
-    timings[f"Jaccard graph, {len(val)} val images"] = val_graph_s
-
     pids = np.array([r.pid for r in datamodule.val_records])
     rows = []
-    for eps in eps_values:
-        scores = pairwise_scores(pids, val_labels[eps])
-        labels = unlabelled_labels[eps]
-        sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.array([0])
-        rows.append([eps, f"{scores['clusters']} / {scores['identities']}", f"{100 * scores['pairwise_precision']:.1f}",
-                     f"{100 * scores['pairwise_recall']:.1f}", f"{100 * scores['pairwise_f']:.1f}", scores["outliers"],
-                     int(labels.max(initial=-1)) + 1, int((labels < 0).sum()), f"{np.median(sizes):.0f}", int(sizes.max())])
+    for k1 in (int(v) for v in args.k1.split(",")):
+        val_labels, val_graph_s, _ = clusters_per_eps(val, metric, k1, args.k2, eps_values, args.min_samples)
+        unlabelled_labels, graph_s, dbscan_s = clusters_per_eps(unlabelled, metric, k1, args.k2, eps_values, args.min_samples)
+        timings[f"Jaccard graph, {len(unlabelled)} images (k1={k1}, k2={args.k2})"] = graph_s
+        timings[f"DBSCAN on it (per eps, k1={k1})"] = dbscan_s
+        timings[f"Jaccard graph, {len(val)} val images (k1={k1})"] = val_graph_s
+        for eps in eps_values:
+            scores = pairwise_scores(pids, val_labels[eps])
+            labels = unlabelled_labels[eps]
+            sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.array([0])
+            rows.append([k1, eps, f"{scores['clusters']} / {scores['identities']}", f"{100 * scores['pairwise_precision']:.1f}",
+                         f"{100 * scores['pairwise_recall']:.1f}", f"{100 * scores['pairwise_f']:.1f}", scores["outliers"],
+                         int(labels.max(initial=-1)) + 1, int((labels < 0).sum()), f"{np.median(sizes):.0f}", int(sizes.max())])
     print(f"# one clustering round: {source}, {args.height}x{args.width}, metric {metric}, k1={args.k1} k2={args.k2} "
           f"min_samples={args.min_samples}, flip TTA {'on' if args.flip else 'off'}")
     print(f"# {machine_line(args.threads)}")
-    print(markdown_table(["eps", "val clusters / identities", "val pair precision %", "val pair recall %", "val pair F %",
+    print(markdown_table(["k1", "eps", "val clusters / identities", "val pair precision %", "val pair recall %", "val pair F %",
                           "val outliers", "unlabelled clusters", "unlabelled outliers", "median size", "largest"], rows))
     print()
     print(markdown_table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in timings.items()]))

@@ -17,7 +17,7 @@ OWN_SCRIPTS = {
     "bench_attribute_consensus.py": "| + flip + consensus k=4 re-ranked |",
     "bench_bot_reference.py": "| plain BoT reference | 3 | 48 |",
     "bench_training_variants.py": "| frozen stages 2 (stem + blocks 0-1) | `model.net.backbone.frozen_stages=2` |",
-    "bench_pseudo_labels.py": "| 0.6 | ",
+    "bench_pseudo_labels.py": "| 30 | 0.6 | ",
 }
 
 

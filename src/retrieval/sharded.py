@@ -11,6 +11,7 @@ in the plan and errors of unreadable images; written last, it marks the shard co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch.utils.data import DataLoader
 
@@ -127,8 +129,8 @@ class EmbedImages(pl.LightningModule):
         self.net, _ = load_reid_net(plan.checkpoint)
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        embedding, probabilities = embed_batch(self.net, batch)
-        return {"embedding": embedding, "probabilities": probabilities}
+        embedding, probabilities = embed_batch(self.net, batch)  # on the process's device (a GPU with accelerator=gpu)
+        return {"embedding": embedding.cpu(), "probabilities": {name: p.cpu() for name, p in probabilities.items()}}
 
 
 class ShardWriter(BasePredictionWriter):
@@ -183,6 +185,20 @@ class EmbeddingProgress(TQDMProgressBar):
         return Tqdm(disable=self.is_disabled, leave=False, dynamic_ncols=True, file=sys.stderr, unit="batch")
 
 
+@contextlib.contextmanager
+def torch_threads_kept():
+    """Lightning's DDP launcher sets every process's torch threads to cores // processes on its machine unless
+    ``OMP_NUM_THREADS`` is set: set to the threads this process uses (``torch_threads``), it leaves them alone."""
+    if "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
+
+
 def run_predict(work: Path, *, accelerator: str = "cpu", devices: int = 1, num_nodes: int = 1) -> tuple[int, bool]:
     """Embed the plan in ``work`` with ``devices`` x ``num_nodes`` processes; (world size, is this the first process)."""
     from src.runtime import quiet_library_noise
@@ -195,7 +211,7 @@ def run_predict(work: Path, *, accelerator: str = "cpu", devices: int = 1, num_n
         from pytorch_lightning.strategies import DDPStrategy
 
         strategy = DDPStrategy(process_group_backend="gloo" if accelerator == "cpu" else None)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch_threads_kept() if world > 1 else contextlib.nullcontext():
         warnings.filterwarnings("ignore", message=r".*(does not have many workers|Total length of .* across ranks is zero).*")
         trainer = pl.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
                              logger=False, enable_checkpointing=False, enable_model_summary=False,

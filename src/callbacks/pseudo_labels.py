@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class PseudoLabelRounds(pl.Callback):
-    def __init__(self, start_epoch: int = 10, every: int = 5, k1: int = 30, k2: int = 6, eps: float = 0.6,
+    def __init__(self, start_epoch: int = 10, every: int = 5, k1: int = 20, k2: int = 6, eps: float = 0.5,
                  min_samples: int = 4, batch_size: int = 256, measure_val: bool = True, flip: bool = False):
         if start_epoch < 1 or every < 1:
             raise ConfigError(f"callbacks.pseudo_labels: start_epoch ({start_epoch}) and every ({every}) must be >= 1")

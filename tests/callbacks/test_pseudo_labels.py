@@ -18,7 +18,7 @@ TINY = [
     "data.val_ratio=0.25", "data.height=64", "data.width=32", "trainer.enable_progress_bar=false", "~callbacks.progress_bar",
     "predict_test=false", "data.unlabelled=[test,queries]", "data.max_pseudo_identities=40",
     "callbacks.pseudo_labels.start_epoch=1", "callbacks.pseudo_labels.every=1", "callbacks.pseudo_labels.k1=5",
-    "callbacks.pseudo_labels.k2=2", "callbacks.pseudo_labels.min_samples=2",
+    "callbacks.pseudo_labels.k2=2", "callbacks.pseudo_labels.eps=0.6", "callbacks.pseudo_labels.min_samples=2",
 ]
 
 

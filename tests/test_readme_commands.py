@@ -237,6 +237,9 @@ def tiny_overrides(entry: str, tokens: list[str]) -> list[str]:
     if entry != "train":  # search has no data group
         return [] if entry == "search" or any(t.startswith("data=market") for t in tokens) else SYNTHETIC_TINY
     data = [] if any(t.startswith(("data=market", "experiment=")) for t in tokens) else SYNTHETIC_TINY
+    if any(t.startswith("data.unlabelled=") for t in tokens):  # one clustering round, before the second epoch
+        rounds = ["trainer.max_epochs=2", "callbacks.pseudo_labels.start_epoch=1", "callbacks.pseudo_labels.min_samples=2"]
+        return [*rounds, *(t for t in TRAIN_TINY if not t.startswith("trainer.max_epochs")), *data]
     return [*TRAIN_TINY, *data]
 
 
@@ -317,7 +320,14 @@ def test_readme_command_runs_at_tiny_scale(command, artefacts, tmp_path, capsys)
 
 
 def run_bench(tokens: list[str], art: Artefacts, tmp_path: Path) -> None:
-    """The attribute-consensus benchmark on the tiny synthetic checkpoints (its ``--small`` data)."""
+    """A benchmark on its ``--small`` data: the attribute-consensus one with the tiny synthetic checkpoints, the
+    pseudo-label one with the README's k1 / eps grid."""
+    if tokens[1] == "bench/bench_pseudo_labels.py":
+        grid = [t for t in tokens[2:] if t != "--ckpt" and not t.endswith(".ckpt")]
+        result = subprocess_run([tokens[1], "--small", *grid], ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "| val pair F % |" in result.stdout
+        return
     argv = [tokens[1], "--small", "--threads", "1", "--ckpt", str(art.reid_ckpt), "--ensemble",
             f"{art.attributes_ckpt}@128x64"]
     if "--ensemble-only" in tokens:

@@ -4,8 +4,9 @@ Each README command is parsed into its entry point and overrides; placeholders (
 paths of the Results section) are replaced by tiny artefacts made once per session, and only sizes shrink
 (``TINY``: one epoch of two batches, few identities, a 12-identity copy of the course data). The command then
 goes through the entry point's own ``main`` with the config Hydra composes from those overrides, or through a
-subprocess where the CLI itself is the point (sweeps, argv rewriting, benchmarks). A README command without a
-runner here fails ``test_every_readme_command_is_run_here``.
+subprocess where the CLI itself is the point (sweeps, argv rewriting, benchmarks, multi-process index builds:
+Lightning's launcher, torchrun, and two "machines" on this one). A README command without a runner here fails
+``test_every_readme_command_is_run_here``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -39,19 +42,26 @@ COVERED_ELSEWHERE = {
 
 # commands the README shows to document an error: the one-line message they must print (exit status 2)
 EXPECTED_ERRORS = {
-    "python -m src.index build ckpt_path=attributes.ckpt gallery=gal output=gal.pt": r"error: .*(attribute|re-ID)",
-    'python -m src.search index=... query=... filter="colour=red"': r"error: unknown attribute 'colour' in the filter",
+    "python -m src.index build ckpt_path=attributes.ckpt gallery=gal output=gal_index":
+        r"error: .*index was built with checkpoint .*reid.* not with .*attributes.*; use another output=FOLDER",
+    "python -m src.index build ckpt_path=reid.ckpt gallery=gal output=gal_index index.kind=hnsw":
+        r"error: .* is a flat index, asked for index.kind=hnsw; pass index.kind=flat to update it, reindex=true",
+    'python -m src.search index=outputs/index/test-bec4ec1a query=syn/queries filter="colour=red"':
+        r"error: unknown attribute 'colour' in the filter",
 }
 
 
+COMMAND = re.compile(r"([A-Z_]+=\S+\s+)*((\.venv/bin/)?python|torchrun)\b")  # env assignments may come first
+
+
 def readme_commands() -> list[str]:
-    """The python commands of the README's code blocks (``$ `` prompts of example outputs included), one per
-    command with continuation lines joined and trailing comments dropped."""
+    """The python and torchrun commands of the README's code blocks (``$ `` prompts of example outputs included),
+    one per command with continuation lines joined and trailing comments dropped."""
     commands = []
     for block in re.findall(r"```(?:bash)?\n(.*?)```", README.read_text(), re.S):
         for line in re.sub(r"\\\n\s*", " ", block).splitlines():
             line = line.strip().removeprefix("$ ")
-            if re.match(r"(\.venv/bin/)?python", line):
+            if COMMAND.match(line):
                 commands.append(" ".join(re.sub(r"\s+#.*$", "", line).split()))
     return list(dict.fromkeys(commands))
 
@@ -155,6 +165,17 @@ class Artefacts:
             self._made["index"] = out
         return self._made["index"]
 
+    def index_like(self, settings: list[str]) -> Path:
+        """The index of ``index_dir`` built by one process with these settings (threads, batch size): the float32
+        sums of a network depend on them, so a multi-process build is compared with one made alike."""
+        key = "index " + " ".join(sorted(settings))
+        if key not in self._made:
+            out = self.root / f"index_{len(self._made)}"
+            run("index", ["action=build", f"ckpt_path={self.reid_ckpt}", f"gallery={self.synthetic / 'test'}",
+                          f"output={out}", *settings], self.root / "index_run", self.cache)
+            self._made[key] = out
+        return self._made[key]
+
 
 # ------------------------------------------------------------------------------------------------ running
 def run(entry: str, overrides: list[str], output_dir: Path, cache: Path):
@@ -204,13 +225,13 @@ def substitute(tokens: list[str], art: Artefacts, out: Path) -> list[str]:
             pass
         elif key == "data.root" and course_data:
             value = art.course
-        elif key in ("gallery", "input", "data.root") and value in ("DIR", "DIR_OR_IMAGE", "gal", "/tmp/syn40/test"):
+        elif key in ("gallery", "input", "data.root") and value in ("DIR", "DIR_OR_IMAGE", "gal", "syn/test"):
             value = art.synthetic / "test" if key != "data.root" else art.synthetic
         elif key == "query":
             value = art.synthetic / "queries"
         elif key == "index" or (key == "output" and "action=info" in tokens):
             value = art.index_dir
-        elif key == "output" and value in ("FILE", "gal.pt"):
+        elif key == "output" and value in ("FILE", "FOLDER", "gal_index", "two"):
             value = out / "index"
         elif key == "output" and value.endswith(".onnx"):
             value = out / value
@@ -257,6 +278,8 @@ def test_every_readme_command_is_run_here():
 
 def runner_of(command: str):
     tokens = shlex.split(command)
+    if is_distributed(tokens):
+        return "distributed"
     if tokens[:2] == ["python", "-m"] and tokens[2].startswith("src."):
         return "module"
     if tokens[0] == "python" and tokens[1].startswith("bench/"):
@@ -272,6 +295,8 @@ def test_readme_command_runs_at_tiny_scale(command, artefacts, tmp_path, capsys)
         pytest.skip(f"real Market-1501 data not found at {COURSE}")
     if runner_of(command) == "bench":
         return run_bench(tokens, artefacts, tmp_path)
+    if runner_of(command) == "distributed":
+        return run_distributed(tokens, artefacts, tmp_path)
     entry = tokens[2].removeprefix("src.")
     arguments = tokens[3:]
     if entry == "data.synthetic":
@@ -284,6 +309,8 @@ def test_readme_command_runs_at_tiny_scale(command, artefacts, tmp_path, capsys)
     if hasattr(module, "hydra_argv"):  # the entry point's own argv rewriting (action words, filter quoting)
         arguments = module.hydra_argv(["python", *arguments])[1:]
     overrides = substitute(arguments, artefacts, tmp_path)
+    if "output=gal_index" in arguments:  # the README's gal_index commands update the index its first command made
+        shutil.copytree(artefacts.index_dir, tmp_path / "index")
     if "-m" in overrides:  # a sweep: Hydra's multirun needs the real CLI
         sweep = [o for o in overrides if o != "-m"]
         result = subprocess_run(["-m", f"src.{entry}", "-m", *sweep, *tiny_overrides(entry, sweep),
@@ -335,3 +362,87 @@ def run_bench(tokens: list[str], art: Artefacts, tmp_path: Path) -> None:
     result = subprocess_run(argv, ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "|" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------------ multi-process
+def split_environment(tokens: list[str]) -> tuple[dict[str, str], list[str]]:
+    """``A=1 B=2 python ...`` -> ({A: 1, B: 2}, [python, ...])."""
+    env = {}
+    while tokens and re.fullmatch(r"[A-Z_]+=\S*", tokens[0]):
+        key, _, value = tokens.pop(0).partition("=")
+        env[key] = value
+    return env, tokens
+
+
+def is_distributed(tokens: list[str]) -> bool:
+    """torchrun, variables of a multi-machine launch, or several processes (``trainer.devices`` / ``num_nodes`` > 1)."""
+    env, rest = split_environment(list(tokens))
+    several = any(re.fullmatch(r"\[?trainer\.(devices|num_nodes)=([2-9]|\d\d+)\]?", t) for t in rest)
+    return bool(rest) and (rest[0] == "torchrun" or bool(env) or several)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_distributed(tokens: list[str], art: Artefacts, tmp_path: Path) -> None:
+    """A multi-process build as the README writes it, on this machine: every "machine" (``--nnodes`` /
+    ``trainer.num_nodes``) is started here with its own node rank, HOST0 is 127.0.0.1; the index must equal the
+    index one process makes of the same gallery with the same checkpoint, threads and batch size."""
+    from src.retrieval.store import load_index
+
+    environment, tokens = split_environment(list(tokens))
+    port = str(free_port())
+    local = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+    environment = {k: local.get(k, v) for k, v in environment.items()}
+    module_at = tokens.index("-m")
+    command = [sys.executable]
+    if tokens[0] == "torchrun":
+        command += ["-m", "torch.distributed.run"]
+        for option in tokens[1:module_at]:
+            name = option.split("=")[0]
+            command.append(f"{name}={local['MASTER_ADDR' if name == '--master_addr' else 'MASTER_PORT']}"
+                           if name in ("--master_addr", "--master_port") else option)
+    module = importlib.import_module(tokens[module_at + 1])
+    arguments = module.hydra_argv(["python", *optional_groups(tokens[module_at + 2:])])[1:]
+    command += ["-m", tokens[module_at + 1], *substitute(arguments, art, tmp_path), "data.num_workers=0", "batch_size=8"]
+
+    def number(prefixes: tuple[str, ...]) -> int:
+        return max([int(a.split("=")[1]) for a in command if a.startswith(prefixes)] or [1])
+
+    nodes = number(("--nnodes=", "trainer.num_nodes="))
+    world = nodes * number(("--nproc_per_node=", "trainer.devices="))
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK", *local)}
+    base.update(PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="0")
+    processes, logs = [], []
+    for node in range(nodes):  # each "machine" of the README command, with its node rank
+        argv = [f"--node_rank={node}" if a.startswith("--node_rank=") else a for a in command]
+        env = {**base, **environment, **({"NODE_RANK": str(node)} if "NODE_RANK" in environment else {})}
+        logs.append((tmp_path / f"node{node}.out", tmp_path / f"node{node}.err"))
+        with open(logs[-1][0], "w") as out, open(logs[-1][1], "w") as err:
+            processes.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err, text=True))
+    deadline = time.monotonic() + 600
+    try:  # until all are done, one fails (the others would wait for it) or time is up
+        while any(p.poll() is None for p in processes) and all(p.poll() in (None, 0) for p in processes):
+            assert time.monotonic() < deadline, "the processes did not finish in 10 minutes"
+            time.sleep(1)
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.terminate()  # torchrun passes it on to its workers
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+    outputs = [(out.read_text(), err.read_text()) for out, err in logs]
+    for node, (p, (_, err)) in enumerate(zip(processes, outputs)):
+        assert p.returncode == 0, f"node {node}: {err[-3000:]}"
+    settings = [a for a in command if a.startswith(("torch_threads=", "batch_size=", "data.num_workers="))]
+    one, many = load_index(art.index_like(settings)), load_index(tmp_path / "index")
+    assert f"{len(one)} images ({len(one)} embedded" in outputs[0][0] and f"{world} processes" in outputs[0][0], outputs[0]
+    assert list(many.names) == list(one.names) and (many.ids == one.ids).all()
+    assert float(abs(many.embeddings - one.embeddings).max()) <= 1e-5

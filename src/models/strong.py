@@ -30,7 +30,7 @@ class StrongReidNet(nn.Module):
     def forward_train(self, images: torch.Tensor) -> dict:
         feature = self.backbone(images.contiguous(memory_format=torch.channels_last))
         normed = self.bnneck(feature)
-        return {"feature": feature, "id_logits": self.id_classifier(normed),
+        return {"feature": feature, "normed": normed, "id_logits": self.id_classifier(normed),
                 "attributes": {name: head(normed) for name, head in self.heads.items()}}
 
     def embed_and_classify(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

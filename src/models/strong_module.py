@@ -15,6 +15,10 @@ from src.losses.triplet import BatchHardTripletLoss
 from src.models.attribute_module import plain
 from src.models.reid_module import RetrievalValidation
 
+# model.triplet_feature -> the forward_train output the triplet loss sees: the pooled feature before the BN neck
+# (Bag of Tricks) or the BN-neck feature the ID classifier and retrieval use
+TRIPLET_FEATURES = {"pre_bn": "feature", "bnneck": "normed"}
+
 
 class StrongReidModule(RetrievalValidation):
     def __init__(
@@ -25,20 +29,22 @@ class StrongReidModule(RetrievalValidation):
         label_smoothing: float = 0.1,
         triplet_margin: float | None = 0.3,
         triplet_weight: float = 1.0,
+        triplet_feature: str = "pre_bn",
         center_weight: float = 0.0,
         attribute_weight: float = 1.0,
         pseudo_attribute_weight: float = 0.0,
         metric: str = "cosine",
-        channels_last: bool = True,
         compile: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters({
             "net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),
             "label_smoothing": label_smoothing, "triplet_margin": triplet_margin, "triplet_weight": triplet_weight,
-            "center_weight": center_weight, "attribute_weight": attribute_weight,
+            "triplet_feature": triplet_feature, "center_weight": center_weight, "attribute_weight": attribute_weight,
             "pseudo_attribute_weight": pseudo_attribute_weight, "metric": metric,
         })
+        if triplet_feature not in TRIPLET_FEATURES:
+            raise ValueError(f"model.triplet_feature={triplet_feature!r}: use one of {', '.join(TRIPLET_FEATURES)}")
         self.metric = metric
         self.net = instantiate(self.hparams.net) if self.hparams.net.get("num_identities") else None
         self.id_loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -79,7 +85,7 @@ class StrongReidModule(RetrievalValidation):
         id_logits = out["id_logits"][:, : len(self.pid_to_label)]  # rows past the current pseudo identities are unused
         losses = {
             "id": self.id_loss(id_logits, targets),
-            "triplet": self.hparams.triplet_weight * self.triplet(out["feature"], targets),
+            "triplet": self.hparams.triplet_weight * self.triplet(out[TRIPLET_FEATURES[self.hparams.triplet_feature]], targets),
             "attributes": self.hparams.attribute_weight * self.attribute_loss(out["attributes"], batch["labels"]),
         }
         soft = self.pseudo.soft_attribute_targets(batch["pid"]) if self.pseudo is not None else None

@@ -71,3 +71,24 @@ def test_shared_base_wires_the_scheduler_and_writes_the_network_contract():
     module.on_save_checkpoint(checkpoint)
     assert checkpoint["network"]["kind"] == "reid" and checkpoint["network"]["backbone"] == "resnet18"
     assert checkpoint["network"]["metric"] == "cosine" and len(checkpoint["network"]["mean"]) == 3
+
+
+@pytest.mark.parametrize("choice, key", [("pre_bn", "feature"), ("bnneck", "normed")])
+def test_triplet_loss_sees_the_chosen_feature(choice, key, monkeypatch):
+    net = {"_target_": "src.models.strong.StrongReidNet", "backbone": BACKBONE, "num_identities": 2}
+    module = StrongReidModule(net, OPTIMIZER, SCHEDULER, triplet_feature=choice)
+    module.pid_to_label = {1: 0, 2: 1}
+    seen = []
+    monkeypatch.setattr(module.triplet, "forward", lambda features, targets: seen.append(features) or features.sum() * 0)
+    module.eval()  # the BN neck in eval mode, with running statistics that make the two features differ
+    module.net.bnneck.running_mean.fill_(0.5)
+    out = module.net.forward_train(tiny_batch()["image"])
+    module.training_step(tiny_batch(), 0)
+    assert len(seen) == 1 and torch.allclose(seen[0], out[key], atol=1e-5)
+    assert not torch.allclose(out["feature"], out["normed"], atol=1e-3)
+
+
+def test_unknown_triplet_feature_is_refused():
+    net = {"_target_": "src.models.strong.StrongReidNet", "backbone": BACKBONE, "num_identities": 2}
+    with pytest.raises(ValueError, match="model.triplet_feature='logits'.*pre_bn, bnneck"):
+        StrongReidModule(net, OPTIMIZER, SCHEDULER, triplet_feature="logits")

@@ -62,3 +62,33 @@ def test_identity_bootstrap_interval():
     split = np.repeat((np.arange(40) % 2).astype(float), 5)[:, None].repeat(3, 1)
     low, high = bench.identity_bootstrap(split, pids)
     assert low < 50 < high and high - low > 20
+
+
+def write_metrics(folder: Path, rows: list[dict]) -> Path:
+    import pandas as pd
+
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(folder / "metrics.csv", index=False)
+    return folder
+
+
+def test_compare_runs_table_and_figure(tmp_path):
+    val = lambda epoch, minute, m: {"epoch": epoch, "time/train_min": minute, "val/mAP": m, "val/rank1": m + 0.1,  # noqa: E731
+                                    "val/mean_acc": 0.8}
+    plain = write_metrics(tmp_path / "plain", [val(0, 10, 0.2), val(1, 20, 0.4), val(2, 30, 0.5)])
+    pseudo = write_metrics(tmp_path / "pseudo", [val(0, 12, 0.3), {"epoch": 0, "pseudo/round": 1}, val(1, 25, 0.6)])
+    figure = tmp_path / "curves.png"
+    proc = subprocess.run([sys.executable, str(BENCH / "compare_runs.py"), "--run", f"plain={plain}", "--run",
+                           f"with rounds={pseudo}", "--minutes", "5", "20", "30", "--out", str(figure)],
+                          capture_output=True, text=True, timeout=120, cwd=BENCH.parent)
+    assert proc.returncode == 0, proc.stderr
+    # before the first validation and past a run's end: "-"; else the last validation at or before the budget
+    assert "| plain | - | 40.00 / 50.00 / 80.00 | 50.00 / 60.00 / 80.00 | 50.00 (2, 30) |" in proc.stdout
+    assert "| with rounds | - | 30.00 / 40.00 / 80.00 | - | 60.00 (1, 25) |" in proc.stdout
+    assert figure.stat().st_size > 10_000
+
+
+def test_compare_runs_refuses_a_folder_without_metrics(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "compare_runs.py"), "--run", f"x={tmp_path}"],
+                          capture_output=True, text=True, timeout=120, cwd=BENCH.parent)
+    assert proc.returncode != 0 and f"{tmp_path / 'metrics.csv'}: no metrics.csv" in proc.stderr

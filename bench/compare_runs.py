@@ -1,0 +1,87 @@
+"""Validation curves of several training runs against training minutes, side by side: one figure and one table.
+
+Reads each run folder's ``metrics.csv`` (the validation rows carry ``time/train_min``, Lightning's fit clock, so
+clustering rounds and validation passes count as spent time). The table gives, per run, the last validation at or
+before each budget ("-" past the run's end, with 5% slack); clustering rounds (``pseudo/*`` rows) are marked on the curves.
+
+    python bench/compare_runs.py --run labelled=outputs/.../course_128x64_2h_step \\
+        --run "labelled + unlabelled=outputs/.../course_128x64_2h_pseudo" --minutes 30 60 90 115 --out curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.io.plots import plt  # noqa: E402  the project's file-only matplotlib backend
+
+PANELS = {"val/mAP": "mAP (%)", "val/rank1": "rank-1 (%)", "val/mean_acc": "attribute mean (%)"}
+
+
+def validation_rows(run: Path) -> tuple[pd.DataFrame, pd.Series]:
+    """Validation rows sorted by minutes, and the minutes at which clustering rounds happened (may be empty)."""
+    path = run / "metrics.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no metrics.csv (not a training run folder?)")
+    history = pd.read_csv(path)
+    missing = {"epoch", "time/train_min", *PANELS} - set(history.columns)
+    if missing:
+        raise SystemExit(f"{path}: missing columns {', '.join(sorted(missing))}")
+    val = history.dropna(subset=["val/mAP", "time/train_min"]).sort_values("time/train_min")
+    rounds = pd.Series(dtype=float)
+    if "pseudo/round" in history.columns:
+        round_epochs = history.dropna(subset=["pseudo/round"])["epoch"]
+        rounds = val.set_index("epoch")["time/train_min"].reindex(round_epochs).dropna()
+    return val, rounds
+
+
+def at_minutes(val: pd.DataFrame, minutes: list[float]) -> list[pd.Series | None]:
+    """The last validation at or before each budget; None before the first one or past the run's end (+5%)."""
+    clock, end = val["time/train_min"], val["time/train_min"].max()
+    return [val[clock <= m].iloc[-1] if (clock <= m).any() and m <= 1.05 * end else None for m in minutes]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="append", required=True, metavar="LABEL=FOLDER")
+    parser.add_argument("--minutes", type=float, nargs="+", default=[30, 60, 90, 120])
+    parser.add_argument("--out", default="compare_runs.png")
+    args = parser.parse_args()
+    runs = {}
+    for item in args.run:
+        label, sep, folder = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--run {item!r}: expected LABEL=FOLDER")
+        runs[label] = validation_rows(Path(folder))
+
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4))
+    for (label, (val, rounds)), color in zip(runs.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        for axis, (key, title) in zip(axes, PANELS.items()):
+            axis.plot(val["time/train_min"], 100 * val[key], marker=".", color=color, label=label)
+            for minute in rounds:
+                axis.axvline(minute, color=color, alpha=0.25, linestyle="--")
+            axis.set_xlabel("training time (min)")
+            axis.set_title(title)
+            axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.tight_layout()
+    figure.savefig(args.out, dpi=100)
+
+    print("| run | " + " | ".join(f"{m:g} min: mAP / rank-1 / attr" for m in args.minutes) + " | best mAP (epoch, min) |")
+    print("|---" * (len(args.minutes) + 2) + "|")
+    for label, (val, _) in runs.items():
+        cells = ["-" if row is None else f"{100 * row['val/mAP']:.2f} / {100 * row['val/rank1']:.2f} / {100 * row['val/mean_acc']:.2f}"
+                 for row in at_minutes(val, args.minutes)]
+        best = val.loc[val["val/mAP"].idxmax()]
+        cells.append(f"{100 * best['val/mAP']:.2f} ({int(best['epoch'])}, {best['time/train_min']:.0f})")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print(f"figure: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -348,7 +348,17 @@ def test_readme_command_runs_at_tiny_scale(command, artefacts, tmp_path, capsys)
 
 def run_bench(tokens: list[str], art: Artefacts, tmp_path: Path) -> None:
     """A benchmark on its ``--small`` data: the attribute-consensus one with the tiny synthetic checkpoints, the
-    pseudo-label one with the README's k1 / eps grid."""
+    pseudo-label one with the README's k1 / eps grid, the run comparison on tiny strong-model runs."""
+    if tokens[1] == "bench/compare_runs.py":
+        argv, figure = [tokens[1]], tmp_path / "curves.png"
+        for i, token in enumerate(tokens[2:], start=2):
+            if tokens[i - 1] == "--run":
+                token = f"{token.partition('=')[0]}={art.reid_ckpt.parents[1]}"
+            argv.append(str(figure) if tokens[i - 1] == "--out" else token)
+        result = subprocess_run(argv, ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.count("\n| ") >= 3 and figure.is_file(), result.stdout
+        return
     if tokens[1] == "bench/bench_pseudo_labels.py":
         grid = [t for t in tokens[2:] if t != "--ckpt" and not t.endswith(".ckpt")]
         result = subprocess_run([tokens[1], "--small", *grid], ROOT)

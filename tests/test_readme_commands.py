@@ -357,7 +357,8 @@ def run_bench(tokens: list[str], art: Artefacts, tmp_path: Path) -> None:
             argv.append(str(figure) if tokens[i - 1] == "--out" else token)
         result = subprocess_run(argv, ROOT)
         assert result.returncode == 0, result.stderr[-3000:]
-        assert result.stdout.count("\n| ") >= 3 and figure.is_file(), result.stdout
+        rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+        assert len(rows) == 1 + tokens.count("--run") and figure.is_file(), result.stdout  # header + one row per run
         return
     if tokens[1] == "bench/bench_pseudo_labels.py":
         grid = [t for t in tokens[2:] if t != "--ckpt" and not t.endswith(".ckpt")]

@@ -27,7 +27,6 @@ from _common import REPO, machine_line, markdown_table, peak_rss_gib
 
 sys.path.insert(0, str(REPO))
 
-from src.callbacks.pseudo_labels import PseudoLabelRounds  # noqa: E402
 from src.config import compose_config  # noqa: E402
 from src.metrics.clustering import pairwise_scores  # noqa: E402
 from src.metrics.rerank import jaccard_graph  # noqa: E402
@@ -86,7 +85,7 @@ def main() -> None:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     read_s = time.perf_counter() - started
-    rounds = PseudoLabelRounds(k1=args.k1, k2=args.k2, min_samples=args.min_samples, flip=args.flip)
+    rounds = instantiate(cfg.callbacks.pseudo_labels, flip=args.flip)  # only its embedding step is used here
     module = SimpleNamespace(net=net.eval())
     timings = {"read + decode (labelled, unlabelled, val)": read_s}
     started = time.perf_counter()

@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Timer
 from torch.utils.data import DataLoader
 
 from src.data.datasets import ImageDataset
@@ -32,8 +33,9 @@ log = logging.getLogger(__name__)
 
 
 class PseudoLabelRounds(pl.Callback):
-    def __init__(self, start_epoch: int = 10, every: int = 5, k1: int = 20, k2: int = 6, eps: float = 0.5,
-                 min_samples: int = 4, batch_size: int = 256, measure_val: bool = True, flip: bool = False):
+    def __init__(self, *, k1: int, k2: int, eps: float, min_samples: int, start_epoch: int = 10, every: int = 5,
+                 batch_size: int = 256, measure_val: bool = True, flip: bool = False):
+        """The clustering parameters have their defaults in ``conf/callbacks/pseudo_labels.yaml`` only."""
         if start_epoch < 1 or every < 1:
             raise ConfigError(f"callbacks.pseudo_labels: start_epoch ({start_epoch}) and every ({every}) must be >= 1")
         if not 0 < eps <= 1:
@@ -57,8 +59,13 @@ class PseudoLabelRounds(pl.Callback):
 
     def round_due(self, trainer: pl.Trainer, batch_idx: int) -> bool:
         next_epoch = trainer.current_epoch + 1
-        return (self.active and batch_idx == trainer.num_training_batches - 1 and next_epoch < trainer.max_epochs
-                and next_epoch >= self.start_epoch and (next_epoch - self.start_epoch) % self.every == 0)
+        due = (self.active and batch_idx == trainer.num_training_batches - 1 and next_epoch < trainer.max_epochs
+               and next_epoch >= self.start_epoch and (next_epoch - self.start_epoch) % self.every == 0)
+        if due and not _time_for_another_epoch(trainer):
+            log.info("pseudo-labels: round before epoch %d skipped: trainer.max_time ends training before that epoch "
+                     "could finish", next_epoch)
+            return False
+        return due
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.round_due(trainer, batch_idx):
@@ -87,7 +94,8 @@ class PseudoLabelRounds(pl.Callback):
             val_scores = self._measure_val(pl_module, datamodule) if self.measure_val else {}
         finally:
             pl_module.train(was_training)
-        cluster_ids = cluster_embeddings(embeddings, pl_module.metric, self.k1, self.k2, self.eps, self.min_samples)
+        cluster_ids = cluster_embeddings(embeddings, pl_module.metric, k1=self.k1, k2=self.k2, eps=self.eps,
+                                         min_samples=self.min_samples)
         num_clusters = int(cluster_ids.max(initial=-1)) + 1
         if num_clusters == 0:
             warnings.warn(f"pseudo-labels round {pseudo.round + 1}: DBSCAN found no cluster among {len(cluster_ids)} unlabelled "
@@ -112,8 +120,19 @@ class PseudoLabelRounds(pl.Callback):
         records = datamodule.val_records
         embeddings, _ = self._embed(pl_module, datamodule.val_set, "pseudo-labels: clustering the validation split")
         min_samples = min(self.min_samples, len(records))
-        cluster_ids = cluster_embeddings(embeddings, pl_module.metric, self.k1, self.k2, self.eps, min_samples)
+        cluster_ids = cluster_embeddings(embeddings, pl_module.metric, k1=self.k1, k2=self.k2, eps=self.eps,
+                                         min_samples=min_samples)
         return pairwise_scores([r.pid for r in records], cluster_ids)
+
+
+def _time_for_another_epoch(trainer: pl.Trainer) -> bool:
+    """False when ``trainer.max_time`` will stop training before one more epoch of average length ends."""
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    remaining = timer.time_remaining() if timer is not None else None
+    if remaining is None:
+        return True
+    seconds_per_epoch = timer.time_elapsed() / (trainer.current_epoch + 1)
+    return remaining >= seconds_per_epoch
 
 
 def _cluster_means(values: torch.Tensor, cluster_ids: np.ndarray, num_clusters: int) -> torch.Tensor:

@@ -8,8 +8,7 @@ import numpy as np
 from src.metrics.rerank import jaccard_graph
 
 
-def cluster_embeddings(features, metric: str = "cosine", k1: int = 20, k2: int = 6, eps: float = 0.5,
-                       min_samples: int = 4) -> np.ndarray:
+def cluster_embeddings(features, metric: str, *, k1: int, k2: int, eps: float, min_samples: int) -> np.ndarray:
     """Cluster ids 0..C-1 per item, -1 for outliers (DBSCAN on the k-reciprocal Jaccard graph)."""
     from sklearn.cluster import DBSCAN
 

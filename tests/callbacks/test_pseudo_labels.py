@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 import torch
 from hydra.utils import instantiate
+from pytorch_lightning.callbacks import Timer
 
+from src.callbacks.pseudo_labels import PseudoLabelRounds
 from src.config import check_ranges, compose_config
 from src.data.pseudo import PSEUDO_PID_BASE
 from src.data.records import file_digest
@@ -82,3 +86,16 @@ def test_bad_settings_are_refused_before_training(tmp_path, cache_dir):
         check_ranges(compose_config("train", ["task=attributes", "data.unlabelled=[test]"], tmp_path / "b"))
     with pytest.raises(ConfigError, match="data.max_pseudo_identities=0"):
         check_ranges(compose_config("train", ["task=reid_strong", "data.max_pseudo_identities=0"], tmp_path / "c"))
+
+
+@pytest.mark.parametrize(("elapsed_s", "expect_round"), [(600.0, True), (3300.0, False)])
+def test_a_round_is_skipped_when_max_time_ends_training_before_the_next_epoch(monkeypatch, elapsed_s, expect_round):
+    timer = Timer(duration={"hours": 1})  # 10 epochs done: 60 s each at 600 s elapsed, 330 s each at 3,300 s
+    monkeypatch.setattr(timer, "time_elapsed", lambda stage="train": elapsed_s)
+    trainer = SimpleNamespace(callbacks=[timer], current_epoch=9, max_epochs=50, num_training_batches=4)
+    rounds = PseudoLabelRounds(k1=5, k2=2, eps=0.6, min_samples=2, start_epoch=10, every=5)
+    rounds.active = True
+    assert rounds.round_due(trainer, batch_idx=3) is expect_round
+    assert rounds.round_due(trainer, batch_idx=2) is False  # not the epoch's last batch
+    trainer.callbacks = []  # no max_time: the time never stops a round
+    assert rounds.round_due(trainer, batch_idx=3) is True

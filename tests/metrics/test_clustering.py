@@ -57,6 +57,6 @@ def test_the_jaccard_graph_keeps_only_close_pairs_of_the_full_matrix():
 def test_too_few_items_or_too_large_min_samples_are_refused():
     features, _ = blobs(identities=2, per_identity=2)
     with pytest.raises(ValueError, match="min_samples=5 is larger than the 4"):
-        cluster_embeddings(features, min_samples=5)
+        cluster_embeddings(features, "cosine", k1=6, k2=2, eps=0.5, min_samples=5)
     with pytest.raises(ValueError, match="at least 2"):
         jaccard_graph(features[:1])

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 
 from src.models.backbones import Backbone
+from src.models.schedules import BudgetSchedule
 
 NETWORK_KEY = "network"
 
@@ -26,7 +27,11 @@ class MarketModule(pl.LightningModule):
         if not self.hparams.get("scheduler"):
             return optimizer
         scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        interval = "epoch"
+        if isinstance(scheduler, BudgetSchedule):  # reads the run's progress at every optimizer step
+            scheduler.follow(self.trainer)
+            interval = "step"
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
     def network_contract(self) -> dict:
         backbone = next(m for m in self.net.modules() if isinstance(m, Backbone))

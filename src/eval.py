@@ -9,6 +9,7 @@ everything else (the same protocol as validation).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import hydra
@@ -22,16 +23,19 @@ from src.config import check_ranges
 from src.data.attributes import HEAD_NAMES
 from src.data.datamodule import MarketDataModule
 from src.data.datasets import ImageDataset
+from src.data.feature_cache import cache_key
 from src.data.records import DataError
 from src.data.splits import query_gallery_split, split_contract
 from src.errors import ConfigError, one_line_errors
 from src.inference import classify_loader, ensemble_members, ensemble_probabilities
-from src.io.atomic import write_json
+from src.io.atomic import atomic_path, write_json
 from src.metrics.consensus import neighbour_consensus
 from src.metrics.postprocess import retrieval_distances
 from src.metrics.rank import evaluate_rank
 from src.models.loading import Contract, load_network
 from src.runtime import apply_threads
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SPLIT = {"val_ratio": 0.2, "split_seed": 0}  # conf/data/default.yaml, for checkpoints that record no split
 
@@ -66,6 +70,27 @@ def evaluation_records(datamodule, split: str, contract: Contract | None = None)
     return records
 
 
+def network_outputs(cfg: DictConfig, net, contract: Contract, records: list, datamodule, flip_test: bool):
+    """(embeddings or None, attribute probabilities) of the records, computed once per checkpoint bytes, images
+    (path, size, mtime), input size and flip setting, and kept in ``cache_dir``: the jobs of a sweep over what
+    comes after the network (re-ranking, query expansion, consensus) embed once."""
+    loader = DataLoader(ImageDataset(records, datamodule.height, datamodule.width),
+                        batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
+    if not cfg.get("cache_dir"):
+        return classify_loader(net, loader, flip_test, embeds=contract.embeds, desc="evaluating")
+    key = cache_key(cfg.ckpt_path, records, datamodule.height, datamodule.width)
+    path = Path(cfg.cache_dir) / f"outputs-{key}-flip{int(flip_test)}.pt"
+    if path.is_file():
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        if stored["names"] == [str(r.path) for r in records]:
+            log.info("network outputs of %d images read from %s", len(records), path)
+            return stored["embeddings"], stored["probabilities"]
+    embeddings, probabilities = classify_loader(net, loader, flip_test, embeds=contract.embeds, desc="evaluating")
+    with atomic_path(path) as tmp:
+        torch.save({"names": [str(r.path) for r in records], "embeddings": embeddings, "probabilities": probabilities}, tmp)
+    return embeddings, probabilities
+
+
 def evaluate(cfg: DictConfig) -> dict:
     check_ranges(cfg)
     apply_threads(cfg.get("torch_threads"))
@@ -87,9 +112,7 @@ def evaluate(cfg: DictConfig) -> dict:
         raise ValueError(f"{cfg.ckpt_path}: attributes.consensus_k needs re-ID embeddings (a task=reid or reid_strong checkpoint)")
     members = ensemble_members(options.get("ensemble"))
     with_main = bool(options.get("ensemble_with_main", True))
-    loader = DataLoader(ImageDataset(records, datamodule.height, datamodule.width),
-                        batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
-    embeddings, probabilities = classify_loader(net, loader, flip_test, embeds=contract.embeds, desc="evaluating")
+    embeddings, probabilities = network_outputs(cfg, net, contract, records, datamodule, flip_test)
     probabilities = ensemble_probabilities(records, members, probabilities if with_main else None, flip_test=flip_test,
                                            batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
     consensus_rerank = bool(options.get("consensus_rerank", False))

@@ -16,14 +16,58 @@ class CheckpointError(KnownError, ValueError):
     pass
 
 
+# Released weights (src/release.py): the network half of a checkpoint, with this format marker. Lightning's own
+# checkpoints carry none and read as version 1.
+WEIGHTS_FORMAT = "market-par-reid weights"
+WEIGHTS_VERSION = 1
+MANIFEST = "manifest.json"  # beside released weights: each file's SHA-256, checked at every load
+
+
 def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if head.startswith(b"version https://git-lfs"):
+        raise CheckpointError(f"{path}: a git-LFS pointer file, not the weights (fetch them with `git lfs pull`)")
+    check_manifest_digest(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise CheckpointError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {err})") from err
+    version = (checkpoint.get("format") or {}).get("version", 1) if isinstance(checkpoint, dict) else None
+    if version is None:
+        raise CheckpointError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint of this project")
+    if version > WEIGHTS_VERSION:
+        raise CheckpointError(f"{path}: weights format version {version}, newer than this code reads "
+                              f"({WEIGHTS_VERSION}); update the project")
+    for key, scale in (checkpoint.pop("quantized", None) or {}).items():  # int8 rows of released weights
+        values = checkpoint["state_dict"][key]
+        checkpoint["state_dict"][key] = values.float() * scale.view(-1, *[1] * (values.dim() - 1))
+    return checkpoint
+
+
+def check_manifest_digest(path: Path) -> None:
+    """A file listed in the ``manifest.json`` beside it must have the SHA-256 recorded there (a truncated download,
+    a file replaced without its manifest entry)."""
+    import json
+
+    manifest_path = path.parent / MANIFEST
+    if not manifest_path.is_file():
+        return
+    try:
+        entry = json.loads(manifest_path.read_text()).get("files", {}).get(path.name)
+    except (ValueError, AttributeError) as err:
+        raise CheckpointError(f"{manifest_path}: not a weights manifest ({err})") from err
+    if entry is None:
+        return
+    from src.data.records import file_digest
+
+    actual = file_digest(path)
+    if actual != entry.get("sha256"):
+        raise CheckpointError(f"{path}: SHA-256 {actual[:16]}... differs from {manifest_path}'s "
+                              f"{str(entry.get('sha256'))[:16]}... (a damaged or replaced file)")
 
 
 def without_pretrained(config):

@@ -143,7 +143,15 @@ class MarketDataModule(pl.LightningDataModule):
             self.resize(*size)
 
     def _cache(self, records: list[ImageRecord], name: str) -> torch.Tensor | None:
-        return preload(records, self.height, self.width, self.num_workers, f"decoding {name}") if self.preload else None
+        if not self.preload or (name.startswith("train") and self._few_train_batches()):
+            return None
+        return preload(records, self.height, self.width, self.num_workers, f"decoding {name}")
+
+    def _few_train_batches(self) -> bool:
+        """``trainer.limit_train_batches`` set to a count or a fraction: decode the training images when a batch
+        needs them instead of all of them first (a quick try on the course data would decode 8,000 images)."""
+        limit = getattr(self.trainer, "limit_train_batches", None) if self.trainer is not None else None
+        return limit is not None and (isinstance(limit, int) or limit < 1.0)
 
     def _build_train_set(self) -> None:
         """The labelled training images, plus the unlabelled ones that the current pseudo-labels put in a cluster."""

@@ -111,6 +111,9 @@ def evaluate(cfg: DictConfig) -> dict:
     flip_test, consensus_k = bool(options.get("flip_test", True)), int(options.get("consensus_k", 0))
     if consensus_k and not contract.embeds:
         raise ValueError(f"{cfg.ckpt_path}: attributes.consensus_k needs re-ID embeddings (a task=reid or reid_strong checkpoint)")
+    if consensus_k >= len(records):  # checked before any image is decoded
+        raise ConfigError(f"attributes.consensus_k={consensus_k}: needs more images than the {len(records)} of the "
+                          f"evaluated split (split={split}); use a smaller k")
     members = ensemble_members(options.get("ensemble"))
     with_main = bool(options.get("ensemble_with_main", True))
     embeddings, probabilities = network_outputs(cfg, net, contract, records, datamodule, flip_test)

@@ -47,3 +47,16 @@ def test_a_post_processing_sweep_embeds_once(tiny_strong_ckpt, tmp_path, cache_d
                                        tmp_path / str(rerank), cache_dir)) for rerank in (False, True, False)]
     assert len(calls) == 1
     assert results[0]["mAP"] == results[2]["mAP"] and results[0]["mAP"] != results[1]["mAP"]
+
+
+def test_consensus_k_beyond_the_images_is_refused_before_inference(tiny_strong_ckpt, tmp_path, cache_dir, monkeypatch):
+    import pytest
+
+    import src.eval
+    from src.errors import ConfigError
+
+    monkeypatch.setattr(src.eval, "classify_loader", lambda *a, **k: pytest.fail("inference ran"))
+    cfg = compose_config("eval", ["task=reid_strong", f"ckpt_path={tiny_strong_ckpt}", "split=val", *SYNTHETIC,
+                                  "attributes.consensus_k=100000"], tmp_path, cache_dir)
+    with pytest.raises(ConfigError, match=r"attributes.consensus_k=100000: needs more images than the \d+"):
+        evaluate(cfg)

@@ -23,7 +23,6 @@ from src.config import check_ranges
 from src.data.attributes import HEAD_NAMES
 from src.data.datamodule import MarketDataModule
 from src.data.datasets import ImageDataset
-from src.data.feature_cache import cache_key
 from src.data.records import DataError
 from src.data.splits import query_gallery_split, split_contract
 from src.errors import ConfigError, one_line_errors
@@ -32,6 +31,7 @@ from src.io.atomic import atomic_path, write_json
 from src.metrics.consensus import neighbour_consensus
 from src.metrics.postprocess import retrieval_distances
 from src.metrics.rank import evaluate_rank
+from src.models.feature_cache import cache_key
 from src.models.loading import Contract, load_network
 from src.runtime import apply_threads
 
@@ -97,7 +97,7 @@ def evaluate(cfg: DictConfig) -> dict:
     split = cfg.get("split", "all")
     if split not in MarketDataModule.SPLITS:
         raise ConfigError(f"split={split!r} is not one of {', '.join(MarketDataModule.SPLITS)}")
-    net, contract = load_network(cfg.ckpt_path)
+    net, contract = load_network(cfg.ckpt_path, cfg.get("checkpoint_kind"), f"task={cfg.get('task_name')}")
     height, width = contract.input_size(cfg.data.get("height"), cfg.data.get("width"))
     settings = split_settings(contract, cfg.data.get("val_ratio"), cfg.data.get("split_seed"), split)
     with open_dict(cfg):

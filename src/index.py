@@ -56,7 +56,7 @@ def main(cfg: DictConfig) -> None:
         cfg.ckpt_path, cfg.gallery, cfg.get("output") or default_index_path(cfg.gallery, cfg.paths.root_dir),
         height=cfg.data.height, width=cfg.data.width, kind=settings.pop("kind"), params=settings,
         batch_size=cfg.batch_size, num_workers=cfg.data.num_workers, rebuild=cfg.rebuild, reindex=cfg.reindex,
-        **cfg.trainer)
+        subfolders=cfg.subfolders, **cfg.trainer)
     if report is not None:  # the other processes of a multi-process build report nothing
         print(report.summary())
 

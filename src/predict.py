@@ -18,7 +18,8 @@ def main(cfg: DictConfig) -> None:
     check_ranges(cfg)
     apply_threads(cfg.get("torch_threads"))
     path = predict_attributes(
-        cfg.ckpt_path, image_records(cfg.input), cfg.paths.output_dir, height=cfg.data.height, width=cfg.data.width,
+        cfg.ckpt_path, image_records(cfg.input, subfolders=cfg.subfolders), cfg.paths.output_dir,
+        height=cfg.data.height, width=cfg.data.width,
         batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers,
         flip_test=cfg.attributes.flip_test, consensus_k=cfg.attributes.consensus_k,
         consensus_rerank=cfg.attributes.consensus_rerank, ensemble=cfg.attributes.ensemble,

@@ -1,5 +1,5 @@
 """Search a gallery index: ``python -m src.search index=FOLDER query=IMG_OR_DIR top_k=20 [filter="upcolor=red,backpack=yes"]
-[rerank=true] [query_expansion=true]``.
+[postprocess.rerank.enabled=true] [postprocess.query_expansion.enabled=true]``.
 
 Prints the ranked matches with their distances, and writes into the run folder ``search_results.csv`` (query, rank,
 gallery image, distance, the gallery image's predicted attributes), ``search.html`` (a self-contained report) and
@@ -41,11 +41,10 @@ def main(cfg: DictConfig) -> None:
     check_ranges(cfg)
     use_threads(apply_threads(cfg.get("torch_threads")))
     result = search(
-        cfg.index, cfg.query, top_k=cfg.top_k, filter=cfg.get("filter"), rerank=cfg.rerank,
-        query_expansion=cfg.query_expansion, rerank_params=OmegaConf.to_container(cfg.rerank_params),
-        query_expansion_params=OmegaConf.to_container(cfg.query_expansion_params), metric=cfg.get("metric"),
+        cfg.index, cfg.query, top_k=cfg.top_k, filter=cfg.get("filter"),
+        postprocess=OmegaConf.to_container(cfg.postprocess), metric=cfg.get("metric"),
         ckpt_path=cfg.get("ckpt_path"), batch_size=cfg.batch_size, num_workers=cfg.num_workers, kind=cfg.get("kind"),
-        height=cfg.get("height"), width=cfg.get("width"), **OmegaConf.to_container(cfg.faiss),
+        height=cfg.get("height"), width=cfg.get("width"), subfolders=cfg.subfolders, **OmegaConf.to_container(cfg.faiss),
     )
     truth = cfg.get("ground_truth") or {}
     query_pids, gallery_pids = result_identities(result, truth.get("query"), truth.get("gallery"))

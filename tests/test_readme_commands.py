@@ -43,7 +43,7 @@ COVERED_ELSEWHERE = {
 # commands the README shows to document an error: the one-line message they must print (exit status 2)
 EXPECTED_ERRORS = {
     "python -m src.index build ckpt_path=attributes.ckpt gallery=gal output=gal_index":
-        r"error: .*index was built with checkpoint .*reid.* not with .*attributes.*; use another output=FOLDER",
+        r"error: .*attributes.*: holds an attributes checkpoint, a gallery index needs a re-ID checkpoint",
     "python -m src.index build ckpt_path=reid.ckpt gallery=gal output=gal_index index.kind=hnsw":
         r"error: .* is a flat index, asked for index.kind=hnsw; pass index.kind=flat to update it, reindex=true",
     'python -m src.search index=outputs/index/test-bec4ec1a query=syn/queries filter="colour=red"':

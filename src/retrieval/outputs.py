@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from src.data.attributes import HEAD_NAMES, HEADS
-from src.data.records import DataError, parse_course_name, parse_standard_name
+from src.data.records import DataError, parse_market_name
 from src.io.atomic import write_csv
 from src.io.visual import RankRow, Tile, rank_figure, save_png, short_caption, thumbnail, write_html_report
 from src.retrieval.filtering import describe_filter
@@ -34,14 +34,8 @@ def identities(names: Sequence[str], table: Mapping[str, int] | None = None) -> 
         if table is not None:
             out.append(table.get(name, table.get(Path(name).name)))
             continue
-        pid = None
-        for parse in (parse_standard_name, parse_course_name):
-            try:
-                pid = parse(Path(name).name)[0]
-                break
-            except DataError:
-                pass
-        out.append(pid)
+        parsed = parse_market_name(name)
+        out.append(None if parsed is None else parsed[0])
     return out
 
 

@@ -7,6 +7,7 @@ retrieval ``embedding`` first.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -16,7 +17,7 @@ from torch import nn
 
 from src.config import check_ranges
 from src.data.attributes import HEAD_NAMES
-from src.errors import ConfigError, KnownError, one_line_errors
+from src.errors import ConfigError, KnownError, check_overrides, one_line_errors
 from src.io.atomic import atomic_path
 from src.models.loading import load_network
 from src.runtime import apply_threads
@@ -114,4 +115,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_overrides(sys.argv)
     main()

@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import check_ranges
-from src.errors import one_line_errors
+from src.errors import check_overrides, one_line_errors
 from src.retrieval.build import build_index
 from src.retrieval.kinds import use_threads
 from src.retrieval.outputs import describe
@@ -63,4 +63,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv = hydra_argv(sys.argv)
+    check_overrides(sys.argv)
     main()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from src.config import check_ranges
 from src.data.records import image_records
 from src.deliverables import predict_attributes
-from src.errors import one_line_errors
+from src.errors import check_overrides, one_line_errors
 from src.runtime import apply_threads
 
 
@@ -29,4 +31,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_overrides(sys.argv)
     main()

@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import check_ranges
-from src.errors import one_line_errors
+from src.errors import check_overrides, one_line_errors
 from src.retrieval.kinds import use_threads
 from src.retrieval.outputs import format_results, result_identities, write_search_outputs
 from src.retrieval.search import search
@@ -58,4 +58,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv = hydra_argv(sys.argv)
+    check_overrides(sys.argv)
     main()

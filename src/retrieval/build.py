@@ -20,12 +20,13 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from src.data.attributes import HEADS
 from src.data.records import DataError, file_digest, list_images
-from src.models.loading import CheckpointError, load_contract
-from src.models.outputs import Outputs
+from src.models.loading import CheckpointError, load_contract, load_network
+from src.models.outputs import Outputs, network_step
 from src.retrieval import kinds
 from src.retrieval.sharded import Plan, collect_shards, is_first_process, run_predict, started_together, write_plan
 from src.retrieval.store import (
@@ -135,6 +136,13 @@ def resolve_faiss(old: GalleryIndex | None, kind: str, requested: Mapping | None
     return kinds.resolve_params(kind, {**kept, **requested}, num, dim), pinned
 
 
+def embedding_dim(ckpt_path: Path, height: int, width: int) -> int:
+    """The embedding dimension of a re-ID checkpoint's network (one blank image through the batch step)."""
+    net, _ = load_network(ckpt_path, "reid", "a gallery index")
+    with torch.no_grad():
+        return int(network_step(net, torch.zeros(1, 3, height, width), embeds=True)["embedding"].shape[1])
+
+
 def _warn_unreadable(errors: dict[str, str]) -> None:
     shown = "; ".join(error for _, error in sorted(errors.items())[:20])  # each DataError names its file
     more = f" (+{len(errors) - 20} more)" if len(errors) > 20 else ""
@@ -176,6 +184,10 @@ def build_index(ckpt_path: str | Path, gallery: str | Path, output: str | Path, 
             check_compatible(old, output, ckpt_path, ckpt_sha, height, width, kind, reindex)
         changes = plan_changes(gallery, old, subfolders)
         metric = old.metric if old is not None else contract.metric
+        final_kind = kind or (old.kind if old else "flat")
+        if changes.todo:  # index parameters the gallery cannot satisfy: an error before any image is embedded
+            dim = old.dim if old is not None else embedding_dim(ckpt_path, height, width)
+            resolve_faiss(old, final_kind, (params or {}).get(final_kind), len(changes.names), dim, reindex)
         fresh, world = Outputs({}, [], {}), 1
         if changes.todo or started_together(num_nodes):
             plan = Plan(new_generation(), str(gallery), os.path.abspath(ckpt_path), ckpt_sha, height, width,
@@ -188,7 +200,7 @@ def build_index(ckpt_path: str | Path, gallery: str | Path, output: str | Path, 
             finally:  # whatever happens (nothing readable, a failed process): no shards/ left behind
                 shutil.rmtree(work, ignore_errors=True)
         report = merge(output, changes, fresh, checkpoint=os.path.abspath(ckpt_path), ckpt_sha=ckpt_sha,
-                       height=height, width=width, metric=metric, kind=kind or (old.kind if old else "flat"),
+                       height=height, width=width, metric=metric, kind=final_kind,
                        params=params, reindex=reindex, gallery=gallery, trained_size=[contract.height, contract.width])
         report.processes = world
         return report

@@ -88,3 +88,22 @@ def test_a_build_with_no_readable_image_leaves_no_shards(world, tmp_path):
     with pytest.raises(DataError, match="none of the 2 images could be read"):
         build_index(world["ckpt"], gallery, tmp_path / "index", height=64, width=32, batch_size=8, accelerator="cpu")
     assert not (tmp_path / "index" / "shards").exists()
+
+
+def test_index_parameters_the_gallery_cannot_satisfy_are_refused_before_embedding(world, tmp_path, monkeypatch):
+    import src.retrieval.build
+    from src.retrieval.kinds import IndexKindError
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("images were embedded before the index parameters were checked")
+
+    monkeypatch.setattr(src.retrieval.build, "run_predict", no_embedding)
+    gallery = world["data"] / "test"
+    count = len(list(gallery.iterdir()))
+    with pytest.raises(IndexKindError, match=f"nlist=1024, nbits=.* needs at least 1024 images, the gallery has {count}"):
+        build_index(world["ckpt"], gallery, tmp_path / "index", height=64, width=32, kind="ivf_pq",
+                    params={"ivf_pq": {"nlist": 1024}}, accelerator="cpu")
+    with pytest.raises(IndexKindError, match="index.ivf_pq.m=5 does not divide the embedding dimension 32"):
+        build_index(world["ckpt"], gallery, tmp_path / "index", height=64, width=32, kind="ivf_pq",
+                    params={"ivf_pq": {"m": 5}}, accelerator="cpu")
+    assert not (tmp_path / "index" / "shards").exists()

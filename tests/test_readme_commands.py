@@ -255,8 +255,8 @@ def substitute(tokens: list[str], art: Artefacts, out: Path) -> list[str]:
 
 
 def tiny_overrides(entry: str, tokens: list[str]) -> list[str]:
-    if entry != "train":  # search has no data group
-        return [] if entry == "search" or any(t.startswith("data=market") for t in tokens) else SYNTHETIC_TINY
+    if entry != "train":  # search and index have no data group
+        return [] if entry in ("search", "index") or any(t.startswith("data=market") for t in tokens) else SYNTHETIC_TINY
     data = [] if any(t.startswith(("data=market", "experiment=")) for t in tokens) else SYNTHETIC_TINY
     if any(t.startswith("data.unlabelled=") for t in tokens):  # one clustering round, before the second epoch
         rounds = ["trainer.max_epochs=2", "callbacks.pseudo_labels.start_epoch=1", "callbacks.pseudo_labels.min_samples=2"]

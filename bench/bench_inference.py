@@ -68,7 +68,7 @@ def main() -> None:
         args.images, args.height, args.width, args.batch_size, args.repeats, args.skip_compile = 16, 64, 32, 8, 1, True
     root = Path(args.root)
     if root.is_dir():
-        records = [ImageRecord(p, -1, -1) for p in list_images(root)[: args.images]]
+        records = [ImageRecord(p, -1, -1) for p in list_images(root, subfolders=False)[: args.images]]
         images = preload(records, args.height, args.width).float() / 255
         source = f"{len(records)} images of {root}"
     else:

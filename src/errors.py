@@ -36,6 +36,26 @@ def one_line_errors(main):
     return wrapper
 
 
+def check_overrides(argv: list[str]) -> None:
+    """Before Hydra reads the command line: a ``key=value`` its override grammar cannot parse (an unquoted path
+    with spaces, parentheses or brackets) ends in one line and status 2, saying how to quote it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in argv[1:]:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException as err:
+            key, _, value = arg.partition("=")
+            reason = str(err).strip().splitlines()[0]
+            print(f"error: {arg}: Hydra cannot parse this value ({reason}); quote it: {key}='{value}' "
+                  f"(with the shell's quotes around it: \"{key}='{value}'\")", file=sys.stderr)
+            sys.exit(2)
+
+
 def known_cause(err: BaseException | None) -> KnownError | None:
     """The KnownError behind ``err``, also when a library wrapped it (Hydra's instantiate wraps what a constructor
     raises in an InstantiationException)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -18,21 +19,19 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from torch.utils.data import DataLoader
 
 from src.config import check_ranges
 from src.data.attributes import HEAD_NAMES
 from src.data.datamodule import MarketDataModule
-from src.data.datasets import ImageDataset
-from src.data.feature_cache import cache_key
 from src.data.records import DataError
 from src.data.splits import query_gallery_split, split_contract
-from src.errors import ConfigError, one_line_errors
-from src.inference import classify_loader, ensemble_members, ensemble_probabilities
+from src.errors import ConfigError, check_overrides, one_line_errors
+from src.inference import classify_loader, ensemble_members, ensemble_probabilities, loader_of
 from src.io.atomic import atomic_path, write_json
 from src.metrics.consensus import neighbour_consensus
 from src.metrics.postprocess import retrieval_distances
 from src.metrics.rank import evaluate_rank, query_rank_lists
+from src.models.feature_cache import cache_key
 from src.models.loading import Contract, load_network
 from src.runtime import apply_threads
 
@@ -75,8 +74,7 @@ def network_outputs(cfg: DictConfig, net, contract: Contract, records: list, dat
     """(embeddings or None, attribute probabilities) of the records, computed once per checkpoint bytes, images
     (path, size, mtime), input size and flip setting, and kept in ``cache_dir``: the jobs of a sweep over what
     comes after the network (re-ranking, query expansion, consensus) embed once."""
-    loader = DataLoader(ImageDataset(records, datamodule.height, datamodule.width),
-                        batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
+    loader = loader_of(records, datamodule.height, datamodule.width, datamodule.eval_batch_size, datamodule.num_workers)
     if not cfg.get("cache_dir"):
         return classify_loader(net, loader, flip_test, embeds=contract.embeds, desc="evaluating")
     key = cache_key(cfg.ckpt_path, records, datamodule.height, datamodule.width)
@@ -98,7 +96,7 @@ def evaluate(cfg: DictConfig) -> dict:
     split = cfg.get("split", "all")
     if split not in MarketDataModule.SPLITS:
         raise ConfigError(f"split={split!r} is not one of {', '.join(MarketDataModule.SPLITS)}")
-    net, contract = load_network(cfg.ckpt_path)
+    net, contract = load_network(cfg.ckpt_path, cfg.get("checkpoint_kind"), f"task={cfg.get('task_name')}")
     height, width = contract.input_size(cfg.data.get("height"), cfg.data.get("width"))
     settings = split_settings(contract, cfg.data.get("val_ratio"), cfg.data.get("split_seed"), split)
     with open_dict(cfg):
@@ -211,4 +209,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_overrides(sys.argv)
     main()

@@ -7,6 +7,7 @@ retrieval ``embedding`` first.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -16,9 +17,10 @@ from torch import nn
 
 from src.config import check_ranges
 from src.data.attributes import HEAD_NAMES
-from src.errors import ConfigError, KnownError, one_line_errors
+from src.errors import ConfigError, KnownError, check_overrides, one_line_errors
 from src.io.atomic import atomic_path
 from src.models.loading import load_network
+from src.runtime import apply_threads
 
 
 class ExportGraph(nn.Module):
@@ -100,6 +102,7 @@ def export_checked(ckpt_path: str | Path, output: str | Path, height: int | None
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     check_ranges(cfg)
+    apply_threads(cfg.get("torch_threads"))
     if cfg.format != "onnx":
         raise ConfigError(f"format={cfg.format!r}: only 'onnx' is supported")
     output = Path(cfg.get("output") or Path(cfg.paths.output_dir) / (Path(cfg.ckpt_path).stem + ".onnx"))
@@ -112,4 +115,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_overrides(sys.argv)
     main()

@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import check_ranges
-from src.errors import one_line_errors
+from src.errors import check_overrides, one_line_errors
 from src.retrieval.build import build_index
 from src.retrieval.kinds import use_threads
 from src.retrieval.outputs import describe
@@ -56,11 +56,12 @@ def main(cfg: DictConfig) -> None:
         cfg.ckpt_path, cfg.gallery, cfg.get("output") or default_index_path(cfg.gallery, cfg.paths.root_dir),
         height=cfg.data.height, width=cfg.data.width, kind=settings.pop("kind"), params=settings,
         batch_size=cfg.batch_size, num_workers=cfg.data.num_workers, rebuild=cfg.rebuild, reindex=cfg.reindex,
-        **cfg.trainer)
+        subfolders=cfg.subfolders, **cfg.trainer)
     if report is not None:  # the other processes of a multi-process build report nothing
         print(report.summary())
 
 
 if __name__ == "__main__":
     sys.argv = hydra_argv(sys.argv)
+    check_overrides(sys.argv)
     main()

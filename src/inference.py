@@ -1,4 +1,5 @@
-"""Batch inference over image records: embeddings, attribute logits, content hashes."""
+"""Image records -> embeddings / attribute probabilities (the one inference path): checkpoints are read through
+their contract (``load_network``), images through ``ImageDataset``, batches through ``src/models/outputs.py``."""
 
 from __future__ import annotations
 
@@ -6,60 +7,39 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from src.data.datasets import ImageDataset
 from src.data.records import ImageRecord, file_digest
 from src.errors import ConfigError
 from src.models.loading import CheckpointError, load_contract, load_network
+from src.models.outputs import Outputs, map_batches, network_step
 
 
-@torch.no_grad()
-def map_batches(function, loader, desc: str) -> torch.Tensor:
-    """``function(images)`` (channels_last) over every batch of ``loader``, concatenated; with a progress bar."""
-    return torch.cat([function(batch["image"].contiguous(memory_format=torch.channels_last))
-                      for batch in tqdm(loader, desc=desc, unit="batch")])
+def loader_of(records: list[ImageRecord], height: int, width: int, batch_size: int = 256, num_workers: int = 2,
+              skip_unreadable: bool = False) -> DataLoader:
+    return DataLoader(ImageDataset(records, height, width, skip_unreadable=skip_unreadable), batch_size=batch_size,
+                      num_workers=num_workers)
 
 
 def embed_records(net, records: list[ImageRecord], height: int, width: int, batch_size: int = 256,
                   num_workers: int = 2, desc: str = "embedding") -> torch.Tensor:
     """(N, D) retrieval embeddings of ``net.embed`` for the records' images."""
     net = fastest_inference(net, len(records))
-    loader = DataLoader(ImageDataset(records, height, width), batch_size=batch_size, num_workers=num_workers)
-    return map_batches(net.embed, loader, desc)
+    outputs = map_batches(lambda images: {"embedding": net.embed(images)}, loader_of(records, height, width, batch_size,
+                                                                                    num_workers), desc)
+    return outputs.values["embedding"]
 
 
-def attribute_logits(net, images: torch.Tensor, flip_test: bool = False, embeds: bool = False
-                     ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
-    """(embedding or None, attribute logits) of one batch; ``embeds``: the net is a re-ID net (its checkpoint
-    contract says so) and gives an embedding too; ``flip_test`` averages the logits with the mirrored image's.
-
-    Networks that flip internally (``net.flip_test``, the strong model) are not flipped twice; the embedding
-    is the network's own (re-ID nets) and never flipped here, so it matches what validation measured.
-    """
-    images = images.contiguous(memory_format=torch.channels_last)
-    if embeds:
-        embedding, logits = net.embed_and_classify(images)
-    else:
-        embedding, logits = None, net(images)
-    if flip_test and not getattr(net, "flip_test", False):
-        mirrored = net(images.flip(3))
-        logits = {name: (value + mirrored[name]) / 2 for name, value in logits.items()}
-    return embedding, logits
+def run_network(net, loader, *, embeds: bool, flip_test: bool = False, desc: str = "inference") -> Outputs:
+    """``network_step`` over a loader: embeddings (re-ID nets) and attribute probabilities of the readable images."""
+    return map_batches(lambda images: network_step(net, images, embeds, flip_test), loader, desc)
 
 
-@torch.no_grad()
 def classify_loader(net, loader, flip_test: bool = True, embeds: bool = False, desc: str = "predicting attributes"
                     ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
     """Over a loader -> (embeddings (N, D) of re-ID nets else None, attribute probabilities per head)."""
-    embeddings, probabilities = [], {}
-    for batch in tqdm(loader, desc=desc, unit="batch"):
-        embedding, logits = attribute_logits(net, batch["image"], flip_test, embeds)
-        if embedding is not None:
-            embeddings.append(embedding)
-        for name, value in logits.items():
-            probabilities.setdefault(name, []).append(value.float().softmax(-1))
-    return (torch.cat(embeddings) if embeddings else None), {name: torch.cat(v) for name, v in probabilities.items()}
+    values = dict(run_network(net, loader, embeds=embeds, flip_test=flip_test, desc=desc).values)
+    return values.pop("embedding", None), values
 
 
 def embed_and_classify_records(net, records: list[ImageRecord], height: int, width: int, batch_size: int = 256,
@@ -68,8 +48,16 @@ def embed_and_classify_records(net, records: list[ImageRecord], height: int, wid
     """One backbone pass per image (two with ``flip_test`` on nets that do not flip themselves)
     -> (embeddings (N, D), attribute probabilities per head)."""
     net = fastest_inference(net, len(records))
-    loader = DataLoader(ImageDataset(records, height, width), batch_size=batch_size, num_workers=num_workers)
-    return classify_loader(net, loader, flip_test, embeds, desc)
+    return classify_loader(net, loader_of(records, height, width, batch_size, num_workers), flip_test, embeds, desc)
+
+
+def embed_files(net, paths: list[Path], height: int, width: int, *, batch_size: int = 64, num_workers: int = 0,
+                desc: str = "embedding") -> Outputs:
+    """Embeddings and attribute probabilities of a re-ID net for image files (gallery builds, queries); an
+    unreadable file is reported in ``errors``, never fatal."""
+    records = [ImageRecord(Path(p), -1, -1) for p in paths]
+    loader = loader_of(records, height, width, batch_size, num_workers, skip_unreadable=True)
+    return run_network(net.eval(), loader, embeds=True, desc=desc)
 
 
 COMPILE_MIN_IMAGES = 2000  # below this, compilation (~30 s) costs more than it saves

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from src.config import check_ranges
 from src.data.records import image_records
 from src.deliverables import predict_attributes
-from src.errors import one_line_errors
+from src.errors import check_overrides, one_line_errors
 from src.runtime import apply_threads
 
 
@@ -18,7 +20,8 @@ def main(cfg: DictConfig) -> None:
     check_ranges(cfg)
     apply_threads(cfg.get("torch_threads"))
     path = predict_attributes(
-        cfg.ckpt_path, image_records(cfg.input), cfg.paths.output_dir, height=cfg.data.height, width=cfg.data.width,
+        cfg.ckpt_path, image_records(cfg.input, subfolders=cfg.subfolders), cfg.paths.output_dir,
+        height=cfg.data.height, width=cfg.data.width,
         batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers,
         flip_test=cfg.attributes.flip_test, consensus_k=cfg.attributes.consensus_k,
         consensus_rerank=cfg.attributes.consensus_rerank, ensemble=cfg.attributes.ensemble,
@@ -28,4 +31,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_overrides(sys.argv)
     main()

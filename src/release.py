@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import hydra
 import torch
 from omegaconf import DictConfig
 
-from src.errors import ConfigError, one_line_errors
+from src.errors import ConfigError, check_overrides, one_line_errors
 from src.io.atomic import atomic_path, write_json
 from src.models.loading import MANIFEST, WEIGHTS_FORMAT, WEIGHTS_VERSION, read_checkpoint, read_contract
 
@@ -189,4 +190,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_overrides(sys.argv)
     main()

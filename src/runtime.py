@@ -46,6 +46,9 @@ def free_cores(window_s: float = 0.3) -> int:
     return max(1, min(cores, round((os.cpu_count() or cores) - busy_cpus)))
 
 
+MAX_THREADS_PER_CORE = 4  # above this many threads per core, torch_threads is refused
+
+
 def resolve_threads(setting: int | str | None) -> int:
     """``torch_threads``: a positive number, or ``auto``/null for the cores free at start."""
     if setting is None or str(setting).lower() == "auto":
@@ -56,6 +59,10 @@ def resolve_threads(setting: int | str | None) -> int:
         threads = 0
     if threads < 1 or str(threads) != str(setting).strip():
         raise ConfigError(f"torch_threads={setting!r}: expected a positive whole number or auto")
+    cores = os.cpu_count() or 1
+    if threads > MAX_THREADS_PER_CORE * cores:  # a typo (torch_threads=200): every thread would fight for the cores
+        raise ConfigError(f"torch_threads={threads}: far above the {cores} cores of this machine (at most "
+                          f"{MAX_THREADS_PER_CORE * cores}); use auto or a number up to {cores}")
     return threads
 
 

@@ -1,5 +1,5 @@
 """Search a gallery index: ``python -m src.search index=FOLDER query=IMG_OR_DIR top_k=20 [filter="upcolor=red,backpack=yes"]
-[rerank=true] [query_expansion=true]``.
+[postprocess.rerank.enabled=true] [postprocess.query_expansion.enabled=true]``.
 
 Prints the ranked matches with their distances, and writes into the run folder ``search_results.csv`` (query, rank,
 gallery image, distance, the gallery image's predicted attributes), ``search.html`` (a self-contained report) and
@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import check_ranges
-from src.errors import one_line_errors
+from src.errors import check_overrides, one_line_errors
 from src.retrieval.kinds import use_threads
 from src.retrieval.outputs import format_results, result_identities, write_search_outputs
 from src.retrieval.search import search
@@ -41,11 +41,10 @@ def main(cfg: DictConfig) -> None:
     check_ranges(cfg)
     use_threads(apply_threads(cfg.get("torch_threads")))
     result = search(
-        cfg.index, cfg.query, top_k=cfg.top_k, filter=cfg.get("filter"), rerank=cfg.rerank,
-        query_expansion=cfg.query_expansion, rerank_params=OmegaConf.to_container(cfg.rerank_params),
-        query_expansion_params=OmegaConf.to_container(cfg.query_expansion_params), metric=cfg.get("metric"),
+        cfg.index, cfg.query, top_k=cfg.top_k, filter=cfg.get("filter"),
+        postprocess=OmegaConf.to_container(cfg.postprocess), metric=cfg.get("metric"),
         ckpt_path=cfg.get("ckpt_path"), batch_size=cfg.batch_size, num_workers=cfg.num_workers, kind=cfg.get("kind"),
-        height=cfg.get("height"), width=cfg.get("width"), **OmegaConf.to_container(cfg.faiss),
+        height=cfg.get("height"), width=cfg.get("width"), subfolders=cfg.subfolders, **OmegaConf.to_container(cfg.faiss),
     )
     truth = cfg.get("ground_truth") or {}
     query_pids, gallery_pids = result_identities(result, truth.get("query"), truth.get("gallery"))
@@ -59,4 +58,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv = hydra_argv(sys.argv)
+    check_overrides(sys.argv)
     main()

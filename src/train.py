@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -13,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from src import run_folder
 from src.config import check_ranges
 from src.deliverables import predict_attributes, predict_reid
-from src.errors import one_line_errors
+from src.errors import check_overrides, one_line_errors
 from src.io.atomic import write_json, write_text
 from src.runtime import apply_threads, quiet_library_noise, runs_on_cpu
 
@@ -88,4 +89,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_overrides(sys.argv)
     main()

@@ -48,3 +48,17 @@ def test_callbacks_and_trainer_instantiate(make_cfg):
     assert callbacks["early_stopping"].monitor == "val/mean_acc"
     trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=False)
     assert trainer.max_epochs == 200
+
+
+def test_precision_and_threads_compose_as_plain_keys(make_cfg):
+    """``trainer.precision=...`` overrides a key of conf/trainer (no ``+``); src.export takes ``torch_threads`` like the
+    other commands; the index needs no dataset config and picks the accelerator itself."""
+    cfg = make_cfg(["task=attributes", "trainer.precision=bf16-mixed"])
+    assert cfg.trainer.precision == "bf16-mixed"
+    assert make_cfg(["task=attributes"]).trainer.precision == "32-true"
+    assert make_cfg(["ckpt_path=a.ckpt", "torch_threads=1"], "export").torch_threads == 1
+    index = make_cfg(["ckpt_path=a.ckpt", "gallery=g"], "index")
+    assert index.trainer.accelerator == "auto" and index.data.height is None and "source" not in index.data
+    subfolders = {name: make_cfg(overrides, name).subfolders for name, overrides in
+                  (("index", []), ("search", ["index=i", "query=q"]), ("predict", ["ckpt_path=a.ckpt", "input=x"]))}
+    assert subfolders == {"index": True, "search": True, "predict": False}  # the lister's choice, explicit everywhere

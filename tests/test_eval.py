@@ -1,15 +1,21 @@
 """src.eval's files for a re-ID checkpoint: per-query rankings, rank-list picture, optional distance matrix; and the
-network-output cache that lets a sweep over post-processing embed once."""
+network-output cache that lets a sweep over post-processing embed once; a checkpoint of the wrong network kind for
+the task is an error before any work."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 
 from src.config import compose_config
 from src.eval import evaluate
+from tests.conftest import ROOT
+from tests.models.test_loading import save_attribute_checkpoint
+from tests.retrieval.worlds import TINY_NET
 
 SYNTHETIC = ["data.source.num_train_ids=24", "data.source.num_test_ids=6", "data.num_workers=0"]
 
@@ -60,3 +66,16 @@ def test_consensus_k_beyond_the_images_is_refused_before_inference(tiny_strong_c
                                   "attributes.consensus_k=100000"], tmp_path, cache_dir)
     with pytest.raises(ConfigError, match=r"attributes.consensus_k=100000: needs more images than the \d+"):
         evaluate(cfg)
+
+
+def test_a_reid_task_on_an_attributes_checkpoint_is_a_one_line_error(tmp_path):
+    ckpt = tmp_path / "attributes.ckpt"
+    save_attribute_checkpoint(ckpt, TINY_NET)
+    command = [sys.executable, "-m", "src.eval", "task=reid_strong", f"ckpt_path={ckpt}", "data=market_course",
+               f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}", "torch_threads=1"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {ckpt}: holds an attributes checkpoint, task=reid_strong "
+                                                   "needs a re-ID checkpoint"), done.stderr
+    assert not (tmp_path / "run" / "eval_metrics.json").exists()

@@ -17,12 +17,13 @@ import pytest
 import torch
 
 from src.data.attributes import HEAD_NAMES, HEADS
-from src.data.feature_cache import file_digest
+from src.data.records import file_digest
+from src.inference import embed_files
 from src.metrics.distance import pairwise_distance
 from src.metrics.query_expansion import query_expansion
 from src.metrics.rerank import re_ranking_from_features
+from src.models.loading import load_network
 from src.retrieval.build import build_index
-from src.retrieval.embedding import embed_images, load_reid_net
 from src.retrieval.filtering import FilterError, filter_mask, parse_filter
 from src.retrieval.outputs import settings_text, write_search_outputs
 from src.retrieval.search import search
@@ -31,11 +32,16 @@ from src.search import hydra_argv
 from tests.retrieval.worlds import HEIGHT, WIDTH, build, gallery, world  # noqa: F401  (fixtures)
 
 
+def embed(world, paths) -> tuple[torch.Tensor, str]:
+    """(embeddings, metric) of image files by the world's re-ID checkpoint, through the one inference path."""
+    net, contract = load_network(world["ckpt"], "reid")
+    return embed_files(net, list(paths), HEIGHT, WIDTH).values["embedding"], contract.metric
+
+
 def brute_force(world, index, query_dir: Path, candidates=None):
     """Expected ranking: embed each query with the network, sort all (filtered) gallery distances, drop own copies."""
-    net, metric = load_reid_net(world["ckpt"])
     names = sorted(p.name for p in query_dir.iterdir())
-    q = torch.from_numpy(embed_images(net, [query_dir / n for n in names], HEIGHT, WIDTH).embeddings)
+    q, metric = embed(world, [query_dir / n for n in names])
     rows = np.arange(len(index)) if candidates is None else np.asarray(candidates)
     distances = pairwise_distance(q, torch.from_numpy(np.asarray(index.embeddings)[rows]), metric)
     expected = {}
@@ -72,8 +78,7 @@ def test_index_folder_holds_the_documented_files_and_fields(world, gallery, tmp_
         np.testing.assert_allclose(probs.sum(1), np.ones(len(index)), atol=1e-5)
         assert np.array_equal(probs.argmax(1), index.attributes[:, i])
     # the stored embeddings are the network's
-    net, _ = load_reid_net(world["ckpt"])
-    fresh = embed_images(net, [gallery / n for n in index.names[:3]], HEIGHT, WIDTH).embeddings
+    fresh = embed(world, [gallery / n for n in index.names[:3]])[0].numpy()
     np.testing.assert_allclose(index.embeddings[:3], fresh, atol=1e-5, rtol=1e-5)
 
 
@@ -83,11 +88,12 @@ def test_unchanged_gallery_is_not_recomputed_nor_rewritten(world, gallery, tmp_p
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in output.iterdir() if p.name != "build.lock"}
 
     import src.retrieval.build
+    import src.retrieval.sharded
 
     def no_network(*args, **kwargs):
         raise AssertionError("the network was loaded for an unchanged gallery")
 
-    monkeypatch.setattr(src.retrieval.build, "load_reid_net", no_network)
+    monkeypatch.setattr(src.retrieval.sharded, "load_network", no_network)
     monkeypatch.setattr(src.retrieval.build, "run_predict", no_network)
     report = build(world, gallery, output)
     assert not report.written and report.embedded == 0 and report.reused == report.total
@@ -305,14 +311,14 @@ def test_filter_parsing_and_its_errors():
 def test_reranking_and_query_expansion_work_on_the_filtered_gallery(world, indexed, outside_queries):
     name, value = varied_head(indexed)
     keep = np.flatnonzero(indexed.attributes[:, HEAD_NAMES.index(name)] == HEADS[HEAD_NAMES.index(name)].classes.index(value))
-    net, metric = load_reid_net(world["ckpt"])
     names = sorted(p.name for p in outside_queries.iterdir())
-    q = torch.from_numpy(embed_images(net, [outside_queries / n for n in names], HEIGHT, WIDTH).embeddings)
+    q, metric = embed(world, [outside_queries / n for n in names])
     g = torch.from_numpy(np.asarray(indexed.embeddings)[keep])
     qe_q, qe_g = query_expansion(q, g, top_k=2, alpha=3.0)
     expected = re_ranking_from_features(qe_q, qe_g, metric, k1=4, k2=2, lambda_value=0.3)
-    result = search(indexed, outside_queries, top_k=len(keep), filter={name: value}, rerank=True, query_expansion=True,
-                    rerank_params={"k1": 4, "k2": 2}, query_expansion_params={"top_k": 2})
+    result = search(indexed, outside_queries, top_k=len(keep), filter={name: value}, postprocess={
+        "rerank": {"enabled": True, "k1": 4, "k2": 2, "lambda_value": 0.3},
+        "query_expansion": {"enabled": True, "top_k": 2, "alpha": 3.0, "expand_gallery": False}})
     for i, matches in enumerate(result.matches):
         order = torch.argsort(expected[i], stable=True)
         assert [r for r, _ in matches] == [int(keep[j]) for j in order]
@@ -326,9 +332,9 @@ def test_reranking_works_on_the_shortlists_of_the_queries(world, indexed, outsid
     plain = search(indexed, outside_queries, top_k=4)
     pool = np.array(sorted({r for matches in plain.matches for r, _ in matches}))
     assert len(pool) < len(indexed)
-    result = search(indexed, outside_queries, top_k=3, rerank=True, rerank_params={"k1": 4, "k2": 2}, shortlist=4)
-    net, metric = load_reid_net(world["ckpt"])
-    q = torch.from_numpy(embed_images(net, sorted(outside_queries.iterdir()), HEIGHT, WIDTH).embeddings)
+    result = search(indexed, outside_queries, top_k=3, shortlist=4,
+                    postprocess={"rerank": {"enabled": True, "k1": 4, "k2": 2, "lambda_value": 0.3}})
+    q, metric = embed(world, sorted(outside_queries.iterdir()))
     expected = re_ranking_from_features(q, torch.from_numpy(np.asarray(indexed.embeddings)[pool]), metric, k1=4, k2=2)
     for i, matches in enumerate(result.matches):
         assert [r for r, _ in matches] == pool[torch.argsort(expected[i], stable=True)[:3].numpy()].tolist()
@@ -337,8 +343,7 @@ def test_reranking_works_on_the_shortlists_of_the_queries(world, indexed, outsid
 def test_another_metric_re_sorts_the_candidates(world, indexed, outside_queries):
     result = search(indexed, outside_queries, top_k=5, metric="cosine")
     assert result.metric == "cosine" and "metric cosine" in settings_text(result)
-    net, _ = load_reid_net(world["ckpt"])
-    q = torch.from_numpy(embed_images(net, sorted(outside_queries.iterdir()), HEIGHT, WIDTH).embeddings)
+    q, _ = embed(world, sorted(outside_queries.iterdir()))
     distances = pairwise_distance(q, torch.from_numpy(np.array(indexed.embeddings)), "cosine")
     for i, matches in enumerate(result.matches):
         assert [r for r, _ in matches] == torch.argsort(distances[i], stable=True)[:5].tolist()
@@ -426,7 +431,8 @@ def test_command_line(world, tmp_path):
 def test_an_attribute_checkpoint_is_refused(world, gallery, tmp_path):
     from src.models.loading import CheckpointError
 
-    with pytest.raises(CheckpointError, match=r"reid\.stage1\.ckpt: MarketClassifier has no retrieval embedding.*task=reid"):
+    with pytest.raises(CheckpointError, match=r"reid\.stage1\.ckpt: holds an attributes checkpoint, a gallery index needs a "
+                                              r"re-ID checkpoint.*task=reid"):
         build(world, gallery, tmp_path / "x", ckpt=world["ckpt"].with_suffix(".stage1.ckpt"))
 
 
@@ -444,9 +450,9 @@ def test_configs_compose_with_the_documented_overrides(tmp_path):
     expected = {"upcolor": [2], "backpack": [1]}
     for override in ("filter={upcolor:red,backpack:yes}", "filter='upcolor=red,backpack=yes'",
                      hydra_argv(["", "filter=upcolor=red,backpack=yes"])[1]):
-        cfg = compose_config("search", ["index=i.pt", "query=q", override, "rerank=true"], tmp_path)
+        cfg = compose_config("search", ["index=i.pt", "query=q", override, "postprocess.rerank.enabled=true"], tmp_path)
         assert parse_filter(cfg.filter) == expected, override
-        assert cfg.rerank and cfg.top_k == 20 and not cfg.query_expansion
+        assert cfg.postprocess.rerank.enabled and cfg.top_k == 20 and not cfg.postprocess.query_expansion.enabled
     cfg = compose_config("train", ["task=reid_strong"], tmp_path)
     assert cfg.callbacks.rank_lists._target_ == "src.callbacks.rank_lists.RankLists"
 

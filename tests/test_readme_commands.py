@@ -43,7 +43,7 @@ COVERED_ELSEWHERE = {
 # commands the README shows to document an error: the one-line message they must print (exit status 2)
 EXPECTED_ERRORS = {
     "python -m src.index build ckpt_path=attributes.ckpt gallery=gal output=gal_index":
-        r"error: .*index was built with checkpoint .*reid.* not with .*attributes.*; use another output=FOLDER",
+        r"error: .*attributes.*: holds an attributes checkpoint, a gallery index needs a re-ID checkpoint",
     "python -m src.index build ckpt_path=reid.ckpt gallery=gal output=gal_index index.kind=hnsw":
         r"error: .* is a flat index, asked for index.kind=hnsw; pass index.kind=flat to update it, reindex=true",
     'python -m src.search index=outputs/index/test-bec4ec1a query=syn/queries filter="colour=red"':
@@ -255,8 +255,8 @@ def substitute(tokens: list[str], art: Artefacts, out: Path) -> list[str]:
 
 
 def tiny_overrides(entry: str, tokens: list[str]) -> list[str]:
-    if entry != "train":  # search has no data group
-        return [] if entry == "search" or any(t.startswith("data=market") for t in tokens) else SYNTHETIC_TINY
+    if entry != "train":  # search and index have no data group
+        return [] if entry in ("search", "index") or any(t.startswith("data=market") for t in tokens) else SYNTHETIC_TINY
     data = [] if any(t.startswith(("data=market", "experiment=")) for t in tokens) else SYNTHETIC_TINY
     if any(t.startswith("data.unlabelled=") for t in tokens):  # one clustering round, before the second epoch
         rounds = ["trainer.max_epochs=2", "callbacks.pseudo_labels.start_epoch=1", "callbacks.pseudo_labels.min_samples=2"]

@@ -16,6 +16,10 @@ def test_explicit_thread_counts_and_bad_values():
     for bad in (0, -1, "two", 1.5):
         with pytest.raises(ValueError, match="torch_threads=.*positive whole number or auto"):
             resolve_threads(bad)
+    cores = __import__("os").cpu_count()
+    assert resolve_threads(4 * cores) == 4 * cores
+    with pytest.raises(ValueError, match=f"torch_threads={40 * cores}: far above the {cores} cores"):
+        resolve_threads(40 * cores)
 
 
 def test_auto_leaves_out_a_busy_core():

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from src.data.attributes import HEADS
 from src.data.images import load_image
-from src.data.records import ImageRecord
+from src.data.records import DataError, ImageRecord
 
 NO_LABELS = tuple(-1 for _ in HEADS)
 
@@ -31,15 +31,19 @@ class ImageDataset(Dataset):
     A key ``epoch * len(self) + index`` (from ``EpochKeyedSampler``) draws the random transform from a generator
     seeded by (``seed``, epoch, index): the same augmentation whichever loader worker decodes the sample and
     whether or not the run was resumed from a checkpoint in between. A plain index uses the global generator.
+
+    ``skip_unreadable`` (inference over folders: index, search): an unreadable file gives ``ok=False``, its error and
+    a blank image instead of raising; the batch loop (``src/models/outputs.py``) leaves it out and reports it.
     """
 
     def __init__(self, records: list[ImageRecord], height: int, width: int, transform=None, cache: torch.Tensor | None = None,
-                 seed: int = 0):
+                 seed: int = 0, skip_unreadable: bool = False):
         self.records = records
         self.height, self.width = height, width
         self.transform = transform
         self.cache = cache
         self.seed = seed
+        self.skip_unreadable = skip_unreadable
 
     def __len__(self) -> int:
         return len(self.records)
@@ -52,7 +56,13 @@ class ImageDataset(Dataset):
     def __getitem__(self, key: int) -> dict:
         epoch, index = divmod(int(key), len(self.records))
         record = self.records[index]
-        image = self.image(index)
+        ok, error = True, ""
+        try:
+            image = self.image(index)
+        except DataError as err:
+            if not self.skip_unreadable:
+                raise
+            ok, error, image = False, str(err), torch.zeros(3, self.height, self.width, dtype=torch.uint8)
         if self.transform is None:
             image = F.to_dtype(image, torch.float32, scale=True)
         elif key >= len(self.records) or isinstance(key, EpochKey):
@@ -67,6 +77,8 @@ class ImageDataset(Dataset):
             "pid": record.pid,
             "camid": record.camid,
             "index": index,
+            "ok": ok,
+            "error": error,
         }
 
 

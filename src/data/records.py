@@ -58,14 +58,28 @@ def parse_standard_name(name: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files of ``folder`` sorted by name; a clear error if it is missing or empty."""
+def parse_market_name(name: str) -> tuple[int, int] | None:
+    """(pid, camera) of a Market-1501 or course file name (the base name of ``name``), else None: the one parser
+    for images of unknown layout (gallery cameras, identities of search results)."""
+    name = Path(name).name
+    match = STANDARD_NAME.fullmatch(name) or COURSE_NAME.fullmatch(name)
+    return None if match is None else (int(match[1]), int(match[2]))
+
+
+def list_images(folder: str | Path, *, subfolders: bool) -> list[Path]:
+    """The one lister of image files: those of ``folder`` (and of every sub-folder below it with ``subfolders``),
+    hidden files and folders skipped, sorted by their path relative to ``folder``; a clear error if it is missing
+    or holds none. Every command that reads a folder of images lists it here, so a folder gives one answer."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    candidates = folder.rglob("*") if subfolders else folder.iterdir()
+    files = sorted((p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(folder).parts)),
+                   key=lambda p: p.relative_to(folder).as_posix())
     if not files:
-        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder"
+                        + (" or below" if subfolders else ""))
     return files
 
 
@@ -169,18 +183,25 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def unlabelled_records(folder: Path) -> list[ImageRecord]:
-    return [ImageRecord(path, -1, -1) for path in list_images(folder)]
+def unlabelled_records(folder: Path, subfolders: bool = False) -> list[ImageRecord]:
+    return [ImageRecord(path, -1, -1) for path in list_images(folder, subfolders=subfolders)]
 
 
-def image_records(path: str | Path) -> list[ImageRecord]:
-    """Unlabelled records of one image file, or of every image in a folder."""
+def image_paths(path: str | Path, *, subfolders: bool) -> tuple[Path, list[Path]]:
+    """(folder, image files) of one image file (its folder, [it]) or of a folder (``list_images``)."""
     path = Path(path)
-    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        return [ImageRecord(path, -1, -1)]
     if path.is_file():
-        raise DataError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)})")
-    return unlabelled_records(path)
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)})")
+        return path.parent, [path]
+    if not path.exists():
+        raise DataError(f"{path}: image or folder not found")
+    return path, list_images(path, subfolders=subfolders)
+
+
+def image_records(path: str | Path, subfolders: bool = False) -> list[ImageRecord]:
+    """Unlabelled records of one image file, or of every image in a folder (and below, with ``subfolders``)."""
+    return [ImageRecord(p, -1, -1) for p in image_paths(path, subfolders=subfolders)[1]]
 
 
 def warn_if_several_colours(annotations: pd.DataFrame, source: Path) -> None:
@@ -193,6 +214,7 @@ def warn_if_several_colours(annotations: pd.DataFrame, source: Path) -> None:
 
 __all__ = [
     "file_digest",
+    "image_paths",
     "image_records",
     "BINARY_COLUMNS",
     "DataError",
@@ -200,6 +222,7 @@ __all__ = [
     "labelled_records",
     "list_images",
     "parse_course_name",
+    "parse_market_name",
     "parse_standard_name",
     "read_annotations_csv",
     "read_market_attribute_mat",

@@ -46,7 +46,7 @@ class CourseSource:
         csv = self.root / "annotations_train.csv"
         annotations = read_annotations_csv(csv)
         warn_if_several_colours(annotations, csv)
-        return labelled_records(list_images(self.root / "train"), annotations, parse_course_name, csv)
+        return labelled_records(list_images(self.root / "train", subfolders=False), annotations, parse_course_name, csv)
 
     def gallery(self) -> list[ImageRecord]:
         return unlabelled_records(self.root / "test")
@@ -73,17 +73,17 @@ class StandardSource:
     def labelled(self) -> list[ImageRecord]:
         warn_if_several_colours(self.tables["train"], self.attribute_mat)
         return labelled_records(
-            list_images(self.root / "bounding_box_train"), self.tables["train"], parse_standard_name,
+            list_images(self.root / "bounding_box_train", subfolders=False), self.tables["train"], parse_standard_name,
             self.attribute_mat, drop_pids=(-1, 0),
         )
 
     def _test_records(self, folder: str) -> list[ImageRecord]:
         labelled = {r.path: r for r in labelled_records(
-            [p for p in list_images(self.root / folder) if parse_standard_name(p.name)[0] > 0],
+            [p for p in list_images(self.root / folder, subfolders=False) if parse_standard_name(p.name)[0] > 0],
             self.tables["test"], parse_standard_name, self.attribute_mat,
         )} if folder == "bounding_box_test" else {}
         records = []
-        for path in list_images(self.root / folder):
+        for path in list_images(self.root / folder, subfolders=False):
             pid, camid = parse_standard_name(path.name)
             if pid == -1:
                 continue

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from src.data.feature_cache import cached_descriptors
 from src.models.attribute_module import plain
+from src.models.feature_cache import cached_descriptors
 from src.models.loading import CheckpointError, load_attribute_net
 from src.models.reid_module import RetrievalValidation
 

@@ -174,11 +174,25 @@ def read_contract(checkpoint: dict, path: str | Path) -> Contract:
                     network.get("metric") or hparams.get("metric") or "euclidean", data.get("split"), threshold)
 
 
-def load_network(path: str | Path) -> tuple[torch.nn.Module, Contract]:
-    """(network in eval mode, its contract) of any checkpoint of this project."""
+KIND_HINT = {"reid": "a re-ID checkpoint (task=reid or task=reid_strong)", "attributes": "an attributes checkpoint"}
+
+
+def check_kind(contract: Contract, kind: str | None, purpose: str = "this command") -> Contract:
+    """The contract's network kind must be ``kind`` (None: any), else a CheckpointError naming both."""
+    if kind is not None and contract.kind != kind:
+        raise CheckpointError(f"{contract.path}: holds {KIND_HINT.get(contract.kind, contract.kind)}, {purpose} "
+                              f"needs {KIND_HINT.get(kind, kind)}")
+    return contract
+
+
+def load_network(path: str | Path, kind: str | None = None, purpose: str = "this command"
+                 ) -> tuple[torch.nn.Module, Contract]:
+    """(network in eval mode, its contract) of any checkpoint of this project; ``kind``: the network kind the caller
+    needs ("reid" | "attributes"), checked before the network is built."""
     checkpoint = read_checkpoint(path)
-    return _build(checkpoint, path, "net."), read_contract(checkpoint, path)
+    contract = check_kind(read_contract(checkpoint, path), kind, purpose)
+    return _build(checkpoint, path, "net."), contract
 
 
-def load_contract(path: str | Path) -> Contract:
-    return read_contract(read_checkpoint(path), path)
+def load_contract(path: str | Path, kind: str | None = None, purpose: str = "this command") -> Contract:
+    return check_kind(read_contract(read_checkpoint(path), path), kind, purpose)

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from src.data.attributes import HEADS
-from src.data.feature_cache import file_digest
-from src.data.records import DataError
-from src.models.loading import CheckpointError
+from src.data.records import DataError, file_digest, list_images
+from src.models.loading import CheckpointError, load_contract, load_network
+from src.models.outputs import Outputs, network_step
 from src.retrieval import kinds
-from src.retrieval.embedding import Embedded, image_files, load_reid_net
 from src.retrieval.sharded import Plan, collect_shards, is_first_process, run_predict, started_together, write_plan
 from src.retrieval.store import (
     MANIFEST,
@@ -87,8 +87,13 @@ class Changes:
     row_of_hash: dict[str, int] = field(default_factory=dict)
 
 
-def plan_changes(gallery: Path, old: GalleryIndex | None) -> Changes:
-    names = image_files(gallery)
+def gallery_names(gallery: Path, subfolders: bool = True) -> list[str]:
+    """The gallery's image files (``list_images``) as relative POSIX names, the index's record names."""
+    return [p.relative_to(gallery).as_posix() for p in list_images(gallery, subfolders=subfolders)]
+
+
+def plan_changes(gallery: Path, old: GalleryIndex | None, subfolders: bool = True) -> Changes:
+    names = gallery_names(gallery, subfolders)
     hashes = [file_digest(gallery / n) for n in tqdm(names, desc="hashing gallery", unit="img", leave=False)]
     row_of_hash = {} if old is None else {h: i for i, h in enumerate(old.sha256)}
     known_bad = {} if old is None else old.unreadable
@@ -131,18 +136,29 @@ def resolve_faiss(old: GalleryIndex | None, kind: str, requested: Mapping | None
     return kinds.resolve_params(kind, {**kept, **requested}, num, dim), pinned
 
 
+def embedding_dim(ckpt_path: Path, height: int, width: int) -> int:
+    """The embedding dimension of a re-ID checkpoint's network (one blank image through the batch step)."""
+    net, _ = load_network(ckpt_path, "reid", "a gallery index")
+    with torch.no_grad():
+        return int(network_step(net, torch.zeros(1, 3, height, width), embeds=True)["embedding"].shape[1])
+
+
 def _warn_unreadable(errors: dict[str, str]) -> None:
     shown = "; ".join(error for _, error in sorted(errors.items())[:20])  # each DataError names its file
     more = f" (+{len(errors) - 20} more)" if len(errors) > 20 else ""
     warnings.warn(f"skipped {len(errors)} unreadable images: {shown}{more}", UnreadableImagesWarning, stacklevel=3)
 
 
-def build_index(ckpt_path: str | Path, gallery: str | Path, output: str | Path, *, height: int, width: int,
-                kind: str | None = None, params: Mapping[str, Mapping] | None = None, batch_size: int = 64,
-                num_workers: int = 0,
-                rebuild: bool = False, reindex: bool = False, accelerator: str = "cpu", devices: int = 1,
-                num_nodes: int = 1) -> BuildReport | None:
+def build_index(ckpt_path: str | Path, gallery: str | Path, output: str | Path, *, height: int | None = None,
+                width: int | None = None, kind: str | None = None, params: Mapping[str, Mapping] | None = None,
+                batch_size: int = 64, num_workers: int = 0, rebuild: bool = False, reindex: bool = False,
+                accelerator: str = "auto", devices: int = 1, num_nodes: int = 1,
+                subfolders: bool = True) -> BuildReport | None:
     """Create or update the index of ``gallery`` in the folder ``output`` (see the module docstring).
+
+    The images are embedded at the input size the checkpoint was trained at (its contract); another
+    ``height``/``width`` given explicitly is used with one ``InputSizeWarning`` and recorded in the manifest
+    (``input_size`` beside the ``contract``'s trained size).
 
     ``kind``: None keeps the existing index's kind (flat for a new index); ``params``: per kind, e.g.
     ``{"ivf_pq": {"nlist": 1024}}`` (unset or None: chosen from the gallery size). With ``devices`` x ``num_nodes`` > 1
@@ -159,34 +175,40 @@ def build_index(ckpt_path: str | Path, gallery: str | Path, output: str | Path, 
         raise CheckpointError(f"{ckpt_path}: checkpoint not found")
     if kind is not None:
         kinds.check_kind(kind)
+    contract = load_contract(ckpt_path, "reid", "a gallery index")  # a clear error before any process starts
+    height, width = contract.input_size(height, width)
     with IndexLock(output):
         old = load_index(output) if (output / MANIFEST).exists() and not rebuild else None
         ckpt_sha = file_digest(ckpt_path)
         if old is not None:
             check_compatible(old, output, ckpt_path, ckpt_sha, height, width, kind, reindex)
-        changes = plan_changes(gallery, old)
-        metric = old.metric if old is not None else None
-        if changes.todo:
-            net, metric = load_reid_net(ckpt_path)  # a clear error before any process starts
-            del net
-        fresh, world = Embedded(np.empty((0, 0), np.float32), {}, [], {}), 1
+        changes = plan_changes(gallery, old, subfolders)
+        metric = old.metric if old is not None else contract.metric
+        final_kind = kind or (old.kind if old else "flat")
+        if changes.todo:  # index parameters the gallery cannot satisfy: an error before any image is embedded
+            dim = old.dim if old is not None else embedding_dim(ckpt_path, height, width)
+            resolve_faiss(old, final_kind, (params or {}).get(final_kind), len(changes.names), dim, reindex)
+        fresh, world = Outputs({}, [], {}), 1
         if changes.todo or started_together(num_nodes):
             plan = Plan(new_generation(), str(gallery), os.path.abspath(ckpt_path), ckpt_sha, height, width,
                         batch_size, num_workers, [changes.names[i] for i in changes.todo])
-            write_plan(work, plan)
-            world, _ = run_predict(work, accelerator=accelerator, devices=devices, num_nodes=num_nodes)
-            if plan.names:
-                fresh = collect_shards(work, plan, world)
+            try:
+                write_plan(work, plan)
+                world, _ = run_predict(work, accelerator=accelerator, devices=devices, num_nodes=num_nodes)
+                if plan.names:
+                    fresh = collect_shards(work, plan, world)
+            finally:  # whatever happens (nothing readable, a failed process): no shards/ left behind
+                shutil.rmtree(work, ignore_errors=True)
         report = merge(output, changes, fresh, checkpoint=os.path.abspath(ckpt_path), ckpt_sha=ckpt_sha,
-                       height=height, width=width, metric=metric, kind=kind or (old.kind if old else "flat"),
-                       params=params, reindex=reindex, gallery=gallery)
+                       height=height, width=width, metric=metric, kind=final_kind,
+                       params=params, reindex=reindex, gallery=gallery, trained_size=[contract.height, contract.width])
         report.processes = world
-        shutil.rmtree(work, ignore_errors=True)
         return report
 
 
-def merge(output: Path, changes: Changes, fresh: Embedded, *, checkpoint: str, ckpt_sha: str, height: int,
-          width: int, metric: str | None, kind: str, params: Mapping | None, reindex: bool, gallery: Path) -> BuildReport:
+def merge(output: Path, changes: Changes, fresh: Outputs, *, checkpoint: str, ckpt_sha: str, height: int,
+          width: int, metric: str | None, kind: str, params: Mapping | None, reindex: bool, gallery: Path,
+          trained_size: list | None = None) -> BuildReport:
     """The new index from the old one and the freshly embedded images (positions in ``changes.todo`` order)."""
     old, names, hashes = changes.old, changes.names, changes.hashes
     errors = {names[changes.todo[i]]: e for i, e in fresh.errors.items()}
@@ -198,7 +220,8 @@ def merge(output: Path, changes: Changes, fresh: Embedded, *, checkpoint: str, c
     kept = [i for i in range(len(names)) if i in fresh_row or hashes[i] in changes.row_of_hash]
     if not kept:
         raise DataError(f"{gallery}: none of the {len(names)} images could be read; nothing to index")
-    dim = fresh.embeddings.shape[1] if fresh.ok else old.dim
+    embeddings = fresh.values["embedding"].numpy() if fresh.ok else None
+    dim = embeddings.shape[1] if fresh.ok else old.dim
 
     # ids: an image keeps its id while its name and bytes stay; everything else gets a new one
     old_id = {} if old is None else {(n, h): int(i) for n, h, i in zip(old.names, old.sha256, old.ids)}
@@ -221,7 +244,7 @@ def merge(output: Path, changes: Changes, fresh: Embedded, *, checkpoint: str, c
         if old is not None and (source_old >= 0).any():
             values[source_old >= 0] = old_probabilities[head.name][source_old[source_old >= 0]]
         if fresh.ok:
-            values[source_fresh >= 0] = fresh.probabilities[head.name][source_fresh[source_fresh >= 0]]
+            values[source_fresh >= 0] = fresh.values[head.name].numpy()[source_fresh[source_fresh >= 0]]
         probabilities[head.name] = values
 
     resolved, pinned = resolve_faiss(old, kind, (params or {}).get(kind), len(kept), dim, reindex)
@@ -231,7 +254,7 @@ def merge(output: Path, changes: Changes, fresh: Embedded, *, checkpoint: str, c
     meta = {"checkpoint": checkpoint, "checkpoint_sha256": ckpt_sha, "height": height, "width": width,
             "metric": metric, "dim": dim, "kind": kind, "params": resolved, "pinned": pinned,
             "factory": kinds.factory_string(kind, resolved), "gallery": str(gallery), "count": len(kept),
-            "next_id": next_id, "unreadable": unreadable,
+            "next_id": next_id, "unreadable": unreadable, "trained_size": trained_size,
             "created": old.meta["created"] if old is not None else now(), "updated": now()}
     report = BuildReport(output, len(kept), len(fresh.ok), len(kept) - len(fresh.ok), removed, sorted(unreadable),
                          written=True, kind=kind)
@@ -249,7 +272,7 @@ def merge(output: Path, changes: Changes, fresh: Embedded, *, checkpoint: str, c
 
     report.faiss = write_generation(
         output, meta, records_frame(ids, [names[i] for i in kept], [hashes[i] for i in kept], probabilities),
-        _embedding_chunks(old, fresh, source_old, source_fresh, dim), update=old if structure_same else None,
+        _embedding_chunks(old, embeddings, source_old, source_fresh, dim), update=old if structure_same else None,
         added=added, removed_ids=removed_ids)
     return report
 
@@ -301,7 +324,7 @@ def index_from_embeddings(folder: str | Path, embeddings, names: Sequence[str], 
     return load_index(folder)
 
 
-def _embedding_chunks(old: GalleryIndex | None, fresh: Embedded, source_old: np.ndarray, source_fresh: np.ndarray,
+def _embedding_chunks(old: GalleryIndex | None, fresh: np.ndarray | None, source_old: np.ndarray, source_fresh: np.ndarray,
                       dim: int, chunk: int = 65_536) -> Iterator[np.ndarray]:
     for start in range(0, len(source_old), chunk):
         out = np.empty((min(chunk, len(source_old) - start), dim), np.float32)
@@ -309,7 +332,7 @@ def _embedding_chunks(old: GalleryIndex | None, fresh: Embedded, source_old: np.
         if (from_old >= 0).any():
             out[from_old >= 0] = old.rows(from_old[from_old >= 0])
         if (from_fresh >= 0).any():
-            out[from_fresh >= 0] = fresh.embeddings[from_fresh[from_fresh >= 0]]
+            out[from_fresh >= 0] = fresh[from_fresh[from_fresh >= 0]]
         yield out
 
 

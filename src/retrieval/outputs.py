@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from src.data.attributes import HEAD_NAMES, HEADS
-from src.data.records import DataError, parse_course_name, parse_standard_name
+from src.data.records import DataError, parse_market_name
 from src.io.atomic import write_csv
 from src.io.visual import RankRow, Tile, rank_figure, save_png, short_caption, thumbnail, write_html_report
 from src.retrieval.filtering import describe_filter
@@ -34,14 +35,8 @@ def identities(names: Sequence[str], table: Mapping[str, int] | None = None) -> 
         if table is not None:
             out.append(table.get(name, table.get(Path(name).name)))
             continue
-        pid = None
-        for parse in (parse_standard_name, parse_course_name):
-            try:
-                pid = parse(Path(name).name)[0]
-                break
-            except DataError:
-                pass
-        out.append(pid)
+        parsed = parse_market_name(name)
+        out.append(None if parsed is None else parsed[0])
     return out
 
 
@@ -142,6 +137,23 @@ def _short(name: str, width: int = 13) -> str:
     return name if len(name) <= width else name[: width - 4] + "…" + name[-3:]
 
 
+class MissingGalleryFilesWarning(UserWarning):
+    """Gallery images of the index are no longer where it was built (moved or deleted since indexing)."""
+
+
+def warn_missing_gallery_files(result: SearchResult, shown: Sequence[int]) -> None:
+    """One warning when matches to be drawn are missing on disk: the rankings (from stored embeddings) stay right,
+    their pictures become grey tiles."""
+    rows = sorted({row for q in shown for row, _ in result.matches[q]})
+    missing = [result.index.names[r] for r in rows if not result.index.path(result.index.names[r]).is_file()]
+    if missing:
+        warnings.warn(f"{result.index.folder}: {len(missing)} of the {len(rows)} gallery images to draw are not in "
+                      f"{result.index.gallery} (moved since indexing?), e.g. {missing[:3]}; they are drawn as grey "
+                      "tiles. Index the folder where they are now: python -m src.index build "
+                      f"ckpt_path={result.index.checkpoint} gallery=NEWDIR output={result.index.folder}",
+                      MissingGalleryFilesWarning, stacklevel=3)
+
+
 def write_search_outputs(result: SearchResult, output_dir: str | Path, *, grids: bool = True, html: bool = True,
                          max_visual_queries: int = 50, per_line: int = 10, query_pids=None, gallery_pids=None) -> dict[str, Path]:
     """``search_results.csv`` always; ``grids/<query>.png`` and ``search.html`` for the first ``max_visual_queries``."""
@@ -151,6 +163,7 @@ def write_search_outputs(result: SearchResult, output_dir: str | Path, *, grids:
     shown = list(range(min(len(result.query_names), max_visual_queries)))
     if not shown or not (grids or html):
         return written
+    warn_missing_gallery_files(result, shown)
     rows = rank_rows(result, shown, query_pids, gallery_pids)
     settings = settings_text(result)
     if grids:

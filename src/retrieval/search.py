@@ -23,14 +23,12 @@ import faiss
 import numpy as np
 import torch
 
-from src.data.attributes import HEADS
-from src.data.feature_cache import file_digest
-from src.data.records import IMAGE_SUFFIXES, DataError
-from src.metrics.distance import pairwise_distance
-from src.metrics.query_expansion import query_expansion as expand_queries
-from src.metrics.rerank import re_ranking_from_features
+from src.data.attributes import HEAD_NAMES, HEADS
+from src.data.records import DataError, file_digest, image_paths
+from src.inference import embed_files
+from src.metrics.postprocess import exclude_own_copies, own_copy_columns, retrieval_distances
+from src.models.loading import load_network
 from src.retrieval import kinds
-from src.retrieval.embedding import embed_images, image_files, load_reid_net
 from src.retrieval.filtering import IdSelector, filter_mask, parse_filter
 from src.retrieval.store import GalleryIndex, GalleryIndexError, UnreadableImagesWarning, load_index
 
@@ -150,16 +148,10 @@ class SearchResult:
     metric: str = "euclidean"
 
 
-def query_files(query: str | Path) -> tuple[Path, list[str]]:
-    """(folder, relative names) of the query images: one image file, or every image under a folder."""
-    query = Path(query)
-    if query.is_file():
-        if query.suffix.lower() not in IMAGE_SUFFIXES:
-            raise DataError(f"{query}: not an image ({', '.join(IMAGE_SUFFIXES)})")
-        return query.parent, [query.name]
-    if not query.exists():
-        raise DataError(f"{query}: query image or folder not found")
-    return query, image_files(query)
+def query_files(query: str | Path, subfolders: bool = True) -> tuple[Path, list[str]]:
+    """(folder, relative names) of the query images: one image file, or every image in a folder (``list_images``)."""
+    folder, paths = image_paths(query, subfolders=subfolders)
+    return folder, [p.relative_to(folder).as_posix() for p in paths]
 
 
 def _query_network(index: GalleryIndex, ckpt_path: str | Path | None):
@@ -172,7 +164,7 @@ def _query_network(index: GalleryIndex, ckpt_path: str | Path | None):
         raise GalleryIndexError(f"the index was built with checkpoint {index.checkpoint} (sha256 "
                                 f"{index.checkpoint_sha256[:12]}), not with {path} (sha256 {sha[:12]}); queries "
                                 "must be embedded by the same network")
-    return load_reid_net(path)[0]
+    return load_network(path, "reid", "a search")[0]
 
 
 def rows_by_hash(index: GalleryIndex, hashes: Sequence[str]) -> dict[str, list[int]]:
@@ -200,11 +192,13 @@ def embed_queries(index: GalleryIndex, folder: Path, names: list[str], *, ckpt_p
     bad: dict[int, str] = {}
     if todo:
         net = _query_network(index, ckpt_path)
-        fresh = embed_images(net, [folder / names[i] for i in todo], index.height, index.width,
-                             batch_size=batch_size, num_workers=num_workers, desc="embedding queries")
+        fresh = embed_files(net, [folder / names[i] for i in todo], index.height, index.width,
+                            batch_size=batch_size, num_workers=num_workers, desc="embedding queries")
         ok = [todo[i] for i in fresh.ok]
         if ok:
-            embeddings[ok], attributes[ok] = fresh.embeddings, fresh.attributes
+            values = fresh.numpy()
+            embeddings[ok] = values["embedding"]
+            attributes[ok] = np.stack([values[name].argmax(1) for name in HEAD_NAMES], axis=1)
         bad = {todo[i]: error for i, error in fresh.errors.items()}
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable query images: " + "; ".join(list(bad.values())[:20]),
@@ -226,19 +220,22 @@ def check_request(index: GalleryIndex, kind: str | None, height: int | None, wid
 
 
 def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 20, filter=None,
-           rerank: bool = False, query_expansion: bool = False, rerank_params: Mapping | None = None,
-           query_expansion_params: Mapping | None = None, metric: str | None = None, ckpt_path=None,
+           postprocess: Mapping | None = None, metric: str | None = None, ckpt_path=None,
            batch_size: int = 64, num_workers: int = 0, kind: str | None = None, height: int | None = None,
            width: int | None = None, nprobe: int | None = None, ef_search: int | None = None,
            refine: int | None = None, shortlist: int = SHORTLIST, exact_below: int = EXACT_BELOW,
-           max_pool: int = MAX_POOL) -> SearchResult:
-    """Rank the (filtered) gallery of ``index`` for every query image; see the module docstring."""
+           max_pool: int = MAX_POOL, subfolders: bool = True) -> SearchResult:
+    """Rank the (filtered) gallery of ``index`` for every query image; see the module docstring. ``postprocess``:
+    re-ranking / query expansion as in ``conf/postprocess/default.yaml`` (``src/metrics/postprocess.py``)."""
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
+    postprocess = postprocess or {}
+    rerank = bool((postprocess.get("rerank") or {}).get("enabled"))
+    query_expansion = bool((postprocess.get("query_expansion") or {}).get("enabled"))
     index = index if isinstance(index, GalleryIndex) else load_index(index)
     check_request(index, kind, height, width)
     conditions = parse_filter(filter)
-    folder, names = query_files(query)
+    folder, names = query_files(query, subfolders)
     names, hashes, q, q_attributes, unreadable = embed_queries(index, folder, names, ckpt_path=ckpt_path,
                                                                batch_size=batch_size, num_workers=num_workers)
     if not names:
@@ -262,13 +259,12 @@ def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 
     extra = max(len(e) for e in excluded)
     found = nearest(index, q, max(top_k, shortlist) + extra, **options)
     for group, pool in _pools(found.rows, max_pool):
-        distances = _pool_distances(q[group], index.rows(pool), metric, rerank, query_expansion,
-                                    rerank_params, query_expansion_params)
-        position = {row: p for p, row in enumerate(pool.tolist())}
+        distances = retrieval_distances(torch.from_numpy(np.ascontiguousarray(q[group])),
+                                        torch.from_numpy(np.ascontiguousarray(index.rows(pool))), metric, postprocess)
+        distances, _ = exclude_own_copies(torch.as_tensor(distances), [hashes[i] for i in group],
+                                          own_copy_columns([str(h) for h in index.sha256[pool]]))
         for offset, i in enumerate(group):
-            block = distances[offset].clone()
-            block[[position[r] for r in excluded[i] if r in position]] = float("inf")
-            values, order = torch.sort(block, stable=True)
+            values, order = torch.sort(distances[offset], stable=True)
             finite = torch.isfinite(values[:top_k])
             result.matches[i] = [(int(pool[c]), float(d)) for c, d in
                                  zip(order[:top_k][finite].tolist(), values[:top_k][finite].tolist())]
@@ -288,18 +284,3 @@ def _pools(rows: np.ndarray, max_pool: int):
         pool |= mine
     if group:
         yield group, np.array(sorted(pool), np.int64)
-
-
-def _pool_distances(q: np.ndarray, g: np.ndarray, metric: str, rerank: bool, query_expansion: bool,
-                    rerank_params: Mapping | None, query_expansion_params: Mapping | None) -> torch.Tensor:
-    q, g = torch.from_numpy(np.ascontiguousarray(q)), torch.from_numpy(np.ascontiguousarray(g))
-    if query_expansion:
-        params = {"top_k": 5, "alpha": 3.0, "expand_gallery": False, **(query_expansion_params or {})}
-        params["expand_gallery"] = bool(params["expand_gallery"]) and len(g) > 1
-        params["top_k"] = max(1, min(int(params["top_k"]), len(g) - params["expand_gallery"]))
-        q, g = expand_queries(q, g, top_k=params["top_k"], alpha=params["alpha"], expand_gallery=params["expand_gallery"])
-    if rerank:
-        params = {"k1": 20, "k2": 6, "lambda_value": 0.3, **(rerank_params or {})}
-        return torch.as_tensor(re_ranking_from_features(q, g, metric, k1=params["k1"], k2=params["k2"],
-                                                        lambda_value=params["lambda_value"]))
-    return pairwise_distance(q, g, metric)

@@ -30,9 +30,11 @@ from pytorch_lightning.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch.utils.data import DataLoader
 
 from src.data.attributes import HEAD_NAMES, HEADS
-from src.data.feature_cache import file_digest
+from src.data.records import ImageRecord, file_digest
+from src.inference import loader_of
 from src.io.atomic import atomic_path
-from src.retrieval.embedding import Embedded, ImageFiles, embed_batch, load_reid_net
+from src.models.loading import load_network
+from src.models.outputs import Outputs, network_step, readable
 from src.retrieval.store import GalleryIndexError, write_embeddings
 
 PLAN = "plan.parquet"
@@ -108,9 +110,9 @@ class PlanImages(pl.LightningDataModule):
         self.plan = read_plan(self.work)
 
     def predict_dataloader(self) -> DataLoader:
-        paths = [Path(self.plan.gallery) / name for name in self.plan.names]
-        return DataLoader(ImageFiles(paths, self.plan.height, self.plan.width), batch_size=self.plan.batch_size,
-                          num_workers=self.plan.num_workers, shuffle=False)
+        records = [ImageRecord(Path(self.plan.gallery) / name, -1, -1) for name in self.plan.names]
+        return loader_of(records, self.plan.height, self.plan.width, self.plan.batch_size, self.plan.num_workers,
+                         skip_unreadable=True)
 
 
 class EmbedImages(pl.LightningModule):
@@ -126,11 +128,14 @@ class EmbedImages(pl.LightningModule):
         if sha != plan.checkpoint_sha256:
             raise GalleryIndexError(f"process {self.trainer.global_rank}: checkpoint {plan.checkpoint} is {sha[:12]} "
                                     f"here, the build planned with sha256 {plan.checkpoint_sha256[:12]}")
-        self.net, _ = load_reid_net(plan.checkpoint)
+        self.net, _ = load_network(plan.checkpoint, "reid", "a gallery index")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        embedding, probabilities = embed_batch(self.net, batch)  # on the process's device (a GPU with accelerator=gpu)
-        return {"embedding": embedding.cpu(), "probabilities": {name: p.cpu() for name, p in probabilities.items()}}
+        """The batch loop's own step (``network_step``) on the readable images, on the process's device."""
+        good = readable(batch).to(batch["image"].device)
+        if not good.any():
+            return {}
+        return {k: v.cpu() for k, v in network_step(self.net, batch["image"][good], embeds=True).items()}
 
 
 class ShardWriter(BasePredictionWriter):
@@ -151,12 +156,12 @@ class ShardWriter(BasePredictionWriter):
         self.parts = {key: open(self._part(trainer, key), "wb") for key in ("embedding", "probabilities")}
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
-        self.positions.extend(int(p) for p in batch["position"])
+        self.positions.extend(int(p) for p in batch["index"])
         self.errors.extend(None if ok else error for ok, error in zip(batch["ok"].tolist(), batch["error"]))
-        if len(prediction["embedding"]):
+        if prediction:
             self.dim = prediction["embedding"].shape[1]
             self.parts["embedding"].write(prediction["embedding"].numpy().astype("<f4").tobytes())
-            probabilities = np.concatenate([prediction["probabilities"][h].numpy() for h in HEAD_NAMES], axis=1)
+            probabilities = np.concatenate([prediction[h].numpy() for h in HEAD_NAMES], axis=1)
             self.parts["probabilities"].write(probabilities.astype("<f4").tobytes())
 
     def on_predict_epoch_end(self, trainer, pl_module) -> None:
@@ -220,7 +225,7 @@ def run_predict(work: Path, *, accelerator: str = "cpu", devices: int = 1, num_n
     return trainer.world_size, trainer.is_global_zero
 
 
-def collect_shards(work: Path, plan: Plan, world: int) -> Embedded:
+def collect_shards(work: Path, plan: Plan, world: int) -> Outputs:
     """Every process's shard, merged into plan order; a missing shard or image is an error naming it."""
     positions, errors, embeddings, probabilities = [], [], [], []
     for rank in range(world):
@@ -257,5 +262,7 @@ def collect_shards(work: Path, plan: Plan, world: int) -> Embedded:
     ok = [int(position[i]) for i in first if ok_all[i]]
     rows = np.array([row_of[i] for i in first if ok_all[i]], dtype=np.int64)
     split = np.cumsum([0] + [h.num_classes for h in HEADS])
-    return Embedded(stacked[rows] if dim else stacked, {h.name: probs[rows, split[i]:split[i + 1]] for i, h in enumerate(HEADS)},
-                    ok, {int(position[i]): str(error[i]) for i in first if not ok_all[i]})
+    values = {h.name: torch.from_numpy(np.ascontiguousarray(probs[rows, split[i]:split[i + 1]])) for i, h in enumerate(HEADS)}
+    if ok:
+        values["embedding"] = torch.from_numpy(np.ascontiguousarray(stacked[rows]))
+    return Outputs(values, ok, {int(position[i]): str(error[i]) for i in first if not ok_all[i]})

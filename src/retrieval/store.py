@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from src.data.attributes import HEAD_NAMES, HEADS
-from src.data.records import DataError, parse_course_name, parse_standard_name
+from src.data.records import parse_market_name
 from src.errors import KnownError
 from src.io.atomic import atomic_path, write_json
 from src.io.locks import Locked, take_lock
@@ -103,12 +103,8 @@ class IndexLock:
 # ------------------------------------------------------------------------------------------------ records
 def camera_of(name: str) -> int | None:
     """Camera number from a Market-1501 or course file name, else None."""
-    for parse in (parse_standard_name, parse_course_name):
-        try:
-            return parse(Path(name).name)[1]
-        except DataError:
-            pass
-    return None
+    parsed = parse_market_name(name)
+    return None if parsed is None else parsed[1]
 
 
 def probability_columns() -> list[str]:
@@ -143,7 +139,8 @@ def write_embeddings(path: Path, chunks: Iterable[np.ndarray], num_rows: int, di
     with atomic_path(path) as tmp, open(tmp, "wb") as out:
         np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": (num_rows, dim)})
         for chunk in chunks:
-            chunk = np.ascontiguousarray(chunk, dtype="<f4").reshape(-1, dim)
+            chunk = np.ascontiguousarray(chunk, dtype="<f4")
+            chunk = chunk.reshape(-1, dim) if dim else chunk.reshape(len(chunk), 0)  # a shard with no readable image
             out.write(chunk.tobytes())
             written += len(chunk)
         out.flush()

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from src.data.feature_cache import file_digest
+from src.data.records import file_digest
 from src.retrieval.sharded import Plan, collect_shards, run_predict, write_plan
 from src.retrieval.store import GalleryIndexError, load_index
 from tests.conftest import ROOT

@@ -9,9 +9,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from src.data.datasets import ImageDataset
-from src.data.records import ImageRecord, file_digest  # noqa: F401  (file_digest: also imported from here)
-from src.inference import map_batches
+from src.data.records import ImageRecord, file_digest
 from src.io.atomic import atomic_path
+from src.models.outputs import map_batches
 
 
 def cache_key(ckpt_path: str | Path, records: list[ImageRecord], height: int, width: int) -> str:
@@ -35,7 +35,9 @@ def cached_descriptors(
             return stored["descriptors"]
     dataset = ImageDataset(records, height, width, cache=images)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    descriptors = map_batches(net.eval().descriptor, loader, "stage-1 descriptors")
+    net = net.eval()
+    descriptors = map_batches(lambda images: {"descriptor": net.descriptor(images)}, loader,
+                              "stage-1 descriptors").values["descriptor"]
     with atomic_path(path) as tmp:
         torch.save({"names": [str(r.path) for r in records], "descriptors": descriptors}, tmp)
     return descriptors

@@ -1,0 +1,69 @@
+"""Network outputs over a loader of :class:`src.data.datasets.ImageDataset` batches: the one step (a batch of images
+-> embedding and attribute probabilities) and the one batch loop, shared by eval, predict, the end-of-run files,
+pseudo-label rounds, the stage-1 descriptor cache and the gallery index (whose multi-process build runs the same
+step under Lightning predict). Unreadable images (``ok=False`` in the batch) are skipped and reported, never fed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+
+def network_step(net, images: torch.Tensor, embeds: bool, flip_test: bool = False) -> dict[str, torch.Tensor]:
+    """One batch -> ``{"embedding": (B, D) (re-ID nets only), <head>: (B, classes) probabilities}``.
+
+    ``embeds``: the checkpoint's contract says the net is a re-ID net (its embedding is its own and never flipped
+    here, so it matches what validation measured); ``flip_test`` averages the attribute logits with the mirrored
+    image's, except on networks that flip internally (``net.flip_test``, the strong model).
+    """
+    images = images.contiguous(memory_format=torch.channels_last)
+    if embeds:
+        embedding, logits = net.embed_and_classify(images)
+    else:
+        embedding, logits = None, net(images)
+    if flip_test and not getattr(net, "flip_test", False):
+        mirrored = net(images.flip(3))
+        logits = {name: (value + mirrored[name]) / 2 for name, value in logits.items()}
+    out = {name: value.float().softmax(-1) for name, value in logits.items()}
+    if embedding is not None:
+        out["embedding"] = embedding.float()
+    return out
+
+
+@dataclass
+class Outputs:
+    """What the loop returns: per key, the rows of the readable images in dataset order."""
+
+    values: dict[str, torch.Tensor]
+    ok: list[int]  # dataset positions of those rows
+    errors: dict[int, str]  # dataset position -> error of the unreadable ones
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        return {k: v.cpu().numpy() for k, v in self.values.items()}
+
+
+def readable(batch: dict) -> torch.Tensor:
+    """The ``ok`` mask of a batch (all True for datasets that raise on unreadable files)."""
+    ok = batch.get("ok")
+    return torch.ones(len(batch["image"]), dtype=torch.bool) if ok is None else torch.as_tensor(ok, dtype=torch.bool)
+
+
+@torch.no_grad()
+def map_batches(function, loader, desc: str) -> Outputs:
+    """``function(images)`` (channels_last; a dict of row tensors) over the readable images of every batch of
+    ``loader``, concatenated per key; with a progress bar."""
+    values: dict[str, list[torch.Tensor]] = {}
+    ok: list[int] = []
+    errors: dict[int, str] = {}
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
+        good = readable(batch)
+        positions = torch.as_tensor(batch["index"]).tolist()
+        errors.update({p: e for p, e, g in zip(positions, batch.get("error", [""] * len(good)), good.tolist()) if not g})
+        if good.any():
+            for key, value in function(batch["image"][good].contiguous(memory_format=torch.channels_last)).items():
+                values.setdefault(key, []).append(value)
+            ok.extend(p for p, g in zip(positions, good.tolist()) if g)
+    return Outputs({k: torch.cat(v) for k, v in values.items()}, ok, errors)

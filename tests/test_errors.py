@@ -1,0 +1,23 @@
+"""src/errors.py: a value Hydra's override grammar cannot parse ends in one line and status 2, before Hydra runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from src.errors import check_overrides
+from src.search import hydra_argv
+
+
+def test_an_unquoted_path_hydra_cannot_parse_is_one_line_with_how_to_quote_it(capsys):
+    with pytest.raises(SystemExit) as stop:
+        check_overrides(["src.index", "action=build", "gallery=/data/my gallery(1)", "ckpt_path=a.ckpt"])
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: gallery=/data/my gallery(1): Hydra cannot parse this value")
+    assert "gallery='/data/my gallery(1)'" in lines[0]
+
+
+def test_what_hydra_parses_passes():
+    check_overrides(["src.train", "task=reid", "data.root=../shared/data/x", "-m", "seed=1,2", "--cfg", "job",
+                     "ckpt_path='/a b/c(1).ckpt'"])
+    check_overrides(hydra_argv(["src.search", "index=i", "query=q", "filter=upcolor=red,backpack=yes"]))

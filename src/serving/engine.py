@@ -147,6 +147,9 @@ class Engine:
     def embed(self, data: bytes) -> tuple[np.ndarray, dict[str, np.ndarray], Served]:
         """(embedding (1, D), per-head probabilities (1, classes)) of an uploaded image."""
         served = self.served
+        if not served.index.checkpoint:
+            raise GalleryIndexError(f"{served.index.folder.name} was built from embeddings with no checkpoint: search it by "
+                                    "description or by gallery id; a photo needs an index built by python -m src.index build")
         image = decode_upload(data, served.index.height, served.index.width, self.limits)
         net = served.network()
         with torch.inference_mode():

@@ -125,6 +125,8 @@ class Engine:
         served = Served(index, index.meta["generation"], index.probabilities)
         if previous is not None and previous.net is not None and previous.index.checkpoint_sha256 == index.checkpoint_sha256:
             served.net = previous.net
+        elif index.checkpoint and Path(index.checkpoint).is_file():
+            served.network()  # loaded now, not by the first photo query
         return served
 
     @property

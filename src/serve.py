@@ -58,7 +58,8 @@ def main(cfg: DictConfig) -> None:
     host = f"[{cfg.host}]" if ":" in str(cfg.host) else cfg.host
     print(f"serving {cfg.index} on http://{host}:{cfg.port}/ (API: /docs), {cfg.workers} worker(s)", flush=True)
     uvicorn.run("src.serving.app:app_from_environment", factory=True, host=str(cfg.host), port=int(cfg.port),
-                workers=int(cfg.workers), log_level=str(cfg.log_level))
+                workers=int(cfg.workers), log_level=str(cfg.log_level),
+                timeout_worker_healthcheck=int(cfg.worker_healthcheck_timeout))
 
 
 if __name__ == "__main__":

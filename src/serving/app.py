@@ -128,6 +128,7 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
         except Exception:  # noqa: BLE001 (a bug must not show a stack trace to the client; it is logged here)
             log.exception("request %s %s failed", request.method, request.url.path)
             return JSONResponse({"detail": "internal error (logged by the server)"}, status_code=500)
+        response.headers["X-Served-By"] = str(os.getpid())  # which worker answered (uvicorn --workers)
         if token is not None and request.query_params.get("token") == token and request.url.path == "/":
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response

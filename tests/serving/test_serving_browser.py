@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import uvicorn
 
 from src.serving.app import create_app
+from src.serving.launch import free_port
 from tests.conftest import ROOT
 from tests.serving.worlds import served_index  # noqa: F401
 
@@ -24,12 +24,6 @@ DOCS = ROOT / "docs"
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
                                 reason="no chromium installed (apt-get install -y chromium; .ci/run does)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

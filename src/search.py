@@ -1,5 +1,6 @@
 """Search a gallery index: ``python -m src.search index=FOLDER query=IMG_OR_DIR top_k=20 [filter="upcolor=red,backpack=yes"]
-[postprocess.rerank.enabled=true] [postprocess.query_expansion.enabled=true]``.
+[postprocess.rerank.enabled=true] [postprocess.query_expansion.enabled=true]``; without ``query``, ``filter`` is a
+description that ranks the whole gallery by its predicted attribute probabilities (``src/retrieval/describe.py``).
 
 Prints the ranked matches with their distances, and writes into the run folder ``search_results.csv`` (query, rank,
 gallery image, distance, the gallery image's predicted attributes), ``search.html`` (a self-contained report) and
@@ -17,10 +18,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import check_ranges
-from src.errors import check_overrides, one_line_errors
+from src.errors import ConfigError, check_overrides, one_line_errors
+from src.io.atomic import write_csv
+from src.retrieval.describe import describe_index, description_frame, format_description
 from src.retrieval.kinds import use_threads
 from src.retrieval.outputs import format_results, result_identities, write_search_outputs
-from src.retrieval.search import search
+from src.retrieval.search import check_request, search
+from src.retrieval.store import load_index
 from src.runtime import apply_threads
 
 
@@ -40,6 +44,8 @@ def hydra_argv(argv: list[str]) -> list[str]:
 def main(cfg: DictConfig) -> None:
     check_ranges(cfg)
     use_threads(apply_threads(cfg.get("torch_threads")))
+    if cfg.get("query") is None:  # search by description: rank the gallery by its predicted attributes
+        return describe_main(cfg)
     result = search(
         cfg.index, cfg.query, top_k=cfg.top_k, filter=cfg.get("filter"),
         postprocess=OmegaConf.to_container(cfg.postprocess), metric=cfg.get("metric"),
@@ -54,6 +60,18 @@ def main(cfg: DictConfig) -> None:
     grids = sum(k.startswith("grid:") for k in written)
     print(f"\nwrote {written['csv']}" + (f", {written['html']}" if "html" in written else "")
           + (f" and {grids} grid{'s' if grids != 1 else ''} in {Path(cfg.paths.output_dir) / 'grids'}" if grids else ""))
+
+
+def describe_main(cfg: DictConfig) -> None:
+    if not cfg.get("filter"):
+        raise ConfigError("pass query=IMG_OR_DIR to search by image, or a description filter=\"upcolor=red,gender=female\" "
+                          "(no query) to rank the gallery by its predicted attributes")
+    index = load_index(cfg.index)
+    check_request(index, cfg.get("kind"), cfg.get("height"), cfg.get("width"))
+    result = describe_index(index, cfg.filter, cfg.top_k)
+    print(format_description(result, index))
+    path = write_csv(Path(cfg.paths.output_dir) / "search_results.csv", description_frame(result, index))
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

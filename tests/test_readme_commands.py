@@ -48,6 +48,8 @@ EXPECTED_ERRORS = {
         r"error: .* is a flat index, asked for index.kind=hnsw; pass index.kind=flat to update it, reindex=true",
     'python -m src.search index=outputs/index/test-bec4ec1a query=syn/queries filter="colour=red"':
         r"error: unknown attribute 'colour' in the filter",
+    "python -m src.serve index=outputs/index/test-bec4ec1a host=0.0.0.0":
+        r"error: host=0.0.0.0 exposes the server beyond this machine; pass token=SECRET",
 }
 
 
@@ -255,8 +257,8 @@ def substitute(tokens: list[str], art: Artefacts, out: Path) -> list[str]:
 
 
 def tiny_overrides(entry: str, tokens: list[str]) -> list[str]:
-    if entry != "train":  # search and index have no data group
-        return [] if entry in ("search", "index") or any(t.startswith("data=market") for t in tokens) else SYNTHETIC_TINY
+    if entry != "train":  # search, index and serve have no data group
+        return [] if entry in ("search", "index", "serve") or any(t.startswith("data=market") for t in tokens) else SYNTHETIC_TINY
     data = [] if any(t.startswith(("data=market", "experiment=")) for t in tokens) else SYNTHETIC_TINY
     if any(t.startswith("data.unlabelled=") for t in tokens):  # one clustering round, before the second epoch
         rounds = ["trainer.max_epochs=2", "callbacks.pseudo_labels.start_epoch=1", "callbacks.pseudo_labels.min_samples=2"]
@@ -299,6 +301,8 @@ def test_readme_command_runs_at_tiny_scale(command, artefacts, tmp_path, capsys)
         return run_distributed(tokens, artefacts, tmp_path)
     entry = tokens[2].removeprefix("src.")
     arguments = tokens[3:]
+    if entry == "serve" and command not in EXPECTED_ERRORS:
+        return run_server(tokens, artefacts, tmp_path)
     if entry == "data.synthetic":
         result = subprocess_run(["-m", "src.data.synthetic", str(tmp_path / "synthetic"), "--num-train-ids", "12",
                                  "--num-test-ids", "4", "--seed", "0"], tmp_path)
@@ -362,6 +366,11 @@ def run_bench(tokens: list[str], art: Artefacts, tmp_path: Path) -> None:
         rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
         assert len(rows) == 1 + tokens.count("--run") and figure.is_file(), result.stdout  # header + one row per run
         return
+    if tokens[1] in ("bench/bench_description_search.py", "bench/bench_serve_load.py"):  # their own tiny data
+        result = subprocess_run([tokens[1], "--small"], ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "| description |" in result.stdout or "| photo 128x64 |" in result.stdout, result.stdout
+        return
     if tokens[1] == "bench/bench_pseudo_labels.py":
         grid = [t for t in tokens[2:] if t != "--ckpt" and not t.endswith(".ckpt")]
         result = subprocess_run([tokens[1], "--small", *grid], ROOT)
@@ -375,6 +384,29 @@ def run_bench(tokens: list[str], art: Artefacts, tmp_path: Path) -> None:
     result = subprocess_run(argv, ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "|" in result.stdout
+
+
+def run_server(tokens: list[str], art: Artefacts, tmp_path: Path) -> None:
+    """``python -m src.serve``: started as the README writes it, on 127.0.0.1 whatever ``host`` says (the test never
+    opens this machine to others) and a free port; one worker (two are tested in tests/serving/); ``token=TOKEN``
+    becomes a random token that requests must then carry. It must answer the page and a search, then stop."""
+    import secrets
+
+    import httpx
+
+    from src.serving.launch import running_server
+
+    token = secrets.token_urlsafe(18)
+    values = {"index": art.index_dir, "host": "127.0.0.1", "workers": 1, "token": token}
+    arguments = [f"{key}={values.get(key, value)}" for key, _, value in
+                 (t.partition("=") for t in optional_groups(tokens[3:])) if key != "port"]
+    headers = {"Authorization": f"Bearer {token}"} if any(a.startswith("token=") for a in arguments) else {}
+    with running_server(arguments, tmp_path / "server.log", headers=headers) as (url, _):
+        assert "static/app.js" in httpx.get(f"{url}/", headers=headers).text
+        answer = httpx.get(f"{url}/api/search/description", params={"description": "gender=female"}, headers=headers)
+        assert answer.status_code == 200 and answer.json()["matches"], answer.text
+        if headers:
+            assert httpx.get(f"{url}/api/info").status_code == 401
 
 
 # ------------------------------------------------------------------------------------------------ multi-process

@@ -1,0 +1,66 @@
+"""The person-search app: ``python -m src.serve index=FOLDER [port=8000] [workers=1] [host=127.0.0.1] [token=SECRET]``.
+
+Serves a page (query by photo or drag-and-drop, attribute filters, browsing by description, click a result to
+search from it, re-ranking toggle, per-query timing) and a JSON API documented at ``/docs`` over one index folder
+(``python -m src.index build``). It binds 127.0.0.1; another address needs ``token=`` (or ``$MPR_SERVE_TOKEN``),
+which every request must then carry. ``workers=N`` starts N uvicorn processes on the same folder; each picks up a
+new index generation when a build commits one. The app is ``src.serving.app``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+
+import hydra
+import uvicorn
+from omegaconf import DictConfig
+
+from src.errors import ConfigError, one_line_errors
+from src.retrieval.store import load_index
+from src.serving.app import CONFIG_ENV
+
+LOOPBACK_NAMES = {"localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def app_config(cfg: DictConfig) -> dict:
+    """create_app's arguments from the config; refuses a non-loopback address without a token."""
+    token = cfg.get("token") or os.environ.get("MPR_SERVE_TOKEN") or None
+    if not is_loopback(str(cfg.host)) and not token:
+        raise ConfigError(f"host={cfg.host} exposes the server beyond this machine; pass token=SECRET (or set "
+                          "MPR_SERVE_TOKEN), which every request must then carry, or keep host=127.0.0.1")
+    if token is not None and len(str(token)) < 16:
+        raise ConfigError("token: use at least 16 characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
+    for key in ("workers", "max_upload_bytes", "max_pixels", "max_top_k", "torch_threads"):
+        if int(cfg[key]) < 1:
+            raise ConfigError(f"{key}={cfg[key]}: expected an integer >= 1")
+    load_index(cfg.index)  # a missing or broken index is an error now, not in every worker
+    return {"index": os.path.abspath(cfg.index), "token": None if token is None else str(token),
+            "limits": {"max_upload_bytes": int(cfg.max_upload_bytes), "max_pixels": int(cfg.max_pixels),
+                       "max_top_k": int(cfg.max_top_k)},
+            "reload_every": float(cfg.reload_every), "torch_threads": int(cfg.torch_threads)}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
+@one_line_errors
+def main(cfg: DictConfig) -> None:
+    os.environ[CONFIG_ENV] = json.dumps(app_config(cfg))
+    host = f"[{cfg.host}]" if ":" in str(cfg.host) else cfg.host
+    print(f"serving {cfg.index} on http://{host}:{cfg.port}/ (API: /docs), {cfg.workers} worker(s)", flush=True)
+    uvicorn.run("src.serving.app:app_from_environment", factory=True, host=str(cfg.host), port=int(cfg.port),
+                workers=int(cfg.workers), log_level=str(cfg.log_level),
+                timeout_worker_healthcheck=int(cfg.worker_healthcheck_timeout))
+
+
+if __name__ == "__main__":
+    main()

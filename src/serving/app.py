@@ -1,0 +1,227 @@
+"""The person-search app: a FastAPI application over one index folder (``src.serving.engine``) serving a plain
+HTML/JS page (``static/``, no build step) and a JSON API documented at ``/docs`` (OpenAPI).
+
+Safe by default: ``src.serve`` binds 127.0.0.1 and refuses another address without a token; with a token every
+request must carry it (``Authorization: Bearer TOKEN``, ``?token=TOKEN``, or the cookie the page sets when opened
+with ``?token=``). Uploads are capped in bytes (checked on ``Content-Length`` before the body is read) and pixels;
+a bad request gets a 4xx with a message naming the problem, never a stack trace. Gallery images are served by
+index id only.
+"""
+
+import json
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from src.data.attributes import HEADS
+from src.errors import KnownError
+from src.serving.engine import Engine, Limits, Served, UploadError, predicted
+
+STATIC = Path(__file__).parent / "static"
+TOKEN_COOKIE = "mpr_token"
+CONFIG_ENV = "MPR_SERVE_CONFIG"  # JSON of create_app's arguments, for uvicorn --workers (each worker builds its app)
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small form fields beside the file
+log = logging.getLogger(__name__)
+
+
+class Match(BaseModel):
+    rank: int
+    id: int
+    name: str
+    distance: float | None = None  # image queries: the index metric's distance (smaller is closer)
+    score: float | None = None  # description queries: product of the described probabilities (larger is better)
+    camera: int | None
+    attributes: dict[str, str]
+    image: str
+
+
+class SearchResponse(BaseModel):
+    kind: str  # image | id | description
+    query: dict
+    filter: str | None
+    rerank: bool
+    gallery_size: int
+    passing: int
+    generation: str
+    matches: list[Match]
+    timing_ms: dict[str, float]
+
+
+class Info(BaseModel):
+    folder: str
+    images: int
+    kind: str
+    metric: str
+    height: int
+    width: int
+    generation: str
+    searchable_by_image: bool
+    attributes: dict[str, list[str]]
+    limits: dict[str, int]
+
+
+def _matches(served: Served, matches: list[tuple[int, float]], field: str) -> list[Match]:
+    index = served.index
+    if not matches:
+        return []
+    rows = [r for r, _ in matches]
+    table = index.records.iloc[rows]
+    out = []
+    for rank, ((row, value), (_, record)) in enumerate(zip(matches, table.iterrows()), start=1):
+        camera = record["camera"]
+        out.append(Match(rank=rank, id=int(index.ids[row]), name=str(record["name"]), **{field: value},
+                         camera=None if pd.isna(camera) else int(camera),
+                         attributes={h.name: str(record[h.name]) for h in HEADS}, image=f"api/images/{int(index.ids[row])}"))
+    return out
+
+
+def _response(kind: str, result: dict, query: dict, filter, rerank: bool, started: float, field: str = "distance"
+              ) -> SearchResponse:
+    served = result["served"]
+    timing = {k: round(1000 * v, 2) for k, v in result["timing"].items()}
+    timing["total"] = round(1000 * (time.perf_counter() - started), 2)
+    return SearchResponse(kind=kind, query=query, filter=filter or None, rerank=rerank, gallery_size=len(served.index),
+                          passing=result["passing"], generation=served.generation,
+                          matches=_matches(served, result["matches"], field), timing_ms=timing)
+
+
+def create_app(index: str | Path, token: str | None = None, limits: Limits | dict | None = None,
+               reload_every: float = 1.0) -> FastAPI:
+    """The app over the index folder ``index``; ``token``: required on every request when set."""
+    limits = Limits(**limits) if isinstance(limits, dict) else limits or Limits()
+    engine = Engine(index, limits, reload_every)
+    app = FastAPI(title="market-par-reid person search",
+                  description="Search a gallery index by photo or by description (predicted attributes). "
+                              "Gallery images are served by index id only.", version="1")
+    app.state.engine = engine
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if token is not None:
+            given = (request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+                     or request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE) or "")
+            if not secrets.compare_digest(given.encode(), token.encode()):
+                return JSONResponse({"detail": "missing or wrong token: send Authorization: Bearer TOKEN "
+                                               "(or open the page with ?token=TOKEN)"}, status_code=401)
+        if request.method == "POST":
+            length = request.headers.get("content-length")
+            if length is None:
+                return JSONResponse({"detail": "Content-Length required for uploads"}, status_code=411)
+            if not length.isdigit():
+                return JSONResponse({"detail": f"Content-Length {length!r} is not a number of bytes"}, status_code=400)
+            if int(length) > limits.max_upload_bytes + FORM_OVERHEAD:
+                return JSONResponse({"detail": f"request of {length} bytes is over the upload limit of "
+                                               f"{limits.max_upload_bytes} bytes"}, status_code=413)
+        try:
+            response = await call_next(request)
+        except Exception:  # noqa: BLE001 (a bug must not show a stack trace to the client; it is logged here)
+            log.exception("request %s %s failed", request.method, request.url.path)
+            return JSONResponse({"detail": "internal error (logged by the server)"}, status_code=500)
+        response.headers["X-Served-By"] = str(os.getpid())  # which worker answered (uvicorn --workers)
+        if token is not None and request.query_params.get("token") == token and request.url.path == "/":
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    @app.exception_handler(UploadError)
+    async def bad_upload(request: Request, err: UploadError):
+        return JSONResponse({"detail": str(err)}, status_code=err.status)
+
+    @app.exception_handler(KnownError)
+    async def known(request: Request, err: KnownError):
+        return JSONResponse({"detail": str(err)}, status_code=400)
+
+    @app.exception_handler(KeyError)
+    async def missing(request: Request, err: KeyError):
+        return JSONResponse({"detail": str(err.args[0]) if err.args else "not found"}, status_code=404)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in err.errors())
+        return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=422)
+
+    TopK = Annotated[int, Query(ge=1, le=limits.max_top_k, description="results to return")]
+    Filter = Annotated[str | None, Query(max_length=500, description='predicted attributes, e.g. "upcolor=red,backpack=yes"')]
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/info", response_model=Info, summary="The served index: size, kind, input size, attribute values")
+    def info() -> Info:
+        served = engine.served
+        index = served.index
+        return Info(folder=str(index.folder.name), images=len(index), kind=index.kind, metric=index.metric,
+                    height=index.height, width=index.width, generation=served.generation,
+                    searchable_by_image=bool(index.checkpoint), attributes={h.name: list(h.classes) for h in HEADS},
+                    limits={"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
+                            "max_top_k": limits.max_top_k})
+
+    @app.post("/api/search/image", response_model=SearchResponse, summary="Search by an uploaded photo",
+              responses={400: {"description": "empty, truncated or undecodable image; bad filter"},
+                         413: {"description": "upload over the byte or pixel limit"}, 415: {"description": "not an image"}})
+    async def search_image(file: Annotated[UploadFile, File(description="the query photo")],
+                           top_k: Annotated[int, Form(ge=1, le=limits.max_top_k)] = 20,
+                           filter: Annotated[str | None, Form(max_length=500)] = None,
+                           rerank: Annotated[bool, Form()] = False) -> SearchResponse:
+        started = time.perf_counter()
+        data = await file.read(limits.max_upload_bytes + 1)
+        result = await run_in_threadpool(engine.search_upload, data, top_k, filter, rerank)
+        return _response("image", result, result["query"], filter, rerank, started)
+
+    @app.get("/api/search/id/{image_id}", response_model=SearchResponse, summary="Search from a gallery image (by id)")
+    def search_id(image_id: int, top_k: TopK = 20, filter: Filter = None, rerank: bool = False) -> SearchResponse:
+        started = time.perf_counter()
+        served = engine.served
+        row = engine.row_of_id(served, image_id)
+        result = engine.search_row(row, top_k, filter, rerank, served)
+        return _response("id", result, {"id": image_id, "name": str(served.index.names[row])}, filter, rerank, started)
+
+    @app.get("/api/search/description", response_model=SearchResponse,
+             summary="Search by description: rank the gallery by its predicted attribute probabilities")
+    def search_description(description: Annotated[str, Query(min_length=1, max_length=500,
+                                                             description='e.g. "upcolor=red,backpack=yes,gender=female"')],
+                           top_k: TopK = 20, filter: Filter = None) -> SearchResponse:
+        started = time.perf_counter()
+        result = engine.search_description(description, top_k, filter)
+        return _response("description", result, {"description": result["description"]}, filter, False, started, "score")
+
+    @app.post("/api/attributes", summary="Predicted attributes of an uploaded photo",
+              responses={400: {"description": "empty, truncated or undecodable image"},
+                         413: {"description": "upload over the byte or pixel limit"}, 415: {"description": "not an image"}})
+    async def attributes(file: Annotated[UploadFile, File(description="a photo of a person")]) -> dict:
+        started = time.perf_counter()
+        data = await file.read(limits.max_upload_bytes + 1)
+        _, probabilities, _ = await run_in_threadpool(engine.embed, data)
+        return {"attributes": predicted(probabilities), "timing_ms": {"total": round(1000 * (time.perf_counter() - started), 2)}}
+
+    @app.get("/api/images/{image_id}", summary="A gallery image by its index id (never by path)",
+             responses={404: {"description": "no such id"}})
+    def image(image_id: int):
+        return FileResponse(engine.image_path(image_id), headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return RedirectResponse("static/favicon.svg")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app as ``src.serve`` configured it (``MPR_SERVE_CONFIG``): the factory each uvicorn worker calls."""
+    config = json.loads(os.environ[CONFIG_ENV])
+    import torch
+
+    torch.set_num_threads(int(config.pop("torch_threads", 1)))
+    return create_app(**config)

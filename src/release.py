@@ -154,8 +154,8 @@ def release(cfg: DictConfig) -> dict:
     entry = {
         "sha256": file_digest(out), "bytes": out.stat().st_size, "dtype": cfg.dtype, "kind": contract.kind,
         "contract": contract.as_dict(),
-        "training": {"command": cfg.training_command, "commit": cfg.training_commit,
-                     "identities": {k: (contract.split or {}).get(k) for k in ("val_ratio", "split_seed", "num_train_ids", "num_val_ids")},
+        "training": {"command": str(cfg.training_command), "commit": str(cfg.training_commit),
+                     "identities": {k: (contract.split or {}).get(k) for k in ("val_ratio", "split_seed", "num_val_ids", "val_ids_sha256")},
                      "source_checkpoint": Path(cfg.ckpt_path).name, "epoch": checkpoint.get("epoch"),
                      "schedule_followed": followed_schedule(checkpoint)},
         "val": {k: round(float(v), 6) if isinstance(v, float) else v for k, v in val.items()},

@@ -8,6 +8,8 @@ default of today's torch; it needs ``onnxscript``), not the deprecated TorchScri
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 import hydra
@@ -56,13 +58,28 @@ def export_onnx(ckpt_path: str | Path, output: str | Path, height: int | None = 
     graph = ExportGraph(net, contract.embeds).eval()
     example = torch.rand(2, 3, height, width)
     output = Path(output)
-    with atomic_path(output) as tmp:
+    with atomic_path(output) as tmp, _quiet_exporter_passes():
         torch.onnx.export(
             graph, (example,), str(tmp), dynamo=True, opset_version=opset, input_names=["images"],
             output_names=graph.output_names, dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
             external_data=False, verbose=False,  # one self-contained file: the weights inside (networks here are < 2 GB)
         )
     return output
+
+
+@contextlib.contextmanager
+def _quiet_exporter_passes():
+    """The exporter's graph passes (onnxscript, onnx_ir) log every node they fold or rename at INFO, which an entry
+    point's logging (Hydra: INFO to the console) would print by the hundred; their warnings still show."""
+    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 class ParityError(KnownError, RuntimeError):

@@ -6,19 +6,19 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from src.data.datasets import ImageDataset
 from src.data.records import ImageRecord, file_digest
 from src.errors import ConfigError
 from src.models.loading import CheckpointError, load_contract, load_network
+from src.progress import with_progress
 
 
 @torch.no_grad()
 def map_batches(function, loader, desc: str) -> torch.Tensor:
     """``function(images)`` (channels_last) over every batch of ``loader``, concatenated; with a progress bar."""
     return torch.cat([function(batch["image"].contiguous(memory_format=torch.channels_last))
-                      for batch in tqdm(loader, desc=desc, unit="batch")])
+                      for batch in with_progress(loader, desc)])
 
 
 def embed_records(net, records: list[ImageRecord], height: int, width: int, batch_size: int = 256,
@@ -53,7 +53,7 @@ def classify_loader(net, loader, flip_test: bool = True, embeds: bool = False, d
                     ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
     """Over a loader -> (embeddings (N, D) of re-ID nets else None, attribute probabilities per head)."""
     embeddings, probabilities = [], {}
-    for batch in tqdm(loader, desc=desc, unit="batch"):
+    for batch in with_progress(loader, desc):
         embedding, logits = attribute_logits(net, batch["image"], flip_test, embeds)
         if embedding is not None:
             embeddings.append(embedding)

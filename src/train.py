@@ -30,11 +30,22 @@ def write_test_outputs(ckpt_path: str, datamodule, output_dir: Path, reid: bool)
                    skip_corrupt=datamodule.skip_corrupt)
     gallery = datamodule.source.gallery()
     queries = datamodule.source.queries() if reid else []
+    announce_test_outputs(gallery, queries)
     if queries:
         path = predict_reid(ckpt_path, queries, gallery, output_dir, **options)
         log.info("re-ID matches written to %s", path)
     else:
         log.info("attribute predictions written to %s", predict_attributes(ckpt_path, gallery, output_dir, **options))
+
+
+def announce_test_outputs(gallery: list, queries: list) -> None:
+    """Say, before it starts, what the end-of-run work is, how big, and how to skip it (the time left is logged
+    after its first batches, by src.progress)."""
+    folders = [f"{len(records):,} in {Path(records[0].path).parent.name}/" for records in (gallery, queries) if records]
+    files = "reid_test.txt and classification_test.csv" if queries else "classification_test.csv"
+    log.info("end of run: predicting the %s unlabelled images (%s) with the best checkpoint for %s; this can take "
+             "minutes on a CPU (an estimate follows the first batches); predict_test=false skips it",
+             f"{len(gallery) + len(queries):,}", ", ".join(folders) or "none", files)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -76,14 +78,21 @@ def test_compiled_inference_matches_eager(tmp_path):
 def test_export_checks_parity_and_refuses_a_differing_graph(tmp_path, monkeypatch):
     import src.export
     from src.export import ParityError, export_checked
+    from tests.retrieval.worlds import TINY_NET
 
     ckpt = tmp_path / "attributes.ckpt"
-    save_attribute_checkpoint(ckpt)
+    save_attribute_checkpoint(ckpt, TINY_NET)  # the check's logic; the full networks' parity is tested above
     path, difference = export_checked(ckpt, tmp_path / "ok.onnx", 64, 32)
     assert path.is_file() and 0.0 <= difference <= 1e-4
-    assert export_checked(ckpt, tmp_path / "unchecked.onnx", 64, 32, check=False)[1] is None
 
+    # the same graph again (copied: exporting it anew would only cost time), unchecked and then differing
+    import shutil
+
+    monkeypatch.setattr(src.export, "export_onnx", lambda ckpt_path, output, *args: shutil.copy(path, output) and Path(output))
     real = src.export.onnx_parity
+    monkeypatch.setattr(src.export, "onnx_parity", lambda *args, **kwargs: pytest.fail("check=false ran the check"))
+    assert export_checked(ckpt, tmp_path / "unchecked.onnx", 64, 32, check=False) == (tmp_path / "unchecked.onnx", None)
+    assert (tmp_path / "unchecked.onnx").is_file()
     monkeypatch.setattr(src.export, "onnx_parity", lambda *args, **kwargs: real(*args, **kwargs) + 1.0)
     with pytest.raises(ParityError, match=r"bad.onnx: onnxruntime differs from torch by 1\.0"):
         export_checked(ckpt, tmp_path / "bad.onnx", 64, 32)

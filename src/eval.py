@@ -9,6 +9,7 @@ everything else (the same protocol as validation).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from src.inference import classify_loader, ensemble_members, ensemble_probabilit
 from src.io.atomic import atomic_path, write_json
 from src.metrics.consensus import neighbour_consensus
 from src.metrics.postprocess import retrieval_distances
-from src.metrics.rank import evaluate_rank
+from src.metrics.rank import evaluate_rank, query_rank_lists
 from src.models.loading import Contract, load_network
 from src.runtime import apply_threads
 
@@ -110,6 +111,9 @@ def evaluate(cfg: DictConfig) -> dict:
     flip_test, consensus_k = bool(options.get("flip_test", True)), int(options.get("consensus_k", 0))
     if consensus_k and not contract.embeds:
         raise ValueError(f"{cfg.ckpt_path}: attributes.consensus_k needs re-ID embeddings (a task=reid or reid_strong checkpoint)")
+    if consensus_k >= len(records):  # checked before any image is decoded
+        raise ConfigError(f"attributes.consensus_k={consensus_k}: needs more images than the {len(records)} of the "
+                          f"evaluated split (split={split}); use a smaller k")
     members = ensemble_members(options.get("ensemble"))
     with_main = bool(options.get("ensemble_with_main", True))
     embeddings, probabilities = network_outputs(cfg, net, contract, records, datamodule, flip_test)
@@ -135,8 +139,48 @@ def evaluate(cfg: DictConfig) -> dict:
         result.update({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rank.items()})
         result.update(num_queries=len(query), num_gallery=len(gallery), metric=metric,
                       postprocess=OmegaConf.to_container(cfg.get("postprocess") or {}))
+        result["files"] = write_rankings(Path(cfg.paths.output_dir), cfg.get("outputs") or {}, records, query, gallery,
+                                         distmat, rank["cmc"], result)
     write_json(Path(cfg.paths.output_dir) / "eval_metrics.json", result)
     return result
+
+
+def write_rankings(output_dir: Path, options, records: list, query, gallery, distmat, cmc, result: dict) -> list[str]:
+    """What a re-ID user looks at besides the scores: ``rankings.csv`` (each query's top-k valid gallery images:
+    query, rank, gallery, distance, same identity), ``rank_lists.png`` (the best and worst queries by AP, drawn as
+    in a training run) and, when asked, ``distmat.npy`` with its row and column names."""
+    import pandas as pd
+
+    from src.callbacks.rank_lists import rank_rows, select_queries
+    from src.io.atomic import write_csv, write_text
+    from src.io.visual import rank_figure, save_png
+
+    top_k, drawn = int(options.get("top_k", 10)), int(options.get("rank_lists", 3))
+    pids, camids = np.array([r.pid for r in records]), np.array([r.camid for r in records])
+    retrieval = {"distmat": distmat, "q_pids": pids[query], "g_pids": pids[gallery], "q_camids": camids[query],
+                 "g_camids": camids[gallery], "cmc": cmc, "q_index": np.asarray(query), "g_index": np.asarray(gallery)}
+    chosen = select_queries(retrieval, drawn, top_k) if drawn else None
+    aps, _, lists = query_rank_lists(distmat, pids[query], pids[gallery], camids[query], camids[gallery], top_k)
+    distances = np.asarray(distmat)
+    rows = [{"query": str(records[query[q]].path), "rank": rank, "gallery": str(records[gallery[g]].path),
+             "distance": float(distances[q, g]), "same_identity": bool(pids[gallery[g]] == pids[query[q]]),
+             "query_ap": float(aps[q])}
+            for q, ranked in enumerate(lists) for rank, g in enumerate(ranked, start=1)]
+    files = [str(write_csv(output_dir / "rankings.csv", pd.DataFrame(rows, columns=[
+        "query", "rank", "gallery", "distance", "same_identity", "query_ap"])))]
+    if chosen and chosen["rows"]:
+        title = (f"{result['split']} split, mAP {100 * result['mAP']:.2f}%: the {len(chosen['rows']) // 2} best and worst "
+                 "queries by AP\n(green: same identity, red: another; the query's identity on its own camera is left out)")
+        files.append(str(save_png(output_dir / "rank_lists.png", rank_figure(rank_rows(chosen["rows"], records, top_k),
+                                                                              per_line=top_k, title=title))))
+    if options.get("distmat"):
+        with atomic_path(output_dir / "distmat.npy") as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, distances.astype(np.float32))
+        files.append(str(output_dir / "distmat.npy"))
+        names = {"queries": [str(records[i].path) for i in query], "gallery": [str(records[i].path) for i in gallery]}
+        files.append(str(write_text(output_dir / "distmat_names.json", json.dumps(names, indent=1) + "\n")))
+    return files
 
 
 def ensemble_note(options: dict) -> str:

@@ -52,6 +52,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured task; returns the final metrics (floats). Outputs land in cfg.paths.output_dir."""
     quiet_library_noise()
     check_ranges(cfg)
+    datamodule: pl.LightningDataModule = instantiate(cfg.data)
+    if cfg.get("predict_test"):  # a missing end-of-run folder fails now, before the run folder or any training
+        datamodule.source.check_unlabelled()
     output_dir = Path(cfg.paths.output_dir)
     lock = run_folder.claim(output_dir, cfg.get("ckpt_path"), cfg.get("overwrite", False)) if run_folder.is_rank_zero() else None
     ckpt_path = run_folder.resolve_resume(output_dir, cfg.get("ckpt_path"))
@@ -61,7 +64,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if threads:
         log.info("%d torch thread%s (torch_threads=%s)", threads, "s" * (threads > 1), cfg.get("torch_threads"))
 
-    datamodule: pl.LightningDataModule = instantiate(cfg.data)
     model: pl.LightningModule = instantiate(cfg.model, _recursive_=False)
     callbacks = instantiate_all(cfg.get("callbacks"))
     loggers = instantiate_all(cfg.get("logger"))

@@ -45,3 +45,14 @@ def make_cfg(tmp_path, cache_dir):
         return compose_config(config_name, overrides, tmp_path / "run", cache_dir)
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def tiny_strong_ckpt(tmp_path_factory, cache_dir) -> Path:
+    """A 1-epoch (2-batch) strong re-ID + attribute model on the small synthetic data, trained once per session."""
+    from src.train import train
+
+    root = tmp_path_factory.mktemp("tiny_strong")
+    train(compose_config("train", ["task=reid_strong", *SMALL_DATA, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                                   "predict_test=false"], root / "run", cache_dir))
+    return root / "run" / "checkpoints" / "last.ckpt"

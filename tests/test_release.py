@@ -12,26 +12,21 @@ import torch
 from src.config import compose_config
 from src.models.loading import CheckpointError, load_network, read_checkpoint
 from src.release import release
-from src.train import train
-from tests.conftest import SMALL_DATA
 
 SYNTHETIC = ["data.source.num_train_ids=24", "data.source.num_test_ids=6", "data.num_workers=0"]
 
 
 @pytest.fixture(scope="module")
-def released(tmp_path_factory, cache_dir) -> tuple[Path, Path, dict]:
+def released(tmp_path_factory, cache_dir, tiny_strong_ckpt) -> tuple[Path, Path, dict]:
     """(training checkpoint, released file, its manifest entry) of a 1-epoch strong model on synthetic data."""
     root = tmp_path_factory.mktemp("release")
-    cfg = compose_config("train", ["task=reid_strong", *SMALL_DATA, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                                   "predict_test=false"], root / "run", cache_dir)
-    train(cfg)
-    ckpt = root / "run" / "checkpoints" / "last.ckpt"
-    cfg = compose_config("release", [f"ckpt_path={ckpt}", "name=tiny_strong.pt", "dtype=int8", f"weights_dir={root / 'weights'}",
+    cfg = compose_config("release", [f"ckpt_path={tiny_strong_ckpt}", "name=tiny_strong.pt", "dtype=int8",
+                                     f"weights_dir={root / 'weights'}",
                                      "training_command='python -m src.train task=reid_strong'", "training_commit=0000000",
                                      "evaluate.data=synthetic", "evaluate.overrides=[" + ",".join(f"'{o}'" for o in SYNTHETIC) + "]",
                                      "torch_threads=1"], root / "release_run", cache_dir)
     entry = release(cfg)
-    return ckpt, root / "weights" / "tiny_strong.pt", entry
+    return tiny_strong_ckpt, root / "weights" / "tiny_strong.pt", entry
 
 
 def test_released_file_is_float16_with_the_full_contract_and_its_manifest_entry(released):

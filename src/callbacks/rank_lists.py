@@ -88,14 +88,19 @@ class RankLists(pl.Callback):
 
     def rows(self, records) -> list[RankRow]:
         """Rank rows (thumbnails) of the kept best and worst queries; ``records``: the datamodule's val_records."""
-        rows = []
-        for row in (self.best or {}).get("rows", []):
-            record = records[row["query"]]
-            query = Tile(thumbnail(record.path), "query", f"id {record.pid} cam {record.camid}")
-            tiles = []
-            for rank, (index, distance, same) in enumerate(row["matches"], start=1):
-                match = records[index]
-                tiles.append(Tile(thumbnail(match.path), f"#{rank} {distance:.3f}", f"id {match.pid} cam {match.camid}", same))
-            label = f"{row['kind']}: AP {row['ap']:.2f}" + (f"\n1st match #{row['first']}" if row["first"] > self.top_k else "")
-            rows.append(RankRow(query, tiles, label))
-        return rows
+        return rank_rows((self.best or {}).get("rows", []), records, self.top_k)
+
+
+def rank_rows(selected: list[dict], records, top_k: int) -> list[RankRow]:
+    """Thumbnail rows of ``select_queries`` rows, whose indices point into ``records``."""
+    rows = []
+    for row in selected:
+        record = records[row["query"]]
+        query = Tile(thumbnail(record.path), "query", f"id {record.pid} cam {record.camid}")
+        tiles = []
+        for rank, (index, distance, same) in enumerate(row["matches"], start=1):
+            match = records[index]
+            tiles.append(Tile(thumbnail(match.path), f"#{rank} {distance:.3f}", f"id {match.pid} cam {match.camid}", same))
+        label = f"{row['kind']}: AP {row['ap']:.2f}" + (f"\n1st match #{row['first']}" if row["first"] > top_k else "")
+        rows.append(RankRow(query, tiles, label))
+    return rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
@@ -15,6 +17,23 @@ from src.data.splits import query_gallery_split, split_by_identity, split_contra
 from src.data.transforms import build_transform
 from src.data.triplets import TripletDataset
 from src.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def progressive_sizes(steps, height: int, width: int) -> list[tuple[float, int, int]]:
+    """``data.progressive`` ([{at: fraction of the budget, height, width}, ...]) -> [(at, height, width)] starting with
+    (0, data.height, data.width); fractions in (0, 1) and increasing."""
+    sizes = [(0.0, int(height), int(width))]
+    for step in steps or ():
+        step = dict(step)
+        if set(step) != {"at", "height", "width"} or not 0 < float(step["at"]) < 1 or float(step["at"]) <= sizes[-1][0]:
+            raise ConfigError(f"data.progressive entry {step}: expected {{at: F, height: H, width: W}} with 0 < at < 1, "
+                              "the entries in increasing order of at")
+        if int(step["height"]) < 16 or int(step["width"]) < 16:
+            raise ConfigError(f"data.progressive entry {step}: height and width must be >= 16 pixels")
+        sizes.append((float(step["at"]), int(step["height"]), int(step["width"])))
+    return sizes
 
 
 class MarketDataModule(pl.LightningDataModule):
@@ -45,6 +64,7 @@ class MarketDataModule(pl.LightningDataModule):
         seed: int = 0,
         unlabelled: list[str] | None = None,
         max_pseudo_identities: int = 2000,
+        progressive: list | None = None,
     ):
         super().__init__()
         self.root = root
@@ -62,6 +82,9 @@ class MarketDataModule(pl.LightningDataModule):
         self.seed = seed
         self.unlabelled_folders = list(unlabelled or [])
         self.max_pseudo_identities = max_pseudo_identities
+        self.progressive = progressive_sizes(progressive, height, width)
+        if len(self.progressive) > 1 and self.unlabelled_folders:
+            raise ConfigError("data.progressive with data.unlabelled: pseudo-label rounds keep one input size; use one of them")
         self.pseudo: PseudoLabels | None = None  # unlabelled images and their current cluster ids
         self.pid_to_label: dict[int, int] = {}
         self.train_records: list[ImageRecord] = []
@@ -75,6 +98,8 @@ class MarketDataModule(pl.LightningDataModule):
         return self._source
 
     def setup(self, stage: str | None = None) -> None:
+        if len(self.progressive) > 1 and self.trainer is not None:
+            self.trainer.reload_dataloaders_every_n_epochs = 1  # each epoch's loaders at the size its progress asks
         if self.train_records:
             return
         records = self.source.labelled()
@@ -93,8 +118,40 @@ class MarketDataModule(pl.LightningDataModule):
         self._build_train_set()
         self.val_set = ImageDataset(self.val_records, self.height, self.width, None, self._cache(self.val_records, "val"))
 
+    def size_at(self, progress: float) -> tuple[int, int]:
+        """The input size for a point of the budget (``data.progressive``)."""
+        return next((h, w) for at, h, w in reversed(self.progressive) if progress >= at)
+
+    def resize(self, height: int, width: int) -> None:
+        """Train and validate at another input size from now on (progressive resolution): images decoded anew."""
+        if (height, width) == (self.height, self.width):
+            return
+        self.height, self.width = height, width
+        if self.train_records:
+            self.train_cache = self._cache(self.train_records, f"train at {height}x{width}")
+            self._build_train_set()
+            self.val_set = ImageDataset(self.val_records, height, width, None, self._cache(self.val_records, f"val at {height}x{width}"))
+
+    def _follow_progressive_schedule(self) -> None:
+        if len(self.progressive) < 2 or self.trainer is None:
+            return
+        from src.models.schedules import budget_progress
+
+        size = self.size_at(budget_progress(self.trainer))
+        if size != (self.height, self.width):
+            log.info("progressive resolution: %dx%d from epoch %d", *size, self.trainer.current_epoch)
+            self.resize(*size)
+
     def _cache(self, records: list[ImageRecord], name: str) -> torch.Tensor | None:
-        return preload(records, self.height, self.width, self.num_workers, f"decoding {name}") if self.preload else None
+        if not self.preload or (name.startswith("train") and self._few_train_batches()):
+            return None
+        return preload(records, self.height, self.width, self.num_workers, f"decoding {name}")
+
+    def _few_train_batches(self) -> bool:
+        """``trainer.limit_train_batches`` set to a count or a fraction: decode the training images when a batch
+        needs them instead of all of them first (a quick try on the course data would decode 8,000 images)."""
+        limit = getattr(self.trainer, "limit_train_batches", None) if self.trainer is not None else None
+        return limit is not None and (isinstance(limit, int) or limit < 1.0)
 
     def _build_train_set(self) -> None:
         """The labelled training images, plus the unlabelled ones that the current pseudo-labels put in a cluster."""
@@ -148,6 +205,8 @@ class MarketDataModule(pl.LightningDataModule):
         """Resuming: the run must continue on the split and input size it started with."""
         if not state:
             return
+        if (state.get("height"), state.get("width")) in [(h, w) for _, h, w in self.progressive]:
+            self.resize(state["height"], state["width"])  # resumed after a progressive-resolution switch
         mine = self.state_dict()
         for key in ("height", "width"):
             if state.get(key) != getattr(self, key):
@@ -184,6 +243,7 @@ class MarketDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        self._follow_progressive_schedule()
         if self.triplets:  # the report's stage 2: index triplets, images only for the uncached path
             dataset = TripletDataset(self.train_records, self.train_set if self.triplet_images else None)
             return self._loader(dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size)

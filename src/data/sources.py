@@ -55,6 +55,12 @@ class CourseSource:
         """The query images; none when the folder has no ``queries/`` (it is optional in this layout)."""
         return unlabelled_records(self.root / "queries") if (self.root / "queries").is_dir() else []
 
+    def check_unlabelled(self) -> None:
+        """Before training: the end-of-run predictions need ``test/`` (``queries/`` is optional)."""
+        if not (self.root / "test").is_dir():
+            raise DataError(f"{self.root / 'test'}: folder not found; the end-of-run predictions for the unlabelled "
+                            "gallery read it (add it, or pass predict_test=false to skip them)")
+
 
 class StandardSource:
     """Market-1501-v15.09.15 with Lin et al.'s attributes: pid -1 (junk) dropped, pid 0 (distractors) kept unlabelled."""
@@ -86,6 +92,9 @@ class StandardSource:
 
     def gallery(self) -> list[ImageRecord]:
         return self._test_records("bounding_box_test")
+
+    def check_unlabelled(self) -> None:
+        """Before training: the gallery and query folders are layout markers, checked when the source is built."""
 
     def queries(self) -> list[ImageRecord]:
         return self._test_records("query")

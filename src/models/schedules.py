@@ -42,8 +42,9 @@ def budget_progress(trainer) -> float:
         elapsed = clock.time_elapsed("train")
         fractions.append(elapsed / max(elapsed + remaining, 1e-9))
     batches = trainer.num_training_batches
-    if trainer.max_epochs and trainer.max_epochs > 0 and 0 < batches < float("inf"):
-        fractions.append(trainer.global_step / (trainer.max_epochs * batches))
+    if trainer.max_epochs and trainer.max_epochs > 0:  # before the loaders exist: whole epochs
+        done = trainer.global_step / batches if 0 < batches < float("inf") else trainer.current_epoch
+        fractions.append(done / trainer.max_epochs)
     if trainer.max_steps and trainer.max_steps > 0:
         fractions.append(trainer.global_step / trainer.max_steps)
     return min(1.0, max(fractions))

@@ -163,3 +163,28 @@ def test_empty_folder(tmp_path):
     (root / "queries").mkdir()
     with pytest.raises(DataError, match="queries: no images"):
         CourseSource(root).queries()
+
+
+def test_course_folder_without_test_fails_before_training(tmp_path, make_cfg):
+    from src.train import train
+
+    root = make_course(tmp_path / "course")
+    shutil.rmtree(root / "test", ignore_errors=True)
+    cfg = make_cfg(["task=attributes", "data=market_course", f"data.root={root}", "data.num_workers=0",
+                    "model.net.backbone.pretrained=false", "trainer.max_epochs=1"])
+    with pytest.raises(DataError, match=r"/test: folder not found.*predict_test=false"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()  # no run folder, no epoch trained
+
+
+def test_limited_training_batches_decode_lazily(tmp_path):
+    import pytorch_lightning as pl
+
+    root = make_course(tmp_path / "course")
+    for limit, lazy in ((3, True), (0.5, True), (1.0, False)):
+        module = MarketDataModule(str(root), source=CourseSource, num_workers=0, val_ratio=0.5)
+        module.trainer = pl.Trainer(limit_train_batches=limit, logger=False, enable_progress_bar=False)
+        module.setup("fit")
+        assert (module.train_set.cache is None) == lazy, limit
+        assert module.val_set.cache is not None
+        assert tuple(module.train_set[0]["image"].shape[-2:]) == (128, 64)  # decoded on demand

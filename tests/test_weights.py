@@ -1,0 +1,56 @@
+"""The shipped networks in weights/: each file matches its manifest (SHA-256, size limits, contract) and reproduces
+its manifest's validation metrics from ../shared/data, measured anew through src.eval."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from src.config import compose_config
+from src.data.records import file_digest
+from src.models.loading import load_network
+from tests.conftest import COURSE, ROOT, needs_shared
+
+WEIGHTS = ROOT / "weights"
+MANIFEST = WEIGHTS / "manifest.json"
+ENTRIES = json.loads(MANIFEST.read_text())["files"] if MANIFEST.is_file() else {}
+needs_weights = pytest.mark.skipif(not ENTRIES, reason=f"no released weights listed in {MANIFEST}")
+
+
+@needs_weights
+def test_every_file_matches_its_manifest_and_the_size_limits():
+    listed = set(ENTRIES)
+    assert listed == {p.name for p in WEIGHTS.glob("*.pt")}, "weights/ and its manifest list other files"
+    for name, entry in ENTRIES.items():
+        path = WEIGHTS / name
+        assert file_digest(path) == entry["sha256"], name
+        assert path.stat().st_size == entry["bytes"] <= 10 * 2**20, name
+        _, contract = load_network(path)
+        assert contract.as_dict() == entry["contract"], name
+        assert entry["training"]["commit"] and entry["training"]["command"].startswith("python -m src.train"), name
+        assert entry["training"]["identities"]["val_ratio"] == 0.2, name
+    assert sum(p.stat().st_size for p in WEIGHTS.glob("*.pt")) <= 40 * 2**20
+
+
+@needs_weights
+@needs_shared
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_shipped_weights_reproduce_their_manifest_val_metrics(name, tmp_path, cache_dir):
+    from src.eval import evaluate
+
+    entry = ENTRIES[name]
+    task = "reid_strong" if entry["kind"] == "reid" else "attributes"
+    base = [f"task={task}", f"ckpt_path={WEIGHTS / name}", "data=market_course", f"data.root={COURSE}", "split=val",
+            "torch_threads=auto"]
+    runs = {"plain": []}
+    if entry["kind"] == "reid":
+        runs.update(rerank=["postprocess.rerank.enabled=true"], consensus=[f"attributes.consensus_k={entry['val']['consensus_k']}"])
+    results = {k: evaluate(compose_config("eval", [*base, *extra], tmp_path / k, cache_dir)) for k, extra in runs.items()}
+    measured = {"attribute_mean": results["plain"]["mean_attribute_accuracy"]}
+    if entry["kind"] == "reid":
+        measured.update(mAP=results["plain"]["mAP"], rank1=results["plain"]["rank1"], mAP_rerank=results["rerank"]["mAP"],
+                        attribute_mean_consensus=results["consensus"]["mean_attribute_accuracy"])
+    print(name, {k: f"{100 * v:.2f} (manifest {100 * entry['val'][k]:.2f})" for k, v in measured.items()})
+    for key, value in measured.items():
+        assert abs(100 * value - 100 * entry["val"][key]) <= 0.2, (name, key, value, entry["val"][key])

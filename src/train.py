@@ -52,6 +52,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured task; returns the final metrics (floats). Outputs land in cfg.paths.output_dir."""
     quiet_library_noise()
     check_ranges(cfg)
+    # torch_threads is checked (and applied) before any data is read, like the other settings
+    threads = apply_threads(cfg.get("torch_threads")) if runs_on_cpu(cfg.trainer.get("accelerator")) else None
+    if threads:
+        log.info("%d torch thread%s (torch_threads=%s)", threads, "s" * (threads > 1), cfg.get("torch_threads"))
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     if cfg.get("predict_test"):  # a missing end-of-run folder fails now, before the run folder or any training
         datamodule.source.check_unlabelled()
@@ -60,9 +64,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = run_folder.resolve_resume(output_dir, cfg.get("ckpt_path"))
     write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
-    threads = apply_threads(cfg.get("torch_threads")) if runs_on_cpu(cfg.trainer.get("accelerator")) else None
-    if threads:
-        log.info("%d torch thread%s (torch_threads=%s)", threads, "s" * (threads > 1), cfg.get("torch_threads"))
 
     model: pl.LightningModule = instantiate(cfg.model, _recursive_=False)
     callbacks = instantiate_all(cfg.get("callbacks"))

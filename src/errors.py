@@ -2,6 +2,8 @@
 
 A known error prints one line, ``error: <file or key>: <what is wrong> (<what to do>)``, and exits with status 2;
 ``HYDRA_FULL_ERROR=1`` shows the traceback instead. Any other exception keeps its traceback: it is a bug.
+Our own warnings (skipped images, a checkpoint run at another size, ...) print the same way, as one line
+``warning: <what> (<what to do>)``, without Python's source path and source line; library warnings keep Python's format.
 """
 
 from __future__ import annotations
@@ -9,6 +11,10 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
 
 
 class KnownError(Exception):
@@ -24,6 +30,11 @@ def one_line_errors(main):
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        from src.runtime import quiet_library_noise  # runtime imports this module
+
+        quiet_library_noise()
+        format_before = warnings.formatwarning
+        warnings.formatwarning = one_line_warning
         try:
             return main(*args, **kwargs)
         except Exception as err:
@@ -32,6 +43,8 @@ def one_line_errors(main):
                 raise
             print(f"error: {known}", file=sys.stderr)
             sys.exit(2)
+        finally:
+            warnings.formatwarning = format_before
 
     return wrapper
 
@@ -54,6 +67,24 @@ def check_overrides(argv: list[str]) -> None:
             print(f"error: {arg}: Hydra cannot parse this value ({reason}); quote it: {key}='{value}' "
                   f"(with the shell's quotes around it: \"{key}='{value}'\")", file=sys.stderr)
             sys.exit(2)
+
+
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """``warnings.formatwarning`` for entry points: ``warning: <message>`` for warnings of this package (raised here or
+    of a category defined here), Python's format for the others. Only the text changes: filters, ``-W`` options and
+    pytest's recording of warnings work as before."""
+    if is_ours(category, filename):
+        return f"warning: {message}\n"
+    return warnings._formatwarning_orig(message, category, filename, lineno, line)  # Python's own format
+
+
+def is_ours(category: type[Warning], filename: str) -> bool:
+    if category.__module__ == "src" or category.__module__.startswith("src."):
+        return True
+    try:
+        return Path(filename).resolve().is_relative_to(_PACKAGE)
+    except (OSError, ValueError):
+        return False
 
 
 def known_cause(err: BaseException | None) -> KnownError | None:

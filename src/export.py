@@ -2,11 +2,14 @@
 
 The graph takes ``images`` (N, 3, H, W) float in [0, 1] (normalisation is inside) with a dynamic batch
 axis, and returns the 12 attribute logits (``age`` ... ``downcolor``) and, for re-ID checkpoints, the
-retrieval ``embedding`` first.
+retrieval ``embedding`` first. It is written by torch's ``torch.export``-based exporter (``dynamo=True``, the
+default of today's torch; it needs ``onnxscript``), not the deprecated TorchScript one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 from pathlib import Path
 
@@ -44,20 +47,41 @@ class ExportGraph(nn.Module):
 
 
 def export_onnx(ckpt_path: str | Path, output: str | Path, height: int | None = None, width: int | None = None,
-                opset: int = 17) -> Path:
-    """The graph at the checkpoint's input size (another only when given, with a warning)."""
+                opset: int = 18) -> Path:
+    """The graph at the checkpoint's input size (another only when given, with a warning), batch axis dynamic.
+
+    ``torch.export`` traces the network once with a symbolic batch dimension (named ``batch`` in the ONNX
+    graph's input and outputs); opset 18 is the one the exporter's operator library is written in, so no
+    version conversion runs. The weights are kept inside the file (the exporter would otherwise write them
+    beside it as ``<file>.data``).
+    """
     net, contract = load_network(ckpt_path)
     height, width = contract.input_size(height, width)
     graph = ExportGraph(net, contract.embeds).eval()
     example = torch.rand(2, 3, height, width)
     output = Path(output)
-    names = graph.output_names
-    with atomic_path(output) as tmp:
+    with atomic_path(output) as tmp, _quiet_exporter_passes():
         torch.onnx.export(
-            graph, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["images"], output_names=names,
-            dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in names}},
+            graph, (example,), str(tmp), dynamo=True, opset_version=opset, input_names=["images"],
+            output_names=graph.output_names, dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
+            external_data=False, verbose=False,  # one self-contained file: the weights inside (networks here are < 2 GB)
         )
     return output
+
+
+@contextlib.contextmanager
+def _quiet_exporter_passes():
+    """The exporter's graph passes (onnxscript, onnx_ir) log every node they fold or rename at INFO, which an entry
+    point's logging (Hydra: INFO to the console) would print by the hundred; their warnings still show."""
+    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 class ParityError(KnownError, RuntimeError):

@@ -81,8 +81,8 @@ def apply_threads(setting: int | str | None) -> int:
 # Library messages that are not the user's to act on in this project's runs (each checked in tests/test_runtime.py):
 # the CSV logger's "logs directory exists" (the run folder holds config.yaml; ResumableCSVLogger keeps metrics.csv
 # rows on resume), Lightning's own deprecation of its _pytree use, frozen stage-1 modules in eval mode (intended),
-# the advertisement tips for Lightning's cloud products, and the notice that our TrainingClock (a Timer) enforces
-# trainer.max_time.
+# the advertisement tips for Lightning's cloud products, the notice that our TrainingClock (a Timer) enforces
+# trainer.max_time, and torch's "No CUDA runtime is found" when torch.compile runs on a CPU.
 _IGNORED_WARNINGS = (
     r"Experiment logs directory .* exists and is not empty",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
@@ -91,11 +91,17 @@ _IGNORED_WARNINGS = (
 
 
 _IGNORED_INFO = ("💡 Tip", "Ignoring `Trainer(max_time=...)`")  # the second: our TrainingClock enforces max_time
+# torch.compile loads torch.utils.cpp_extension, which logs this on every machine that has a CUDA toolkit but no
+# GPU runtime: on a CPU run there is nothing to do about it (the compiled code is C++ for the CPU).
+_IGNORED_TORCH_LOGS = {"torch.utils.cpp_extension": ("No CUDA runtime is found",)}
 
 
 class _DropTips:
+    def __init__(self, prefixes: tuple[str, ...] = _IGNORED_INFO):
+        self.prefixes = prefixes
+
     def filter(self, record) -> bool:
-        return not str(record.getMessage()).startswith(_IGNORED_INFO)
+        return not str(record.getMessage()).startswith(self.prefixes)
 
 
 def quiet_library_noise() -> None:
@@ -105,7 +111,9 @@ def quiet_library_noise() -> None:
 
     for pattern in _IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
-    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
-        logger = logging.getLogger(name)
+    dropped = {"pytorch_lightning.utilities.rank_zero": _IGNORED_INFO, "lightning_fabric.utilities.rank_zero": _IGNORED_INFO,
+               **_IGNORED_TORCH_LOGS}
+    for name, prefixes in dropped.items():
+        logger = logging.getLogger(name)  # the library's own logger object, also when it is created later
         if not any(isinstance(f, _DropTips) for f in logger.filters):
-            logger.addFilter(_DropTips())
+            logger.addFilter(_DropTips(prefixes))

@@ -31,6 +31,7 @@ def write_test_outputs(ckpt_path: str, datamodule, output_dir: Path, reid: bool)
                    skip_corrupt=datamodule.skip_corrupt)
     gallery = datamodule.source.gallery()
     queries = datamodule.source.queries() if reid else []
+    announce_test_outputs(gallery, queries)
     if queries:
         path = predict_reid(ckpt_path, queries, gallery, output_dir, **options)
         log.info("re-ID matches written to %s", path)
@@ -38,10 +39,24 @@ def write_test_outputs(ckpt_path: str, datamodule, output_dir: Path, reid: bool)
         log.info("attribute predictions written to %s", predict_attributes(ckpt_path, gallery, output_dir, **options))
 
 
+def announce_test_outputs(gallery: list, queries: list) -> None:
+    """Say, before it starts, what the end-of-run work is, how big, and how to skip it (the time left is logged
+    after its first batches, by src.progress)."""
+    folders = [f"{len(records):,} in {Path(records[0].path).parent.name}/" for records in (gallery, queries) if records]
+    files = "reid_test.txt and classification_test.csv" if queries else "classification_test.csv"
+    log.info("end of run: predicting the %s unlabelled images (%s) with the best checkpoint for %s; this can take "
+             "minutes on a CPU (an estimate follows the first batches); predict_test=false skips it",
+             f"{len(gallery) + len(queries):,}", ", ".join(folders) or "none", files)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured task; returns the final metrics (floats). Outputs land in cfg.paths.output_dir."""
     quiet_library_noise()
     check_ranges(cfg)
+    # torch_threads is checked (and applied) before any data is read, like the other settings
+    threads = apply_threads(cfg.get("torch_threads")) if runs_on_cpu(cfg.trainer.get("accelerator")) else None
+    if threads:
+        log.info("%d torch thread%s (torch_threads=%s)", threads, "s" * (threads > 1), cfg.get("torch_threads"))
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     if cfg.get("predict_test"):  # a missing end-of-run folder fails now, before the run folder or any training
         datamodule.source.check_unlabelled()
@@ -50,9 +65,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = run_folder.resolve_resume(output_dir, cfg.get("ckpt_path"))
     write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
-    threads = apply_threads(cfg.get("torch_threads")) if runs_on_cpu(cfg.trainer.get("accelerator")) else None
-    if threads:
-        log.info("%d torch thread%s (torch_threads=%s)", threads, "s" * (threads > 1), cfg.get("torch_threads"))
 
     model: pl.LightningModule = instantiate(cfg.model, _recursive_=False)
     callbacks = instantiate_all(cfg.get("callbacks"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ import time
 import pytest
 
 from src.runtime import free_cores, resolve_threads, usable_cores
+from tests.conftest import ROOT
 
 
 def test_explicit_thread_counts_and_bad_values():
@@ -60,10 +62,113 @@ def test_a_normal_run_prints_no_library_noise(make_cfg, recwarn, caplog, tmp_pat
 def test_index_info_leaves_no_run_folder(tmp_path):
     import os
 
-    from tests.conftest import ROOT
-
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-m", "src.index", "info", "index=missing.pt"], cwd=tmp_path, env=env,
                             capture_output=True, text=True)
     assert result.returncode != 0 and "missing.pt" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cuda_runtime_notice_is_dropped_on_cpu(monkeypatch, tmp_path, caplog):
+    """torch.compile loads torch.utils.cpp_extension, which logs "No CUDA runtime is found" wherever a CUDA toolkit
+    is installed without a GPU; quiet_library_noise drops that record (and only that one)."""
+    import logging
+
+    import torch.utils.cpp_extension as cpp_extension
+
+    from src.runtime import _DropTips, quiet_library_noise
+
+    if torch_has_cuda():
+        pytest.skip("the notice only appears without a CUDA runtime")
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    monkeypatch.setattr(logger, "filters", [f for f in logger.filters if not isinstance(f, _DropTips)])
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path))  # a toolkit folder that exists
+    caplog.set_level(logging.INFO)
+    cpp_extension._find_cuda_home()
+    assert any("No CUDA runtime is found" in r.getMessage() for r in caplog.records)  # what a user saw before
+    caplog.clear()
+    quiet_library_noise()
+    cpp_extension._find_cuda_home()
+    logger.warning("another cpp_extension warning")
+    assert [r.getMessage() for r in caplog.records] == ["another cpp_extension warning"]
+
+
+def torch_has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_own_warnings_print_as_one_line_library_warnings_keep_their_format():
+    import warnings
+
+    from src.errors import one_line_errors
+    from src.retrieval.store import UnreadableImagesWarning
+
+    def show(message, category, filename, lineno):
+        return warnings.formatwarning(message, category, filename, lineno, line="  source line")
+
+    seen = []
+
+    @one_line_errors
+    def main():
+        seen.append(show("skipped 1 unreadable images: a.jpg: empty file", UnreadableImagesWarning, "/x/lib/call.py", 3))
+        seen.append(show("clamped", UserWarning, str(ROOT / "src" / "metrics" / "rank.py"), 235))  # raised in src/
+        seen.append(show("a library's warning", UserWarning, "/site-packages/lib/mod.py", 7))
+
+    before = warnings.formatwarning
+    main()
+    assert seen == ["warning: skipped 1 unreadable images: a.jpg: empty file\n", "warning: clamped\n",
+                    "/site-packages/lib/mod.py:7: UserWarning: a library's warning\n  source line\n"]
+    assert warnings.formatwarning is before  # only while an entry point runs
+
+
+# what a user may see besides results: our own log lines, Lightning's start-up lines, progress bars
+LOG_LINE = re.compile(r"^\[[^\]]+\]\[(?P<name>[^\]]+)\]\[(?P<level>\w+)\] - ")
+NOISE = re.compile(r"warn|deprecat|cuda|error|traceback|\.py:\d+", re.IGNORECASE)
+
+
+def test_train_index_search_and_export_emit_nothing_else(tmp_path, cache_dir):
+    """The four commands of a quick try, as a user runs them, on a machine with a CUDA toolkit and no GPU
+    (``CUDA_HOME`` set): the only warnings are ours, one line each; log lines are our own."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_HOME": str(tmp_path)}
+    run_dir, gallery = tmp_path / "run", tmp_path / "gallery"
+
+    def command(*argv: str) -> str:
+        result = subprocess.run([sys.executable, "-m", *argv], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return (result.stdout + "\n" + result.stderr).replace(str(tmp_path), "TMP")
+
+    train_out = command("src.train", "task=reid_strong", "data.num_workers=0", "data.source.num_train_ids=24",
+                        "data.source.num_test_ids=6", "data.batch_size=16", "data.eval_batch_size=64",
+                        "model.net.backbone.pretrained=false", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                        "trainer.limit_val_batches=2", "trainer.log_every_n_steps=1", "data.height=64", "data.width=32",
+                        "torch_threads=1", f"paths.cache_dir={cache_dir}", f"hydra.run.dir={run_dir}")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    synthetic = next(cache_dir.glob("synthetic-seed0-ids24"))
+    gallery.mkdir()
+    for image in sorted((synthetic / "test").iterdir())[:6]:
+        (gallery / image.name).symlink_to(image)
+    (gallery / "broken.jpg").write_bytes(b"not an image")
+    outputs = {
+        "train": train_out,
+        "index": command("src.index", "build", f"ckpt_path={ckpt}", f"gallery={gallery}", "output=index", "torch_threads=1"),
+        "search": command("src.search", "index=index", f"query={sorted((synthetic / 'queries').iterdir())[0]}", "top_k=3",
+                          "hydra.run.dir=search", "torch_threads=1"),
+        "export": command("src.export", f"ckpt_path={ckpt}", "output=model.onnx", "hydra.run.dir=export"),
+    }
+    expected = {
+        "train": [r"warning: max_rank=10 exceeds the gallery size \d+; clamping max_rank to \d+"],  # 4 validation ids
+        "index": [r"warning: skipped 1 unreadable images: TMP/gallery/broken.jpg: cannot decode image \(.*\)"],
+        "search": [], "export": [],
+    }
+    for name, text in outputs.items():
+        lines = [part.strip() for line in text.splitlines() for part in line.split("\r") if part.strip()]
+        logs = [m.groupdict() for m in map(LOG_LINE.match, lines) if m]
+        assert all(log["name"] == "__main__" or log["name"].startswith("src.") for log in logs), (name, logs)
+        noise = [line for line in lines if NOISE.search(line) and not LOG_LINE.match(line)]
+        assert len(noise) == len(expected[name]) and all(re.fullmatch(p, n) for p, n in zip(expected[name], noise)), \
+            (name, noise)
+    assert "flat index built" in outputs["index"] and "onnxruntime vs torch: max abs difference" in outputs["export"]

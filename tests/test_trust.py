@@ -83,13 +83,14 @@ def test_a_folder_holding_a_run_takes_no_second_run_unless_asked(tiny_run, cache
             train(resume)
 
 
-def test_overwrite_starts_afresh(make_cfg, tmp_path):
-    cfg = make_cfg(["task=attributes", *TINY])
-    train(cfg)
+def test_overwrite_starts_afresh(tiny_run, make_cfg, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_run[0], tmp_path / "run")  # a folder holding a (re-ID) run, without training one more
     (tmp_path / "run" / "checkpoints" / "stale.ckpt").write_bytes(b"old")
     train(make_cfg(["task=attributes", *TINY, "overwrite=true"]))
     assert not (tmp_path / "run" / "checkpoints" / "stale.ckpt").exists()
-    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert load_contract(tmp_path / "run" / "checkpoints" / "last.ckpt").kind == "attributes"  # the new run's
 
 
 def test_resume_needs_a_checkpoint_and_a_readable_one(make_cfg, tmp_path):

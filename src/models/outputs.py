@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
+
+from src.progress import with_progress
 
 
 def network_step(net, images: torch.Tensor, embeds: bool, flip_test: bool = False) -> dict[str, torch.Tensor]:
@@ -58,7 +59,7 @@ def map_batches(function, loader, desc: str) -> Outputs:
     values: dict[str, list[torch.Tensor]] = {}
     ok: list[int] = []
     errors: dict[int, str] = {}
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
+    for batch in with_progress(loader, desc):
         good = readable(batch)
         positions = torch.as_tensor(batch["index"]).tolist()
         errors.update({p: e for p, e, g in zip(positions, batch.get("error", [""] * len(good)), good.tolist()) if not g})

@@ -59,8 +59,26 @@ def finish(run_dir: Path, cache: Path, *extra: str) -> subprocess.CompletedProce
 
 
 def probe_lines(run_dir: Path) -> list[str]:
+    """The probe's ``epoch`` and ``stalled`` lines (which epochs the process trained, where it stalled)."""
+    return [line for line in all_probe_lines(run_dir) if not line.startswith("clock ")]
+
+
+def all_probe_lines(run_dir: Path) -> list[str]:
     path = Path(f"{run_dir}.probe")
     return path.read_text().splitlines() if path.exists() else []
+
+
+def clock_readings(run_dir: Path) -> dict[int, float]:
+    """The training clock (seconds) the probe read at the start of each epoch this process trained."""
+    return {int(epoch): float(seconds) for _, epoch, seconds in (line.split() for line in all_probe_lines(run_dir)
+                                                                  if line.startswith("clock "))}
+
+
+def clock_state(ckpt: dict) -> dict:
+    """The TrainingClock's (Lightning Timer's) state kept in a checkpoint: {'time_elapsed': {'train': s, ...}}."""
+    states = [state for key, state in ckpt["callbacks"].items() if key.startswith("TrainingClock")]
+    assert len(states) == 1, list(ckpt["callbacks"])
+    return states[0]
 
 
 def kill_mid_epoch(run_dir: Path, cache: Path) -> None:
@@ -112,7 +130,8 @@ def runs(tmp_path_factory):
     Path(f"{resumed}.probe").unlink()
 
     result = finish(resumed, cache, "ckpt_path=last")
-    return {"full": full, "resumed": resumed, "interrupted": interrupted, "resume_output": result.stdout + result.stderr}
+    return {"full": full, "resumed": resumed, "interrupted": interrupted, "resume_output": result.stdout + result.stderr,
+            "resumed_clock": clock_readings(resumed)}
 
 
 def test_the_kill_landed_mid_epoch_after_a_checkpoint(runs):
@@ -143,8 +162,26 @@ def test_resumed_run_ends_with_the_uninterrupted_metrics(runs):
         assert resumed[key] == pytest.approx(full[key], abs=1e-6), key
     different = {k: (full[k], resumed[k]) for k in full if abs(full[k] - resumed[k]) > 1e-6 and not k.startswith("time/")}
     assert not different
-    # the training clock continues across the resume instead of restarting from zero
-    assert resumed["time/train_min"] > 0.5 * full["time/train_min"]
+
+
+def test_the_training_clock_continues_across_the_resume(runs):
+    """Time trained before the interruption is counted: checked on recorded values, never on how fast the machine was.
+
+    The checkpoint resumed from holds the clock at the end of epoch 0 (``before`` seconds, > 0). The resumed process
+    reads its clock at the start of its first epoch, before it has trained a step: a continued clock reads at least
+    ``before`` there (``before`` plus the few milliseconds since ``on_train_start``), a clock that restarted reads those
+    milliseconds only. The run's final ``time/train_min`` is later on the same clock.
+    """
+    before = clock_state(runs["interrupted"]["last_ckpt"])["time_elapsed"]["train"]
+    assert before > 0
+    readings = runs["resumed_clock"]
+    assert sorted(readings) == list(range(STALL_EPOCH, EPOCHS))
+    assert readings[STALL_EPOCH] >= before, (readings, before)
+    assert readings[EPOCHS - 1] >= readings[STALL_EPOCH]
+    final = json.loads((runs["resumed"] / "metrics.json").read_text())["time/train_min"]
+    assert final * 60 >= before
+    # the last checkpoint of the resumed run keeps the continued clock for a further resume
+    assert clock_state(load(runs["resumed"] / "checkpoints" / "last.ckpt"))["time_elapsed"]["train"] >= readings[EPOCHS - 1]
 
 
 def test_resumed_run_ends_with_the_uninterrupted_weights_and_history(runs):

@@ -33,7 +33,7 @@ BASE = ["task=reid_strong", "torch_threads=1", "data.height=128", "data.width=64
 # key -> (label, overrides of `python -m src.train`, channels_last)
 VARIANTS = {
     "default": ("default: float32, eager, channels_last, 1 thread, frozen 0, 128x64", [], True),
-    "bf16": ("bf16 autocast", ["++trainer.precision=bf16-mixed"], True),
+    "bf16": ("bf16 autocast", ["trainer.precision=bf16-mixed"], True),
     "compile": ("torch.compile (training forward)", ["model.compile=true"], True),
     "contiguous": ("channels_last off", [], False),
     "threads2": ("2 torch threads", ["torch_threads=2"], True),

@@ -118,8 +118,18 @@ class Artefacts:
         self.root, self.cache = root, cache
         self.course = tiny_course(root / "course") if COURSE.is_dir() else None
         self.standard = tiny_standard(root / "standard") if ATTRIBUTE_MAT.is_file() and SAMPLES.is_dir() else None
-        self.synthetic = None
+        self._synthetic: Path | None = None
         self._made: dict[str, Path] = {}
+
+    @property
+    def synthetic(self) -> Path:
+        """The tiny synthetic dataset's folder (generated on first use, as a training would)."""
+        if self._synthetic is None:
+            from hydra.utils import instantiate
+
+            cfg = compose_config("train", ["task=attributes", *SYNTHETIC_TINY], self.root, self.cache)
+            self._synthetic = Path(instantiate(cfg.data).source.root)
+        return self._synthetic
 
     def train(self, name: str, overrides: list[str]) -> Path:
         if name not in self._made:
@@ -127,9 +137,6 @@ class Artefacts:
             data = [] if "data=market_course" in overrides else SYNTHETIC_TINY
             run("train", [*overrides, *TRAIN_TINY, *data, "predict_test=false"], out, self.cache)
             self._made[name] = out / "checkpoints" / "last.ckpt"
-        if self.synthetic is None:
-            cfg = compose_config("train", ["task=attributes", *SYNTHETIC_TINY], self.root, self.cache)
-            self.synthetic = Path(cfg.data.root)
         return self._made[name]
 
     @property

@@ -178,6 +178,10 @@ def summary(entry: dict, name: str) -> str:
     if "mAP" in val:
         parts.append(f"val mAP {100 * val['mAP']:.2f}% rank-1 {100 * val['rank1']:.2f}% re-ranked mAP "
                      f"{100 * val['mAP_rerank']:.2f}%")
+    parity = entry["parity"]
+    parts.append(f"against the source checkpoint: max abs {parity['outputs']} difference {parity['max_abs_output_difference']:.3g}"
+                 + (f", mAP {100 * parity['mAP_change']:+.2f} points" if "mAP_change" in parity else "")
+                 + f", attribute mean {100 * parity['attribute_mean_change']:+.2f} points")
     parts.append(f"attribute mean {100 * val['attribute_mean']:.2f}%" + (
         f" ({100 * val['attribute_mean_consensus']:.2f}% with consensus k={val['consensus_k']})" if "consensus_k" in val else ""))
     return "\n".join(parts)

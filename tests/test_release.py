@@ -52,6 +52,16 @@ def test_released_file_is_float16_with_the_full_contract_and_its_manifest_entry(
     assert 0 < parity["max_abs_output_difference"] < 5e-2 and abs(parity["mAP_change"]) < 0.02
 
 
+def test_the_release_summary_prints_the_parity(released):
+    from src.release import summary
+
+    _, _, entry = released
+    text = summary(entry, "tiny_strong.pt")
+    print(text)
+    assert f"max abs embedding difference {entry['parity']['max_abs_output_difference']:.3g}" in text
+    assert f"mAP {100 * entry['parity']['mAP_change']:+.2f} points" in text
+
+
 def test_released_file_reproduces_its_manifest_metrics_through_src_eval(released, cache_dir, tmp_path):
     from src.eval import evaluate
 

@@ -87,6 +87,9 @@ _IGNORED_WARNINGS = (
     r"Experiment logs directory .* exists and is not empty",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     r"Found \d+ module\(s\) in eval mode at the start of training",
+    # DDP: validation gathers every rank's per-image outputs before computing, so val/ metrics are already equal
+    r"It is recommended to use `self.log\('val/.*sync_dist=True\)` when logging on epoch level",
+    r"torch.distributed.nn.functional.all_gather is deprecated",  # inside Lightning's all_gather (DDP validation)
 )
 
 

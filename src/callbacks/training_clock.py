@@ -18,4 +18,4 @@ class TrainingClock(Timer):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.start_time("train") is not None and not trainer.sanity_checking:
-            pl_module.log("time/train_min", self.time_elapsed("train") / 60.0, sync_dist=False)
+            pl_module.log("time/train_min", self.time_elapsed("train") / 60.0, sync_dist=True)

@@ -249,7 +249,8 @@ class MarketDataModule(pl.LightningDataModule):
             return self._loader(dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size)
         size = len(self.train_set)
         order = IdentitySampler(self.train_set_pids, self.num_instances, self.split_seed) if self.identity_sampler else None
-        sampler = EpochKeyedSampler(size, self.seed, order)
+        ranks = {"num_replicas": self.trainer.world_size, "rank": self.trainer.global_rank} if self.trainer is not None else {}
+        sampler = EpochKeyedSampler(size, self.seed, order, **ranks)
         # Lightning starts the first epoch's workers (which fetch their first batches at once) before its first
         # set_epoch; on a resumed run that epoch is not 0: start the sampler at the epoch Lightning will set
         # (measured: without this the resumed epoch repeated epoch 0's order with 2 workers)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
@@ -86,15 +86,23 @@ class EpochKey(int):
     """A sample key of epoch 0 (equal to its index), marked as seeded by EpochKeyedSampler."""
 
 
-class EpochKeyedSampler(Sampler[int]):
+class EpochKeyedSampler(DistributedSampler):
     """Wraps an index order (or a permutation seeded by (seed, epoch)) into keys ``epoch * size + index``.
 
     Lightning calls ``set_epoch`` before every training epoch; the order and every sample's augmentation then depend
     only on (seed, epoch), never on the global random state or on loader workers that persist across epochs.
+
+    With ``num_replicas`` > 1 (DDP) each rank takes every ``num_replicas``-th group of ``group`` consecutive indices
+    (``group`` = K of a P x K order, so identity groups stay whole on one rank), every rank the same number of
+    groups. It is a ``DistributedSampler`` so that Lightning does not wrap it again (its wrapper would deal single
+    indices round robin and split every identity group across the ranks).
     """
 
-    def __init__(self, size: int, seed: int = 0, order: Sampler | None = None):
+    def __init__(self, size: int, seed: int = 0, order: Sampler | None = None, num_replicas: int = 1, rank: int = 0):
         self.size, self.seed, self.order, self.epoch = size, seed, order, 0
+        self.num_replicas, self.rank = num_replicas, rank
+        self.group = getattr(order, "num_instances", 1)
+        self.shuffle, self.drop_last = True, True  # what Lightning reads of a DistributedSampler
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -102,14 +110,18 @@ class EpochKeyedSampler(Sampler[int]):
             self.order.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self.order) if self.order is not None else self.size
+        total = len(self.order) if self.order is not None else self.size
+        return total // self.group // self.num_replicas * self.group
 
     def __iter__(self):
         if self.order is not None:
-            indices = iter(self.order)
+            indices = list(self.order)
         else:
             generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, 0))
-            indices = iter(torch.randperm(self.size, generator=generator).tolist())
+            indices = torch.randperm(self.size, generator=generator).tolist()
+        if self.num_replicas > 1:
+            groups = [indices[i:i + self.group] for i in range(0, len(indices), self.group)]
+            indices = [index for chunk in groups[self.rank::self.num_replicas][:len(self) // self.group] for index in chunk]
         offset = self.epoch * self.size
         for index in indices:
             yield offset + index if offset else EpochKey(index)

@@ -97,9 +97,9 @@ class AttributeModule(MarketModule):
         # validation runs after the epoch's last training batch, so the train accuracies are complete here
         if not self.trainer.sanity_checking and self.train_acc[HEAD_NAMES[0]].update_count:
             train_accuracies = self.train_acc.compute()
-            self.log_dict(train_accuracies)
-            self.log("train/mean_acc", torch.stack(list(train_accuracies.values())).mean())
-            self.log("train/loss", self.train_loss.compute(), prog_bar=True)
+            self.log_dict(train_accuracies, sync_dist=True)  # DDP: equal on every rank (torchmetrics syncs)
+            self.log("train/mean_acc", torch.stack(list(train_accuracies.values())).mean(), sync_dist=True)
+            self.log("train/loss", self.train_loss.compute(), prog_bar=True, sync_dist=True)
             self.train_acc.reset()
             self.train_loss.reset()
         parts = gather_unique(self, {k: torch.cat([p[k] for p in self._val_parts]) for k in self._val_parts[0]})

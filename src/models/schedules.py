@@ -32,7 +32,8 @@ def warmup_step(optimizer, warmup_epochs: int = 10, milestones=(40, 70), gamma: 
 def budget_progress(trainer) -> float:
     """How much of the run's budget is spent, in [0, 1]: the larger of the wall-clock fraction of ``trainer.max_time``
     (read from the run's Timer, which keeps its time across resumes) and the optimizer-step fraction of
-    ``max_epochs`` / ``max_steps``, so that whichever limit ends the run first sets the pace."""
+    ``max_epochs`` / ``max_steps``, so that whichever limit ends the run first sets the pace. Under DDP rank 0's
+    value, which every rank must ask for at the same step."""
     from pytorch_lightning.callbacks import Timer
 
     fractions = [0.0]
@@ -47,7 +48,9 @@ def budget_progress(trainer) -> float:
         fractions.append(done / trainer.max_epochs)
     if trainer.max_steps and trainer.max_steps > 0:
         fractions.append(trainer.global_step / trainer.max_steps)
-    return min(1.0, max(fractions))
+    progress = min(1.0, max(fractions))
+    # DDP: every rank takes rank 0's clock, so that all change the rate (and the input size) at the same step
+    return trainer.strategy.broadcast(progress, src=0) if getattr(trainer, "world_size", 1) > 1 else progress
 
 
 class BudgetSchedule(LambdaLR):

@@ -63,6 +63,9 @@ class StrongReidModule(RetrievalValidation):
             self.net = instantiate(self.hparams.net)
         if self.hparams.center_weight > 0 and self.center is None:
             self.center = CenterLoss(self.net.id_classifier.out_features, self.net.feature_dim)
+        # weights in the layout of the channels_last inputs, as their gradients come out: DDP's all-reduce buckets
+        # then match the gradients (no "grad strides do not match" copy on every step)
+        self.net.to(memory_format=torch.channels_last)
 
     def forward_train(self, images: torch.Tensor) -> dict:
         """The training forward pass, compiled when ``model.compile=true``; a compilation that fails (no C++
@@ -98,9 +101,10 @@ class StrongReidModule(RetrievalValidation):
             losses["center"] = self.hparams.center_weight * self.center(out["feature"], targets)
         loss = sum(losses.values())
         size = len(targets)
-        self.log_dict({f"train/loss_{k}": v for k, v in losses.items()}, on_step=False, on_epoch=True, batch_size=size)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log("train/id_acc", (id_logits.argmax(1) == targets).float().mean(), on_step=False, on_epoch=True, batch_size=size)
+        self.log_dict({f"train/loss_{k}": v for k, v in losses.items()}, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+        accuracy = (id_logits.argmax(1) == targets).float().mean()
+        self.log("train/id_acc", accuracy, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return loss
 
     @staticmethod

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from src.data.datasets import EpochKeyedSampler
 from src.data.records import ImageRecord
 from src.data.samplers import IdentitySampler
 from src.data.splits import query_gallery_split, split_by_identity
@@ -35,6 +36,28 @@ def test_sampler_is_seeded_per_epoch():
     assert list(a) == list(b)
     b.set_epoch(3)
     assert list(a) != list(b)
+
+
+@pytest.mark.parametrize("pk", [True, False])
+def test_ddp_ranks_get_whole_identity_groups_disjoint_and_equal_in_number(pk):
+    pids = [r.pid for r in records({p: 5 + p % 4 for p in range(13)})]
+    def sampler(rank, world):
+        order = IdentitySampler(pids, 4, seed=1) if pk else None
+        s = EpochKeyedSampler(len(pids), seed=2, order=order, num_replicas=world, rank=rank)
+        s.set_epoch(1)
+        return s
+    single = [k - len(pids) for k in sampler(0, 1)]  # epoch 1: keys are len(pids) + index
+    ranks = [[k - len(pids) for k in sampler(rank, 2)] for rank in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(sampler(0, 2)) > 0
+    group = 4 if pk else 1
+    for indices in ranks:
+        assert len(indices) % group == 0
+        for start in range(0, len(indices), group):
+            assert len({pids[i] for i in indices[start:start + group]}) == 1
+    # the ranks split the single-process order group by group: nothing seen twice, at most one group left out
+    chunks = [tuple(single[i:i + group]) for i in range(0, len(single), group)]
+    dealt = [tuple(r[i:i + group]) for r in ranks for i in range(0, len(r), group)]
+    assert sorted(dealt) == sorted(chunks[:len(dealt)] if len(chunks) % 2 == 0 else chunks[:-1])
 
 
 @pytest.mark.parametrize("seed", [0, 1])

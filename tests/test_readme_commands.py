@@ -460,6 +460,15 @@ def run_distributed(tokens: list[str], art: Artefacts, tmp_path: Path) -> None:
             name = option.split("=")[0]
             command.append(f"{name}={local['MASTER_ADDR' if name == '--master_addr' else 'MASTER_PORT']}"
                            if name in ("--master_addr", "--master_port") else option)
+    if tokens[module_at + 1] == "src.train":  # a DDP training: Lightning starts the second process itself
+        overrides = substitute(optional_groups(tokens[module_at + 2:]), art, tmp_path)
+        tiny = [o for o in tiny_overrides("train", overrides) if o.split("=")[0] not in {x.split("=")[0] for x in overrides}]
+        result = subprocess_run(["-m", "src.train", *overrides, *tiny, f"hydra.run.dir={tmp_path / 'run'}",
+                                 f"paths.cache_dir={art.cache}"], ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
+        history = pd.read_csv(tmp_path / "run" / "metrics.csv")
+        assert history["val/mAP"].notna().any() and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+        return
     module = importlib.import_module(tokens[module_at + 1])
     arguments = module.hydra_argv(["python", *optional_groups(tokens[module_at + 2:])])[1:]
     command += ["-m", tokens[module_at + 1], *substitute(arguments, art, tmp_path), "data.num_workers=0", "batch_size=8"]

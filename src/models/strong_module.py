@@ -35,13 +35,14 @@ class StrongReidModule(RetrievalValidation):
         pseudo_attribute_weight: float = 0.0,
         metric: str = "cosine",
         compile: bool = False,
+        init_weights: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters({
             "net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),
             "label_smoothing": label_smoothing, "triplet_margin": triplet_margin, "triplet_weight": triplet_weight,
             "triplet_feature": triplet_feature, "center_weight": center_weight, "attribute_weight": attribute_weight,
-            "pseudo_attribute_weight": pseudo_attribute_weight, "metric": metric,
+            "pseudo_attribute_weight": pseudo_attribute_weight, "metric": metric, "init_weights": init_weights,
         })
         if triplet_feature not in TRIPLET_FEATURES:
             raise ValueError(f"model.triplet_feature={triplet_feature!r}: use one of {', '.join(TRIPLET_FEATURES)}")
@@ -61,6 +62,8 @@ class StrongReidModule(RetrievalValidation):
         if self.net is None:
             self.hparams.net["num_identities"] = datamodule.num_classes
             self.net = instantiate(self.hparams.net)
+            if self.hparams.get("init_weights"):  # a resumed run's checkpoint replaces these weights afterwards
+                start_from(self.net, self.hparams.init_weights)
         if self.hparams.center_weight > 0 and self.center is None:
             self.center = CenterLoss(self.net.id_classifier.out_features, self.net.feature_dim)
         # weights in the layout of the channels_last inputs, as their gradients come out: DDP's all-reduce buckets
@@ -138,3 +141,23 @@ class StrongReidModule(RetrievalValidation):
     def on_validation_epoch_end(self) -> None:
         self.log_validation(self.validation_metrics())
 
+
+def start_from(net: nn.Module, path: str) -> None:
+    """Copy the network weights of a re-ID checkpoint or released file into ``net`` (``model.init_weights``): every
+    tensor whose name and shape match; the rest (e.g. an identity classifier over other identities) keeps its fresh
+    initialisation, named in one warning. Optimizer state and schedule start anew."""
+    from src.models.loading import CheckpointError, check_kind, read_checkpoint, read_contract
+
+    checkpoint = read_checkpoint(path)
+    check_kind(read_contract(checkpoint, path), "reid", "model.init_weights")
+    weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    own = net.state_dict()
+    fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if len(fitting) < len(own) / 2:
+        raise CheckpointError(f"{path}: model.init_weights: only {len(fitting)} of the {len(own)} weight tensors of "
+                              "this network fit it (another network or backbone)")
+    net.load_state_dict(fitting, strict=False)
+    fresh = sorted(set(own) - set(fitting))
+    if fresh:
+        warnings.warn(f"model.init_weights={path}: {len(fresh)} tensors do not fit and start fresh "
+                      f"({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})", UserWarning, stacklevel=2)

@@ -92,3 +92,40 @@ def test_unknown_triplet_feature_is_refused():
     net = {"_target_": "src.models.strong.StrongReidNet", "backbone": BACKBONE, "num_identities": 2}
     with pytest.raises(ValueError, match="model.triplet_feature='logits'.*pre_bn, bnneck"):
         StrongReidModule(net, OPTIMIZER, SCHEDULER, triplet_feature="logits")
+
+
+def strong_module_set_up(checkpoint: dict, num_classes: int, init_weights) -> StrongReidModule:
+    """A StrongReidModule built from a checkpoint's own net config and set up for ``num_classes`` identities."""
+    from types import SimpleNamespace
+
+    net = {**checkpoint["hyper_parameters"]["net"], "num_identities": None}
+    module = StrongReidModule(net, OPTIMIZER, SCHEDULER, init_weights=init_weights and str(init_weights))
+    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(pid_to_label={}, pseudo=None, num_classes=num_classes))
+    module.setup("fit")
+    return module
+
+
+def test_init_weights_starts_from_a_checkpoint_and_keeps_what_does_not_fit_fresh(tiny_strong_ckpt):
+    from src.models.loading import read_checkpoint
+
+    checkpoint = read_checkpoint(tiny_strong_ckpt)
+    saved = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    classes = checkpoint["hyper_parameters"]["net"]["num_identities"]
+    same = strong_module_set_up(checkpoint, classes, tiny_strong_ckpt).net.state_dict()
+    assert all(torch.equal(same[k], saved[k]) for k in saved) and set(same) == set(saved)
+    fresh = strong_module_set_up(checkpoint, classes, None).net.state_dict()
+    assert any(not torch.equal(fresh[k], saved[k]) for k in saved)  # without the option the network starts elsewhere
+    with pytest.warns(UserWarning, match=r"model.init_weights=.*tensors do not fit and start fresh \(id_classifier"):
+        other = strong_module_set_up(checkpoint, classes + 3, tiny_strong_ckpt).net.state_dict()
+    assert other["id_classifier.weight"].shape[0] == classes + 3
+    assert all(torch.equal(other[k], saved[k]) for k in saved if not k.startswith("id_classifier"))
+
+
+def test_init_weights_refuses_an_attributes_checkpoint(tiny_strong_ckpt, tmp_path):
+    from src.models.loading import CheckpointError, read_checkpoint
+
+    checkpoint = read_checkpoint(tiny_strong_ckpt)
+    checkpoint["network"] = {**checkpoint["network"], "kind": "attributes"}
+    torch.save(checkpoint, tmp_path / "attributes.ckpt")
+    with pytest.raises(CheckpointError, match=r"attributes.ckpt: holds an attributes checkpoint, model.init_weights"):
+        strong_module_set_up(checkpoint, 4, tmp_path / "attributes.ckpt")

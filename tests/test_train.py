@@ -21,26 +21,6 @@ def test_fast_dev_run_attributes(make_cfg, tmp_path):
     assert (tmp_path / "run" / "config.yaml").is_file()
 
 
-def test_tensorboard_logger_writes_events(make_cfg, tmp_path):
-    from tests.conftest import SMALL_DATA
-
-    small = [o for o in SMALL_DATA if not o.startswith("logger=")]
-    train(
-        make_cfg(
-            [
-                "task=attributes",
-                *small,
-                "logger=tensorboard",
-                "trainer.max_epochs=1",
-                "trainer.limit_train_batches=1",
-                "trainer.limit_val_batches=1",
-                "predict_test=false",
-            ]
-        )
-    )
-    assert list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
-
-
 @pytest.fixture(scope="module")
 def trained_attributes(tmp_path_factory, cache_dir):
     """A short real run: pretrained lite0, 4 epochs on 60 synthetic identities."""

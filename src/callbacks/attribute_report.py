@@ -26,9 +26,11 @@ class AttributeReport(MetricHistory):
     """Writes attribute_accuracy.csv/.png for the epoch with the best ``monitor`` value."""
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.history or not trainer.is_global_zero:
+        if not trainer.is_global_zero:
             return
-        history = self.frame()
+        history = self.frame(trainer)
+        if history.empty:
+            return
         best = history.loc[history[self.monitor].idxmax()]
         table = accuracy_table(best)
         write_csv(self.output_dir / "attribute_accuracy.csv", table.round(2))

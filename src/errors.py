@@ -8,6 +8,7 @@ Our own warnings (skipped images, a checkpoint run at another size, ...) print t
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -38,7 +39,7 @@ def one_line_errors(main):
         try:
             return main(*args, **kwargs)
         except Exception as err:
-            known = known_cause(err)
+            known = known_cause(err) or location_error(err)
             if known is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             print(f"error: {known}", file=sys.stderr)
@@ -47,6 +48,28 @@ def one_line_errors(main):
             warnings.formatwarning = format_before
 
     return wrapper
+
+
+# Errors of the place a path points to (a read-only or full disk, no permission, a file where a folder is expected):
+# the user's to fix, reported as one line naming the path. ENOENT stays a traceback: our readers name missing inputs.
+_LOCATION_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOSPC,
+                    errno.EDQUOT, errno.ENAMETOOLONG}
+
+
+class LocationError(KnownError, OSError):
+    """An OS error at a path the user chose, as one line: ``<path>: <what the OS said> (<what to do>)``."""
+
+
+def location_error(err: BaseException | None) -> LocationError | None:
+    """The OS error about a user's path behind ``err``, as a LocationError; None for any other error."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno in _LOCATION_ERRNOS and err.filename:
+            return LocationError(f"{err.filename}: {err.strerror} (choose a location this user can write to, or fix "
+                                 "its permissions; a folder is expected where the path names one)")
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def check_overrides(argv: list[str]) -> None:

@@ -16,7 +16,7 @@ from src.io.atomic import write_csv
 from src.io.visual import RankRow, Tile, rank_figure, save_png, short_caption, thumbnail, write_html_report
 from src.retrieval.filtering import describe_filter
 from src.retrieval.search import SearchResult
-from src.retrieval.store import GalleryIndex
+from src.retrieval.store import GalleryIndex, MissingGalleryFilesWarning
 
 
 def read_identities(csv: str | Path) -> dict[str, int]:
@@ -137,20 +137,15 @@ def _short(name: str, width: int = 13) -> str:
     return name if len(name) <= width else name[: width - 4] + "…" + name[-3:]
 
 
-class MissingGalleryFilesWarning(UserWarning):
-    """Gallery images of the index are no longer where it was built (moved or deleted since indexing)."""
-
-
 def warn_missing_gallery_files(result: SearchResult, shown: Sequence[int]) -> None:
     """One warning when matches to be drawn are missing on disk: the rankings (from stored embeddings) stay right,
     their pictures become grey tiles."""
     rows = sorted({row for q in shown for row, _ in result.matches[q]})
-    missing = [result.index.names[r] for r in rows if not result.index.path(result.index.names[r]).is_file()]
+    missing = result.index.missing_files(rows)
     if missing:
         warnings.warn(f"{result.index.folder}: {len(missing)} of the {len(rows)} gallery images to draw are not in "
                       f"{result.index.gallery} (moved since indexing?), e.g. {missing[:3]}; they are drawn as grey "
-                      "tiles. Index the folder where they are now: python -m src.index build "
-                      f"ckpt_path={result.index.checkpoint} gallery=NEWDIR output={result.index.folder}",
+                      f"tiles. Index the folder where they are now: {result.index.reindex_command()}",
                       MissingGalleryFilesWarning, stacklevel=3)
 
 

@@ -46,10 +46,11 @@ def test_an_os_error_at_an_output_path_is_one_line_naming_it(tmp_path, capsys):
 
 
 def test_a_bug_that_raises_an_os_error_keeps_its_traceback():
-    from src.errors import location_error
+    from src.errors import known_cause
 
-    assert location_error(FileNotFoundError(2, "No such file or directory", "x")) is None  # our readers name inputs
-    assert location_error(OSError("no errno, no path")) is None
+    assert known_cause(FileNotFoundError(2, "No such file or directory", "x")) is None  # our readers name inputs
+    assert known_cause(OSError("no errno, no path")) is None
+    assert str(known_cause(PermissionError(13, "Permission denied", "/out/x"))).startswith("/out/x: Permission denied (")
 
 
 def test_a_run_folder_under_a_file_is_one_line_before_hydra_creates_anything(tmp_path):

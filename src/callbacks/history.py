@@ -35,7 +35,7 @@ def epoch_table(metrics_csv: Path, monitor: str) -> pd.DataFrame:
 
 
 class MetricHistory(pl.Callback):
-    """Base of the end-of-fit writers: ``frame(trainer)`` is the run's per-epoch metrics, read from metrics.csv."""
+    """Base of the end-of-fit writers: ``write(history)`` gets the run's per-epoch metrics, read from metrics.csv."""
 
     def __init__(self, output_dir: str, monitor: str):
         self.output_dir = Path(output_dir)
@@ -51,6 +51,15 @@ class MetricHistory(pl.Callback):
         csv_loggers[0].save()  # flush the rows still in memory
         return epoch_table(Path(csv_loggers[0].log_dir) / "metrics.csv", self.monitor)
 
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        history = self.frame(trainer) if trainer.is_global_zero else pd.DataFrame()
+        if not history.empty:
+            self.write(history)
+
+    def write(self, history: pd.DataFrame) -> None:
+        """The subclass's outputs from the run's per-epoch metrics (rank 0, at the end of fit)."""
+        raise NotImplementedError
+
 
 class MetricCurves(MetricHistory):
     """At the end of fit, one PNG per entry of ``plots``: {file name: {title, ylabel, metrics: {key: label}}}.
@@ -62,12 +71,7 @@ class MetricCurves(MetricHistory):
         super().__init__(output_dir, monitor)
         self.plots = plots
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        history = self.frame(trainer)
-        if history.empty:
-            return
+    def write(self, history: pd.DataFrame) -> None:
         for file_name, spec in self.plots.items():
             if not spec:
                 continue

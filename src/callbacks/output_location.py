@@ -7,13 +7,12 @@ runs before that (``on_run_start``), creates nothing, and names the folder and w
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from src.errors import LocationError
+from src.errors import fail
 
 
 def _writable_folder_problem(folder: Path) -> str | None:
@@ -45,7 +44,4 @@ class OutputLocationCheck(Callback):
             return  # an existing folder Hydra writes nothing into (src.index, src.serve, src.search: hydra.run.dir=.)
         problem = _writable_folder_problem(folder)
         if problem is not None:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise LocationError(f"{key}={folder}: {problem}")
-            print(f"error: {key}={folder}: {problem} (choose a folder this user can write to: {key}=...)", file=sys.stderr)
-            sys.exit(2)
+            fail(f"{key}={folder}: {problem} (choose a folder this user can write to: {key}=...)")

@@ -53,16 +53,15 @@ def app_config(cfg: DictConfig) -> dict:
 
 
 def check_gallery_files(index) -> None:
-    """Gallery images moved or deleted since indexing: one warning when some are gone (their pictures answer 404),
-    an error when none is left (the page would show no picture)."""
+    """Gallery images moved or deleted since indexing: one warning at start, also when none is left (the searches
+    rank the stored embeddings, so they still work; the pictures of the missing images answer 404)."""
     missing = index.missing_files()
-    if missing and len(missing) == len(index):
-        raise ConfigError(f"{index.folder}: none of its {len(index)} gallery images is in {index.gallery} any more "
-                          f"(moved or deleted since indexing); index the folder where they are now: {index.reindex_command()}")
     if missing:
-        warnings.warn(f"{index.folder}: {len(missing)} of its {len(index)} gallery images are not in {index.gallery} "
-                      f"(moved since indexing?), e.g. {missing[:3]}; they are served as 404. Index the folder where "
-                      f"they are now: {index.reindex_command()}", MissingGalleryFilesWarning, stacklevel=2)
+        gone = (f"none of its {len(index)} gallery images is in {index.gallery} any more" if len(missing) == len(index)
+                else f"{len(missing)} of its {len(index)} gallery images are not in {index.gallery}")
+        warnings.warn(f"{index.folder}: {gone} (moved or deleted since indexing?), e.g. {missing[:3]}; searches still "
+                      "rank them from the stored embeddings, their pictures answer 404. Index the folder where they "
+                      f"are now: {index.reindex_command()}", MissingGalleryFilesWarning, stacklevel=2)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")

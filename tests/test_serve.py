@@ -18,7 +18,7 @@ def test_moved_or_vanished_gallery_files_are_one_warning_at_start(world, gallery
     check_gallery_files(index)  # all in place: nothing said
     first = sorted(gallery.iterdir())[0]
     first.rename(tmp_path / first.name)
-    with pytest.warns(MissingGalleryFilesWarning, match=rf"1 of its {len(index)} gallery images are not in .*served as 404.*"
+    with pytest.warns(MissingGalleryFilesWarning, match=rf"1 of its {len(index)} gallery images are not in .*pictures answer 404.*"
                                                          r"gallery=NEWDIR output="):
         check_gallery_files(index)
     shutil.rmtree(gallery)

@@ -15,7 +15,7 @@ def test_a_run_folder_under_a_file_is_one_line_before_hydra_creates_anything(tmp
     blocker.write_text("x")
     result = subprocess.run([sys.executable, "-m", "src.train", "task=attributes", f"hydra.run.dir={blocker}/run",
                              f"paths.cache_dir={tmp_path}/cache"], capture_output=True, text=True, timeout=300,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0] == (f"error: hydra.run.dir={blocker}/run: {blocker} is a file, not a folder "

@@ -65,7 +65,8 @@ def main() -> None:
     from src.models.loading import build_from_checkpoint
 
     if args.small:
-        overrides = ["data.source.num_train_ids=12", "data.source.num_test_ids=6", "data.num_workers=0"]
+        overrides = ["data.source.num_train_ids=12", "data.source.num_test_ids=6", "data.num_workers=0",
+                     "data.batch_size=16"]  # P=4 identities x K=4: the 10 training identities fit (data.batch_size check)
         output = tempfile.mkdtemp(prefix="bench_pseudo_")
         from src.models.backbones import efficientnet_lite
         from src.models.strong import StrongReidNet

@@ -26,7 +26,7 @@ from src.inference import (
 from src.io.atomic import write_csv, write_json, write_text
 from src.io.classification import probabilities_frame, readable_rows, write_classification_csv
 from src.io.reid import reid_lines, write_reid_txt
-from src.metrics.consensus import neighbour_consensus
+from src.metrics.consensus import check_consensus_k, neighbour_consensus
 from src.models.loading import load_network
 
 
@@ -50,12 +50,11 @@ def predict_attributes(
     ``ensemble_with_main=False`` leaves the checkpoint's own heads out (it then only gives the re-ID neighbours).
     """
     net, contract = load_network(ckpt_path)
-    if consensus_k and not contract.embeds:
-        raise ConfigError(f"{ckpt_path}: attributes.consensus_k needs re-ID embeddings; pass a task=reid or "
-                          "task=reid_strong checkpoint (it holds the attribute heads too) or set consensus_k=0")
+    check_consensus_k(consensus_k, len(records), contract.embeds, ckpt_path, "the images to predict")
     height, width = contract.input_size(height, width)
     members = ensemble_members(ensemble)
     records = readable_records(records, skip_corrupt)
+    check_consensus_k(consensus_k, len(records), contract.embeds, ckpt_path, "the readable images to predict")
     embeddings, probs = embed_and_classify_records(net, records, height, width, batch_size, num_workers, flip_test,
                                                    desc="predicting attributes", embeds=contract.embeds)
     probs = ensemble_probabilities(records, members, probs if ensemble_with_main else None, flip_test=flip_test,
@@ -106,6 +105,7 @@ def predict_reid(
     metric = metric or contract.metric
     query_records = readable_records(query_records, skip_corrupt)
     gallery_records = readable_records(gallery_records, skip_corrupt)
+    check_consensus_k(consensus_k, len(gallery_records), True, ckpt_path, "the gallery")
     net = fastest_inference(net, len(query_records) + len(gallery_records))  # prepared once for both passes
     options = dict(height=height, width=width, batch_size=batch_size, num_workers=num_workers)
     query_features = embed_records(net, query_records, desc="embedding queries", **options)

@@ -8,11 +8,13 @@ Our own warnings (skipped images, a checkpoint run at another size, ...) print t
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -41,12 +43,23 @@ def one_line_errors(main):
             known = known_cause(err)
             if known is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print(f"error: {known}", file=sys.stderr)
-            sys.exit(2)
+            fail(str(known))
         finally:
             warnings.formatwarning = format_before
 
     return wrapper
+
+
+# OS errors of the place a path points to: the user's to fix (known_cause). ENOENT stays a traceback: our readers name
+# missing inputs themselves.
+_LOCATION_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOSPC,
+                    errno.EDQUOT, errno.ENAMETOOLONG}
+
+
+def fail(message: str) -> NoReturn:
+    """End the command as a known error does: one line ``error: <message>`` on stderr, status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def check_overrides(argv: list[str]) -> None:
@@ -64,9 +77,8 @@ def check_overrides(argv: list[str]) -> None:
         except OverrideParseException as err:
             key, _, value = arg.partition("=")
             reason = str(err).strip().splitlines()[0]
-            print(f"error: {arg}: Hydra cannot parse this value ({reason}); quote it: {key}='{value}' "
-                  f"(with the shell's quotes around it: \"{key}='{value}'\")", file=sys.stderr)
-            sys.exit(2)
+            fail(f"{arg}: Hydra cannot parse this value ({reason}); quote it: {key}='{value}' "
+                 f"(with the shell's quotes around it: \"{key}='{value}'\")")
 
 
 def one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -89,11 +101,15 @@ def is_ours(category: type[Warning], filename: str) -> bool:
 
 def known_cause(err: BaseException | None) -> KnownError | None:
     """The KnownError behind ``err``, also when a library wrapped it (Hydra's instantiate wraps what a constructor
-    raises in an InstantiationException)."""
+    raises in an InstantiationException); an OS error about a path the user chose (a read-only or full disk, no
+    permission, a file where a folder is expected) becomes one: ``<path>: <what the OS said> (<what to do>)``."""
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, KnownError):
             return err
+        if isinstance(err, OSError) and err.errno in _LOCATION_ERRNOS and err.filename:
+            return KnownError(f"{err.filename}: {err.strerror} (choose a location this user can write to, or fix "
+                              "its permissions; a folder is expected where the path names one)")
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None

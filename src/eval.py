@@ -28,7 +28,7 @@ from src.data.splits import query_gallery_split, split_contract
 from src.errors import ConfigError, check_overrides, one_line_errors
 from src.inference import classify_loader, ensemble_members, ensemble_probabilities, loader_of
 from src.io.atomic import atomic_path, write_json
-from src.metrics.consensus import neighbour_consensus
+from src.metrics.consensus import check_consensus_k, neighbour_consensus
 from src.metrics.postprocess import retrieval_distances
 from src.metrics.rank import evaluate_rank, query_rank_lists
 from src.models.feature_cache import cache_key
@@ -107,11 +107,7 @@ def evaluate(cfg: DictConfig) -> dict:
     metric = cfg.get("metric") or contract.metric
     options = cfg.get("attributes") or {}
     flip_test, consensus_k = bool(options.get("flip_test", True)), int(options.get("consensus_k", 0))
-    if consensus_k and not contract.embeds:
-        raise ValueError(f"{cfg.ckpt_path}: attributes.consensus_k needs re-ID embeddings (a task=reid or reid_strong checkpoint)")
-    if consensus_k >= len(records):  # checked before any image is decoded
-        raise ConfigError(f"attributes.consensus_k={consensus_k}: needs more images than the {len(records)} of the "
-                          f"evaluated split (split={split}); use a smaller k")
+    check_consensus_k(consensus_k, len(records), contract.embeds, cfg.ckpt_path, f"the evaluated split (split={split})")
     members = ensemble_members(options.get("ensemble"))
     with_main = bool(options.get("ensemble_with_main", True))
     embeddings, probabilities = network_outputs(cfg, net, contract, records, datamodule, flip_test)

@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import check_ranges
-from src.errors import check_overrides, one_line_errors
+from src.errors import ConfigError, check_overrides, one_line_errors
 from src.retrieval.build import build_index
 from src.retrieval.kinds import use_threads
 from src.retrieval.outputs import describe
@@ -43,14 +43,14 @@ def main(cfg: DictConfig) -> None:
     check_ranges(cfg)
     use_threads(apply_threads(cfg.get("torch_threads")))
     if cfg.action not in ACTIONS:
-        raise ValueError(f"action={cfg.action}: expected one of {ACTIONS}")
+        raise ConfigError(f"action={cfg.action}: expected one of {ACTIONS}")
     if cfg.action == "info":
         if not cfg.get("output"):
-            raise ValueError("info needs the index folder: python -m src.index info FOLDER")
+            raise ConfigError("info needs the index folder: python -m src.index info FOLDER")
         print(describe(load_index(cfg.output)))
         return
     if cfg.get("ckpt_path") is None or cfg.get("gallery") is None:
-        raise ValueError("build needs ckpt_path=PATH and gallery=DIR")
+        raise ConfigError("build needs ckpt_path=PATH and gallery=DIR")
     settings = OmegaConf.to_container(cfg.index)
     report = build_index(
         cfg.ckpt_path, cfg.gallery, cfg.get("output") or default_index_path(cfg.gallery, cfg.paths.root_dir),

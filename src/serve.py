@@ -12,13 +12,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import warnings
 
 import hydra
 import uvicorn
 from omegaconf import DictConfig
 
 from src.errors import ConfigError, one_line_errors
-from src.retrieval.store import load_index
+from src.retrieval.store import MissingGalleryFilesWarning, load_index
 from src.serving.app import CONFIG_ENV
 
 LOOPBACK_NAMES = {"localhost"}
@@ -44,11 +45,23 @@ def app_config(cfg: DictConfig) -> dict:
     for key in ("workers", "max_upload_bytes", "max_pixels", "max_top_k", "torch_threads"):
         if int(cfg[key]) < 1:
             raise ConfigError(f"{key}={cfg[key]}: expected an integer >= 1")
-    load_index(cfg.index)  # a missing or broken index is an error now, not in every worker
+    check_gallery_files(load_index(cfg.index))  # a missing or broken index is an error now, not in every worker
     return {"index": os.path.abspath(cfg.index), "token": None if token is None else str(token),
             "limits": {"max_upload_bytes": int(cfg.max_upload_bytes), "max_pixels": int(cfg.max_pixels),
                        "max_top_k": int(cfg.max_top_k)},
             "reload_every": float(cfg.reload_every), "torch_threads": int(cfg.torch_threads)}
+
+
+def check_gallery_files(index) -> None:
+    """Gallery images moved or deleted since indexing: one warning at start, also when none is left (the searches
+    rank the stored embeddings, so they still work; the pictures of the missing images answer 404)."""
+    missing = index.missing_files()
+    if missing:
+        gone = (f"none of its {len(index)} gallery images is in {index.gallery} any more" if len(missing) == len(index)
+                else f"{len(missing)} of its {len(index)} gallery images are not in {index.gallery}")
+        warnings.warn(f"{index.folder}: {gone} (moved or deleted since indexing?), e.g. {missing[:3]}; searches still "
+                      "rank them from the stored embeddings, their pictures answer 404. Index the folder where they "
+                      f"are now: {index.reindex_command()}", MissingGalleryFilesWarning, stacklevel=2)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")

@@ -10,6 +10,7 @@ import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ProgressBar
 
 from src import run_folder
 from src.config import check_ranges
@@ -60,14 +61,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     if cfg.get("predict_test"):  # a missing end-of-run folder fails now, before the run folder or any training
         datamodule.source.check_unlabelled()
+    datamodule.split()  # options that do not fit the data (P x K batch, val_ratio) fail before the run folder is claimed
     output_dir = Path(cfg.paths.output_dir)
     lock = run_folder.claim(output_dir, cfg.get("ckpt_path"), cfg.get("overwrite", False)) if run_folder.is_rank_zero() else None
+    try:
+        return _fit(cfg, datamodule, output_dir)
+    finally:  # also when the run fails: the next run (or a second call in this process) is not blocked
+        if lock is not None:
+            lock.close()
+
+
+def _fit(cfg: DictConfig, datamodule: pl.LightningDataModule, output_dir: Path) -> dict[str, float]:
     ckpt_path = run_folder.resolve_resume(output_dir, cfg.get("ckpt_path"))
     write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
 
     model: pl.LightningModule = instantiate(cfg.model, _recursive_=False)
     callbacks = instantiate_all(cfg.get("callbacks"))
+    if cfg.trainer.get("enable_progress_bar") is False:  # the bar's callback would contradict the trainer's setting
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
@@ -87,8 +99,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_json(output_dir / "metrics.json", {"best_checkpoint": best, **metrics})
         if cfg.get("predict_test") and best:
             write_test_outputs(best, datamodule, output_dir, reid=model.network_kind == "reid")
-    if lock is not None:
-        lock.close()
     return metrics
 
 

@@ -21,3 +21,33 @@ def test_what_hydra_parses_passes():
     check_overrides(["src.train", "task=reid", "data.root=../shared/data/x", "-m", "seed=1,2", "--cfg", "job",
                      "ckpt_path='/a b/c(1).ckpt'"])
     check_overrides(hydra_argv(["src.search", "index=i", "query=q", "filter=upcolor=red,backpack=yes"]))
+
+
+# ---- OS errors at an output path: one line naming it, status 2 (the run folder: tests/callbacks/test_output_location.py) ----
+
+
+def test_an_os_error_at_an_output_path_is_one_line_naming_it(tmp_path, capsys):
+    from src.errors import one_line_errors
+    from src.io.atomic import write_text
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+
+    @one_line_errors
+    def task():
+        write_text(blocker / "out" / "metrics.json", "{}")
+
+    with pytest.raises(SystemExit) as stop:
+        task()
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {blocker / 'out'}: Not a directory"), lines
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
+
+
+def test_a_bug_that_raises_an_os_error_keeps_its_traceback():
+    from src.errors import known_cause
+
+    assert known_cause(FileNotFoundError(2, "No such file or directory", "x")) is None  # our readers name inputs
+    assert known_cause(OSError("no errno, no path")) is None
+    assert str(known_cause(PermissionError(13, "Permission denied", "/out/x"))).startswith("/out/x: Permission denied (")

@@ -21,26 +21,6 @@ def test_fast_dev_run_attributes(make_cfg, tmp_path):
     assert (tmp_path / "run" / "config.yaml").is_file()
 
 
-def test_tensorboard_logger_writes_events(make_cfg, tmp_path):
-    from tests.conftest import SMALL_DATA
-
-    small = [o for o in SMALL_DATA if not o.startswith("logger=")]
-    train(
-        make_cfg(
-            [
-                "task=attributes",
-                *small,
-                "logger=tensorboard",
-                "trainer.max_epochs=1",
-                "trainer.limit_train_batches=1",
-                "trainer.limit_val_batches=1",
-                "predict_test=false",
-            ]
-        )
-    )
-    assert list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
-
-
 @pytest.fixture(scope="module")
 def trained_attributes(tmp_path_factory, cache_dir):
     """A short real run: pretrained lite0, 4 epochs on 60 synthetic identities."""
@@ -326,3 +306,21 @@ def test_attribute_ensemble_averages_the_networks(trained_attributes, tmp_path, 
     with pytest.raises(CheckpointError, match="nowhere.ckpt: checkpoint not found"):
         predict_attributes(best, image_records(test_dir), tmp_path / "missing", ensemble=[str(tmp_path / "nowhere.ckpt")], **options)
     assert not (tmp_path / "bad").exists() and not (tmp_path / "missing").exists()
+
+
+def test_a_failed_run_releases_its_run_folder(make_cfg, tmp_path):
+    """train() fails after it claimed the folder (ckpt_path=last with nothing to resume): the folder is free again."""
+    from src import run_folder
+    from src.errors import ConfigError
+    from tests.conftest import SMALL_DATA
+
+    with pytest.raises(ConfigError, match="no checkpoints/last.ckpt to resume"):
+        train(make_cfg(["task=attributes", *SMALL_DATA, "ckpt_path=last"]))
+    run_folder.claim(tmp_path / "run", None).close()  # not "another training (pid ...) is writing into this run folder"
+
+
+def test_progress_bar_off_without_removing_its_callback(make_cfg):
+    from tests.conftest import SMALL_DATA
+
+    metrics = train(make_cfg(["task=attributes", "debug=fast", *SMALL_DATA, "trainer.enable_progress_bar=false"]))
+    assert 0.0 <= metrics["val/mean_acc"] <= 1.0

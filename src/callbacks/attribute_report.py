@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytorch_lightning as pl
 
 from src.callbacks.history import MetricHistory
 from src.data.attributes import HEAD_NAMES
@@ -25,10 +24,7 @@ def accuracy_table(best: pd.Series) -> pd.DataFrame:
 class AttributeReport(MetricHistory):
     """Writes attribute_accuracy.csv/.png for the epoch with the best ``monitor`` value."""
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.history or not trainer.is_global_zero:
-            return
-        history = self.frame()
+    def write(self, history: pd.DataFrame) -> None:
         best = history.loc[history[self.monitor].idxmax()]
         table = accuracy_table(best)
         write_csv(self.output_dir / "attribute_accuracy.csv", table.round(2))

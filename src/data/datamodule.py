@@ -89,6 +89,7 @@ class MarketDataModule(pl.LightningDataModule):
         self.pid_to_label: dict[int, int] = {}
         self.train_records: list[ImageRecord] = []
         self.val_records: list[ImageRecord] = []
+        self.val_set: ImageDataset | None = None
 
     @property
     def source(self):
@@ -97,16 +98,33 @@ class MarketDataModule(pl.LightningDataModule):
             self._source = self.source_factory(self.root)
         return self._source
 
+    def split(self) -> list[ImageRecord]:
+        """Read the labelled records and split them by identity (once), and check the options that depend on the
+        data: ``train()`` calls it before it claims the run folder, so a batch or ratio that does not fit fails first.
+        Returns the labelled records."""
+        if not self.train_records:
+            records = self.source.labelled()
+            if self.skip_corrupt:
+                records = drop_unreadable(records)
+            self._labelled = records
+            self.train_records, self.val_records = split_by_identity(records, self.val_ratio, self.split_seed)
+            self.train_pids = sorted({r.pid for r in self.train_records})
+        if not self.val_records:
+            raise ConfigError(f"data.val_ratio={self.val_ratio}: leaves no validation identity in {self.root}; training "
+                              "monitors held-out identities (use e.g. data.val_ratio=0.2)")
+        if self.identity_sampler and self.batch_size // self.num_instances > len(self.train_pids):
+            most = len(self.train_pids) * self.num_instances
+            raise ConfigError(f"data.batch_size={self.batch_size}: {self.batch_size // self.num_instances} identities x "
+                              f"data.num_instances={self.num_instances} images per batch, but the training split of "
+                              f"{self.root} has {len(self.train_pids)} identities; use data.batch_size <= {most}")
+        return self._labelled
+
     def setup(self, stage: str | None = None) -> None:
         if len(self.progressive) > 1 and self.trainer is not None:
             self.trainer.reload_dataloaders_every_n_epochs = 1  # each epoch's loaders at the size its progress asks
-        if self.train_records:
+        if self.val_set is not None:
             return
-        records = self.source.labelled()
-        if self.skip_corrupt:
-            records = drop_unreadable(records)
-        self.train_records, self.val_records = split_by_identity(records, self.val_ratio, self.split_seed)
-        self.train_pids = sorted({r.pid for r in self.train_records})
+        records = self.split()
         query_index, _ = query_gallery_split(self.val_records, self.split_seed)
         self.val_is_query = torch.zeros(len(self.val_records), dtype=torch.bool)
         self.val_is_query[query_index] = True

@@ -19,7 +19,11 @@ def split_by_identity(
     pids = sorted({r.pid for r in records})
     num_val = round(val_ratio * len(pids))
     if val_ratio > 0 and not 0 < num_val < len(pids):
-        raise DataError(f"cannot split {len(pids)} identities with val_ratio={val_ratio}")
+        n = len(pids)
+        fix = (f"use at least {1 / n:.3g} (1 of {n})" if num_val == 0 else f"use at most {(n - 1) / n:.3g} ({n - 1} of {n})")
+        raise DataError(f"data.val_ratio={val_ratio}: round({val_ratio} x {n} identities) = {num_val} leaves "
+                        f"{'no validation' if num_val == 0 else 'no training'} identity; {fix}" if n > 1 else
+                        f"data.val_ratio={val_ratio}: the data has {n} identity; a split needs at least 2")
     order = torch.randperm(len(pids), generator=torch.Generator().manual_seed(seed)).tolist()
     val_pids = {pids[i] for i in order[:num_val]}
     train = [r for r in records if r.pid not in val_pids]

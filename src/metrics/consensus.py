@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from src.errors import ConfigError
+
 from .distance import iter_distance_chunks
 from .rerank import re_ranking_from_features
 
@@ -40,6 +42,17 @@ def neighbour_indices(embeddings: torch.Tensor, k: int, metric: str = "euclidean
 
 
 @torch.no_grad()
+def check_consensus_k(k: int, num_images: int, embeds: bool, ckpt_path, images: str) -> None:
+    """``attributes.consensus_k`` against the checkpoint and the data, before any image is decoded: the checkpoint
+    must embed (re-ID) and each image needs ``k`` other images to be its neighbours."""
+    if k and not embeds:
+        raise ConfigError(f"{ckpt_path}: attributes.consensus_k needs re-ID embeddings; pass a task=reid or "
+                          "task=reid_strong checkpoint (it holds the attribute heads too) or set attributes.consensus_k=0")
+    if k >= num_images:
+        raise ConfigError(f"attributes.consensus_k={k}: needs more images than the {num_images} of {images}; use "
+                          f"attributes.consensus_k <= {max(num_images - 1, 0)} (0 turns the consensus off)")
+
+
 def neighbour_consensus(embeddings: torch.Tensor, probabilities: dict[str, torch.Tensor], k: int,
                         metric: str = "euclidean", chunk_size: int = 1024, rerank: bool = False) -> dict[str, torch.Tensor]:
     """Per head: the mean of each image's probabilities and those of its ``k`` nearest neighbours."""

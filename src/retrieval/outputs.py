@@ -16,7 +16,7 @@ from src.io.atomic import write_csv
 from src.io.visual import RankRow, Tile, rank_figure, save_png, short_caption, thumbnail, write_html_report
 from src.retrieval.filtering import describe_filter
 from src.retrieval.search import SearchResult
-from src.retrieval.store import GalleryIndex
+from src.retrieval.store import GalleryIndex, MissingGalleryFilesWarning
 
 
 def read_identities(csv: str | Path) -> dict[str, int]:
@@ -97,10 +97,7 @@ def format_results(result: SearchResult, max_queries: int = 10, query_pids=None,
         lines.append(f"no gallery image passes the filter {describe_filter(result.conditions)}: nothing to rank")
     for q, matches in enumerate(result.matches[:max_queries]):
         caption = short_caption(result.query_attributes[q]).replace("\n", ", ")
-        head = f"\nquery {result.query_names[q]} [{caption}]: top {len(matches)}"
-        if result.excluded[q]:
-            head += f" (own copy {', '.join(result.index.names[r] for r in result.excluded[q])} left out)"
-        lines.append(head)
+        lines.append(f"\nquery {result.query_names[q]} [{caption}]: top {len(matches)}{own_copies(result, q)}")
         if not matches:
             lines.append("  no match")
             continue
@@ -137,20 +134,21 @@ def _short(name: str, width: int = 13) -> str:
     return name if len(name) <= width else name[: width - 4] + "…" + name[-3:]
 
 
-class MissingGalleryFilesWarning(UserWarning):
-    """Gallery images of the index are no longer where it was built (moved or deleted since indexing)."""
+def own_copies(result: SearchResult, q: int) -> str:
+    """What every output says of a query whose own copies in the gallery were left out (empty when none)."""
+    own = result.excluded[q]
+    return f" (own copy {', '.join(result.index.names[r] for r in own)} left out)" if own else ""
 
 
 def warn_missing_gallery_files(result: SearchResult, shown: Sequence[int]) -> None:
     """One warning when matches to be drawn are missing on disk: the rankings (from stored embeddings) stay right,
     their pictures become grey tiles."""
     rows = sorted({row for q in shown for row, _ in result.matches[q]})
-    missing = [result.index.names[r] for r in rows if not result.index.path(result.index.names[r]).is_file()]
+    missing = result.index.missing_files(rows)
     if missing:
         warnings.warn(f"{result.index.folder}: {len(missing)} of the {len(rows)} gallery images to draw are not in "
                       f"{result.index.gallery} (moved since indexing?), e.g. {missing[:3]}; they are drawn as grey "
-                      "tiles. Index the folder where they are now: python -m src.index build "
-                      f"ckpt_path={result.index.checkpoint} gallery=NEWDIR output={result.index.folder}",
+                      f"tiles. Index the folder where they are now: {result.index.reindex_command()}",
                       MissingGalleryFilesWarning, stacklevel=3)
 
 
@@ -172,10 +170,7 @@ def write_search_outputs(result: SearchResult, output_dir: str | Path, *, grids:
             stem = Path(result.query_names[q]).with_suffix("").as_posix().replace("/", "_")
             name = stem if stem not in used else f"{stem}_{q}"
             used.add(name)
-            title = f"query {result.query_names[q]}: top {len(row.matches)}"
-            if result.excluded[q]:
-                title += f" (own copy {', '.join(result.index.names[r] for r in result.excluded[q])} left out)"
-            title += f"; {settings}"
+            title = f"query {result.query_names[q]}: top {len(row.matches)}{own_copies(result, q)}; {settings}"
             written[f"grid:{result.query_names[q]}"] = save_png(output_dir / "grids" / f"{name}.png",
                                                                rank_figure([row], per_line=per_line, title=title))
     if html:
@@ -184,12 +179,7 @@ def write_search_outputs(result: SearchResult, output_dir: str | Path, *, grids:
                 "queries": f"{len(result.query_names)} (shown: {len(shown)})"}
         if result.unreadable:
             meta["unreadable queries skipped"] = ", ".join(result.unreadable)
-        titles = []
-        for q in shown:
-            title = f"{result.query_names[q]}: top {len(result.matches[q])}"
-            if result.excluded[q]:
-                title += f" (own copy {', '.join(result.index.names[r] for r in result.excluded[q])} left out)"
-            titles.append(title)
+        titles = [f"{result.query_names[q]}: top {len(result.matches[q])}{own_copies(result, q)}" for q in shown]
         written["html"] = write_html_report(output_dir / "search.html", rows, "Gallery search", meta, titles)
     return written
 

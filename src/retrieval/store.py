@@ -56,6 +56,10 @@ FILES = ("records", "embeddings", "faiss")
 CHUNK_ROWS = 65_536
 
 
+class MissingGalleryFilesWarning(UserWarning):
+    """Gallery images of the index are no longer where it was built (moved or deleted since indexing)."""
+
+
 class GalleryIndexError(KnownError, ValueError):
     """A missing, truncated or unreadable index, or one that does not fit the request (checkpoint, input size, kind)."""
 
@@ -248,6 +252,15 @@ class GalleryIndex:
     def path(self, name: str) -> Path:
         """Where the gallery image ``name`` (a row's relative file name) lives."""
         return Path(self.meta["gallery"]) / name
+
+    def missing_files(self, rows=None) -> list[str]:
+        """Names of the gallery images (of ``rows``, default all) no longer where the index was built."""
+        names = self.names if rows is None else [self.names[r] for r in rows]
+        return [name for name in names if not self.path(name).is_file()]
+
+    def reindex_command(self) -> str:
+        """Re-points the index at the folder its images moved to (moved files are reused by their hash)."""
+        return f"python -m src.index build ckpt_path={self.checkpoint} gallery=NEWDIR output={self.folder}"
 
     @property
     def names(self):

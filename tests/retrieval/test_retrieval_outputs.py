@@ -7,8 +7,9 @@ import warnings
 import pandas as pd
 import pytest
 
-from src.retrieval.outputs import MissingGalleryFilesWarning, write_search_outputs
+from src.retrieval.outputs import write_search_outputs
 from src.retrieval.search import search
+from src.retrieval.store import MissingGalleryFilesWarning
 from tests.retrieval.worlds import build, gallery, world  # noqa: F401  (fixtures)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 REFERENCE_SCRIPTS = ["bench_rank.py", "bench_rerank.py", "bench_large_gallery.py"]
 OWN_SCRIPTS = {
     "bench_stage2_epoch.py": "| cached 543-d descriptors |",

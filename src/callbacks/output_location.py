@@ -1,0 +1,47 @@
+"""Hydra callback: a run (or sweep) folder that cannot be created or written ends in one line and status 2.
+
+Hydra creates the folder before the task function runs, outside the entry point's ``one_line_errors``; this check
+runs before that (``on_run_start``), creates nothing, and names the folder and why (see src/errors.py).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+from src.errors import fail
+
+
+def _writable_folder_problem(folder: Path) -> str | None:
+    """Why Hydra could not create ``folder`` and write into it, without creating anything; None when it can."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+        return f"{existing}: {'read-only file system' if read_only else 'permission denied'}"
+    return None
+
+
+class OutputLocationCheck(Callback):
+    """Before Hydra creates the run (or sweep) folder: one line and status 2 when it cannot be created or written."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config, key: str) -> None:
+        folder = Path(str(OmegaConf.select(config, key)))
+        if folder.is_dir() and OmegaConf.select(config, "hydra.output_subdir") is None:
+            return  # an existing folder Hydra writes nothing into (src.index, src.serve, src.search: hydra.run.dir=.)
+        problem = _writable_folder_problem(folder)
+        if problem is not None:
+            fail(f"{key}={folder}: {problem} (choose a folder this user can write to: {key}=...)")

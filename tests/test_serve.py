@@ -1,0 +1,27 @@
+"""src/serve.py: a gallery whose files moved or vanished since indexing is said at start, in one warning (the
+searches rank the stored embeddings, so the app still works, also when no file is left)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from src.retrieval.store import MissingGalleryFilesWarning, load_index
+from src.serve import check_gallery_files
+from tests.retrieval.worlds import build, gallery, world  # noqa: F401  (fixtures)
+
+
+def test_moved_or_vanished_gallery_files_are_one_warning_at_start(world, gallery, tmp_path):  # noqa: F811
+    report = build(world, gallery, tmp_path / "index", accelerator="cpu")
+    index = load_index(report.path)
+    check_gallery_files(index)  # all in place: nothing said
+    first = sorted(gallery.iterdir())[0]
+    first.rename(tmp_path / first.name)
+    with pytest.warns(MissingGalleryFilesWarning, match=rf"1 of its {len(index)} gallery images are not in .*pictures answer 404.*"
+                                                         r"gallery=NEWDIR output="):
+        check_gallery_files(index)
+    shutil.rmtree(gallery)
+    with pytest.warns(MissingGalleryFilesWarning, match=rf"none of its {len(index)} gallery images is in .* any more "
+                                                         r".*still rank them from the stored embeddings.*gallery=NEWDIR"):
+        check_gallery_files(index)

@@ -8,8 +8,6 @@ import hydra
 from omegaconf import DictConfig
 
 from src.config import check_ranges
-from src.data.records import image_records
-from src.deliverables import predict_attributes
 from src.errors import check_overrides, one_line_errors
 from src.runtime import apply_threads
 
@@ -17,6 +15,9 @@ from src.runtime import apply_threads
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
+    from src.data.records import image_records
+    from src.deliverables import predict_attributes
+
     check_ranges(cfg)
     apply_threads(cfg.get("torch_threads"))
     path = predict_attributes(

@@ -14,12 +14,9 @@ import json
 import os
 
 import hydra
-import uvicorn
 from omegaconf import DictConfig
 
 from src.errors import ConfigError, one_line_errors
-from src.retrieval.store import load_index
-from src.serving.app import CONFIG_ENV
 
 LOOPBACK_NAMES = {"localhost"}
 
@@ -35,6 +32,8 @@ def is_loopback(host: str) -> bool:
 
 def app_config(cfg: DictConfig) -> dict:
     """create_app's arguments from the config; refuses a non-loopback address without a token."""
+    from src.retrieval.store import load_index
+
     token = cfg.get("token") or os.environ.get("MPR_SERVE_TOKEN") or None
     if not is_loopback(str(cfg.host)) and not token:
         raise ConfigError(f"host={cfg.host} exposes the server beyond this machine; pass token=SECRET (or set "
@@ -54,6 +53,10 @@ def app_config(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
+    import uvicorn
+
+    from src.serving.app import CONFIG_ENV
+
     os.environ[CONFIG_ENV] = json.dumps(app_config(cfg))
     host = f"[{cfg.host}]" if ":" in str(cfg.host) else cfg.host
     print(f"serving {cfg.index} on http://{host}:{cfg.port}/ (API: /docs), {cfg.workers} worker(s)", flush=True)

@@ -21,3 +21,21 @@ def test_what_hydra_parses_passes():
     check_overrides(["src.train", "task=reid", "data.root=../shared/data/x", "-m", "seed=1,2", "--cfg", "job",
                      "ckpt_path='/a b/c(1).ckpt'"])
     check_overrides(hydra_argv(["src.search", "index=i", "query=q", "filter=upcolor=red,backpack=yes"]))
+
+
+@pytest.mark.parametrize("command", [
+    ["src.train", "task=attributes", "torch_threads=0"],                 # refused by the config check
+    ["src.eval", "task=attributes", "ckpt_path=missing.ckpt"],           # refused while reading the checkpoint
+    ["src.search", "index=missing_index", "query=q.jpg"],                # refused while reading the index
+])
+def test_a_failed_command_leaves_no_run_folder(command, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    run = tmp_path / "outputs" / "run"
+    proc = subprocess.run([sys.executable, "-m", *command, f"hydra.run.dir={run}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: "), proc.stderr
+    assert not run.exists() and (tmp_path / "outputs").is_dir()  # only the folder Hydra made for this run goes

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.models.onnx import ExportGraph, export_onnx
 from src.models.loading import build_from_checkpoint, load_network
+from src.models.onnx import ExportGraph, export_onnx
 from tests.models.test_loading import save_attribute_checkpoint
 
 ort = pytest.importorskip("onnxruntime")

@@ -53,9 +53,9 @@ def test_importing_an_entry_point_loads_no_heavy_library(entry):
 
 @pytest.mark.parametrize("entry", ["train", "search", "index"])
 def test_help_and_config_errors_load_no_heavy_library(entry, tmp_path):
-    helped = probe(f"src.{entry}", "--help")
+    task = ["task=attributes"] if entry == "train" else []  # train's --help composes the config: it needs a task
+    helped = probe(f"src.{entry}", *task, "--help")
     assert helped["status"] == 0 and helped["loaded"] == []
-    task = ["task=attributes"] if entry == "train" else []
     refused = probe(f"src.{entry}", *task, "torch_threads=0", f"hydra.run.dir={tmp_path / 'run'}")
     assert refused["status"] == 2 and "error: torch_threads=0" in refused["stderr"]
     assert not {"torch", "faiss", "pytorch_lightning", "torchvision"} & set(refused["loaded"])

@@ -15,10 +15,10 @@ from src.runtime import apply_threads
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
+    check_ranges(cfg)  # before the libraries load: a config error answers at once
     from src.data.records import image_records
     from src.deliverables import predict_attributes
 
-    check_ranges(cfg)
     apply_threads(cfg.get("torch_threads"))
     path = predict_attributes(
         cfg.ckpt_path, image_records(cfg.input, subfolders=cfg.subfolders), cfg.paths.output_dir,

@@ -92,9 +92,13 @@ def import_profile(stderr: str, top: int = 3) -> tuple[str, str]:
     return slowest, ", ".join(sorted(loaded)) or "none"
 
 
+def own_options(parser) -> None:
+    parser.add_argument("--repo", default=str(REPO), help="the checkout whose commands are timed (default: this one)")
+    parser.add_argument("--rows", default=None, help="time only the rows whose name contains this text")
+
+
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0], repeats=3, ref_repeats=1, extra=lambda parser: parser.add_argument(
-        "--repo", default=str(REPO), help="the checkout whose commands are timed (default: this one)"))
+    args = parse_args(__doc__.splitlines()[0], repeats=3, ref_repeats=1, extra=own_options)
     repo = Path(args.repo).resolve()
     num_images = 40 if args.small else 1000
     if args.small:
@@ -105,6 +109,8 @@ def main() -> None:
     index, query = make_index(repo, folder, num_images)
     rows = []
     for name, cmd, expected in commands(index, query, folder / "runs"):
+        if args.rows and args.rows not in name:
+            continue
         if args.small and name not in ("src.index info", "src.search torch_threads=0", "src.search, 1 query"):
             continue  # the smoke test: three rows, one run each
         times = [run(repo, cmd, expected)[0] for _ in range(args.repeats)]

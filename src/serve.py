@@ -53,11 +53,12 @@ def app_config(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
+    config = app_config(cfg)  # checked before the app's libraries (torch, faiss, fastapi) load
     import uvicorn
 
     from src.serving.app import CONFIG_ENV
 
-    os.environ[CONFIG_ENV] = json.dumps(app_config(cfg))
+    os.environ[CONFIG_ENV] = json.dumps(config)
     host = f"[{cfg.host}]" if ":" in str(cfg.host) else cfg.host
     print(f"serving {cfg.index} on http://{host}:{cfg.port}/ (API: /docs), {cfg.workers} worker(s)", flush=True)
     uvicorn.run("src.serving.app:app_from_environment", factory=True, host=str(cfg.host), port=int(cfg.port),

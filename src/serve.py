@@ -32,8 +32,6 @@ def is_loopback(host: str) -> bool:
 
 def app_config(cfg: DictConfig) -> dict:
     """create_app's arguments from the config; refuses a non-loopback address without a token."""
-    from src.retrieval.store import load_index
-
     token = cfg.get("token") or os.environ.get("MPR_SERVE_TOKEN") or None
     if not is_loopback(str(cfg.host)) and not token:
         raise ConfigError(f"host={cfg.host} exposes the server beyond this machine; pass token=SECRET (or set "
@@ -43,6 +41,8 @@ def app_config(cfg: DictConfig) -> dict:
     for key in ("workers", "max_upload_bytes", "max_pixels", "max_top_k", "torch_threads"):
         if int(cfg[key]) < 1:
             raise ConfigError(f"{key}={cfg[key]}: expected an integer >= 1")
+    from src.retrieval.store import load_index
+
     load_index(cfg.index)  # a missing or broken index is an error now, not in every worker
     return {"index": os.path.abspath(cfg.index), "token": None if token is None else str(token),
             "limits": {"max_upload_bytes": int(cfg.max_upload_bytes), "max_pixels": int(cfg.max_pixels),

@@ -20,8 +20,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def parse_args(description: str, repeats: int, ref_repeats: int, ref_queries: int | None = None):
+def parse_args(description: str, repeats: int, ref_repeats: int, ref_queries: int | None = None, extra=None):
+    """The common options; ``extra(parser)`` adds a script's own."""
     parser = argparse.ArgumentParser(description=description)
+    if extra is not None:
+        extra(parser)
     if ref_queries is not None:
         parser.add_argument("--ref-queries", type=int, default=ref_queries,
                             help="queries on which the (dense, slow) reference is actually run")

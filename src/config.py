@@ -54,7 +54,10 @@ def check_ranges(cfg: DictConfig) -> None:
     """Every known numeric setting in range, and a precision this machine can run: else one ConfigError naming the
     key, the value and what is allowed (before minutes of work end deep inside a library)."""
     from src.errors import ConfigError
+    from src.runtime import check_threads, runs_on_cpu
 
+    if "torch_threads" in cfg:
+        check_threads(cfg.get("torch_threads"))
     for key, (allowed, words) in RANGES.items():
         value = OmegaConf.select(cfg, key, default="<absent>")
         if value != "<absent>" and not allowed(value):
@@ -68,7 +71,5 @@ def check_ranges(cfg: DictConfig) -> None:
                           f"(task=reid_strong), not task={cfg.task_name}")
     precision = str(OmegaConf.select(cfg, "trainer.precision", default=None) or "32-true")
     accelerator = OmegaConf.select(cfg, "trainer.accelerator", default="auto")
-    from src.runtime import runs_on_cpu
-
-    if runs_on_cpu(accelerator) and precision not in CPU_PRECISIONS:
+    if precision not in CPU_PRECISIONS and runs_on_cpu(accelerator):  # torch is asked only for a GPU precision
         raise ConfigError(f"trainer.precision={precision}: not available on the CPU; use one of {', '.join(CPU_PRECISIONS)}")

@@ -40,6 +40,7 @@ def one_line_errors(main):
         try:
             return main(*args, **kwargs)
         except Exception as err:
+            drop_unused_run_folder()
             known = known_cause(err)
             if known is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
@@ -60,6 +61,21 @@ def fail(message: str) -> NoReturn:
     """End the command as a known error does: one line ``error: <message>`` on stderr, status 2."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def drop_unused_run_folder() -> None:
+    """After a failure: the run folder Hydra made for this command goes if nothing but its start was written there
+    (``src/run_folder.py: remove_if_unused``); multirun folders and ``hydra.run.dir=.`` are left alone."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.RUN:
+        from src.run_folder import remove_if_unused
+
+        remove_if_unused(Path(hydra_cfg.runtime.output_dir), hydra_cfg.job.name)
 
 
 def check_overrides(argv: list[str]) -> None:

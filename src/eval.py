@@ -13,27 +13,19 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import numpy as np
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.config import check_ranges
-from src.data.attributes import HEAD_NAMES
-from src.data.datamodule import MarketDataModule
-from src.data.records import DataError
-from src.data.splits import query_gallery_split, split_contract
 from src.errors import ConfigError, check_overrides, one_line_errors
-from src.inference import classify_loader, ensemble_members, ensemble_probabilities, loader_of
 from src.io.atomic import atomic_path, write_json
-from src.metrics.consensus import check_consensus_k, neighbour_consensus
-from src.metrics.postprocess import retrieval_distances
-from src.metrics.rank import evaluate_rank, query_rank_lists
-from src.models.feature_cache import cache_key
-from src.models.loading import Contract, load_network
 from src.runtime import apply_threads
+
+if TYPE_CHECKING:  # the libraries load inside the functions: --help and config errors answer at once
+    from src.models.loading import Contract
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +49,9 @@ def split_settings(contract: Contract, val_ratio, split_seed, split: str) -> dic
 
 
 def evaluation_records(datamodule, split: str, contract: Contract | None = None) -> list:
+    from src.data.records import DataError
+    from src.data.splits import split_contract
+
     records = datamodule.eval_records(split)
     if split == "all":
         return records
@@ -74,6 +69,11 @@ def network_outputs(cfg: DictConfig, net, contract: Contract, records: list, dat
     """(embeddings or None, attribute probabilities) of the records, computed once per checkpoint bytes, images
     (path, size, mtime), input size and flip setting, and kept in ``cache_dir``: the jobs of a sweep over what
     comes after the network (re-ranking, query expansion, consensus) embed once."""
+    import torch
+
+    from src.inference import classify_loader, loader_of
+    from src.models.feature_cache import cache_key
+
     loader = loader_of(records, datamodule.height, datamodule.width, datamodule.eval_batch_size, datamodule.num_workers)
     if not cfg.get("cache_dir"):
         return classify_loader(net, loader, flip_test, embeds=contract.embeds, desc="evaluating")
@@ -91,7 +91,19 @@ def network_outputs(cfg: DictConfig, net, contract: Contract, records: list, dat
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    check_ranges(cfg)
+    check_ranges(cfg)  # before the libraries load: a config error answers at once
+    import numpy as np
+    import torch
+
+    from src.data.attributes import HEAD_NAMES
+    from src.data.datamodule import MarketDataModule
+    from src.data.splits import query_gallery_split
+    from src.inference import ensemble_members, ensemble_probabilities
+    from src.metrics.consensus import check_consensus_k, neighbour_consensus
+    from src.metrics.postprocess import retrieval_distances
+    from src.metrics.rank import evaluate_rank
+    from src.models.loading import load_network
+
     apply_threads(cfg.get("torch_threads"))
     split = cfg.get("split", "all")
     if split not in MarketDataModule.SPLITS:
@@ -143,11 +155,13 @@ def write_rankings(output_dir: Path, options, records: list, query, gallery, dis
     """What a re-ID user looks at besides the scores: ``rankings.csv`` (each query's top-k valid gallery images:
     query, rank, gallery, distance, same identity), ``rank_lists.png`` (the best and worst queries by AP, drawn as
     in a training run) and, when asked, ``distmat.npy`` with its row and column names."""
+    import numpy as np
     import pandas as pd
 
     from src.callbacks.rank_lists import rank_rows, select_queries
     from src.io.atomic import write_csv, write_text
     from src.io.visual import rank_figure, save_png
+    from src.metrics.rank import query_rank_lists
 
     top_k, drawn = int(options.get("top_k", 10)), int(options.get("rank_lists", 3))
     pids, camids = np.array([r.pid for r in records]), np.array([r.camid for r in records])

@@ -17,11 +17,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config import check_ranges
 from src.errors import ConfigError, check_overrides, one_line_errors
-from src.retrieval.build import build_index
-from src.retrieval.kinds import use_threads
-from src.retrieval.outputs import describe
-from src.retrieval.store import default_index_path, load_index
-from src.runtime import apply_threads
 
 ACTIONS = ("build", "info")
 
@@ -40,20 +35,31 @@ def hydra_argv(argv: list[str]) -> list[str]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="index")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
+    # the libraries are imported per action: info reads a manifest and a table, and loads neither torch nor faiss
     check_ranges(cfg)
-    use_threads(apply_threads(cfg.get("torch_threads")))
     if cfg.action not in ACTIONS:
         raise ConfigError(f"action={cfg.action}: expected one of {ACTIONS}")
     if cfg.action == "info":
+        from src.retrieval.store import describe, load_index
+
         if not cfg.get("output"):
             raise ConfigError("info needs the index folder: python -m src.index info FOLDER")
         print(describe(load_index(cfg.output)))
         return
     if cfg.get("ckpt_path") is None or cfg.get("gallery") is None:
         raise ConfigError("build needs ckpt_path=PATH and gallery=DIR")
+    from src.io.atomic import check_writable
+    from src.retrieval.store import default_index_path
+
+    output = check_writable(cfg.get("output") or default_index_path(cfg.gallery, cfg.paths.root_dir))
+    from src.retrieval.build import build_index
+    from src.retrieval.kinds import use_threads
+    from src.runtime import apply_threads
+
+    use_threads(apply_threads(cfg.get("torch_threads")))
     settings = OmegaConf.to_container(cfg.index)
     report = build_index(
-        cfg.ckpt_path, cfg.gallery, cfg.get("output") or default_index_path(cfg.gallery, cfg.paths.root_dir),
+        cfg.ckpt_path, cfg.gallery, output,
         height=cfg.data.height, width=cfg.data.width, kind=settings.pop("kind"), params=settings,
         batch_size=cfg.batch_size, num_workers=cfg.data.num_workers, rebuild=cfg.rebuild, reindex=cfg.reindex,
         subfolders=cfg.subfolders, **cfg.trainer)

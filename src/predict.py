@@ -8,8 +8,6 @@ import hydra
 from omegaconf import DictConfig
 
 from src.config import check_ranges
-from src.data.records import image_records
-from src.deliverables import predict_attributes
 from src.errors import check_overrides, one_line_errors
 from src.runtime import apply_threads
 
@@ -17,7 +15,10 @@ from src.runtime import apply_threads
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    check_ranges(cfg)
+    check_ranges(cfg)  # before the libraries load: a config error answers at once
+    from src.data.records import image_records
+    from src.deliverables import predict_attributes
+
     apply_threads(cfg.get("torch_threads"))
     path = predict_attributes(
         cfg.ckpt_path, image_records(cfg.input, subfolders=cfg.subfolders), cfg.paths.output_dir,

@@ -14,14 +14,16 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from src.errors import ConfigError, check_overrides, one_line_errors
 from src.io.atomic import atomic_path, write_json
-from src.models.loading import MANIFEST, WEIGHTS_FORMAT, WEIGHTS_VERSION, read_checkpoint, read_contract
+
+if TYPE_CHECKING:  # torch loads inside the functions: --help and config errors answer at once
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ QUANTIZE_MIN_ELEMENTS = 1 << 16  # dtype=int8: tensors this large are stored as 
 
 def quantize_rows(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 per output channel (first dimension): (int8 values, float32 scales)."""
+    import torch
+
     rows = tensor.float().reshape(len(tensor), -1)
     scale = rows.abs().amax(1).clamp_min(1e-12) / 127
     return (rows / scale[:, None]).round().clamp(-127, 127).to(torch.int8).reshape(tensor.shape), scale
@@ -44,6 +48,10 @@ def slim_checkpoint(checkpoint: dict, dtype: str = "float16") -> dict:
     contract; no optimizer, loop or callback state. ``float16``/``float32``: every floating tensor in that type;
     ``int8``: the large weight tensors as int8 rows with a float32 scale each (``quantized``), the rest float16.
     ``read_checkpoint`` restores float tensors either way."""
+    import torch
+
+    from src.models.loading import WEIGHTS_FORMAT, WEIGHTS_VERSION
+
     hparams = checkpoint.get("hyper_parameters", {})
     state, scales = {}, {}
     for key, value in checkpoint["state_dict"].items():
@@ -74,6 +82,10 @@ def followed_schedule(checkpoint: dict) -> list | None:
 
 
 def write_weights(ckpt_path: str | Path, out: Path, dtype: str = "float16") -> dict:
+    import torch
+
+    from src.models.loading import read_checkpoint
+
     if dtype not in DTYPES:
         raise ConfigError(f"dtype={dtype!r}: use one of {', '.join(DTYPES)}")
     checkpoint = read_checkpoint(ckpt_path)
@@ -90,6 +102,8 @@ def write_weights(ckpt_path: str | Path, out: Path, dtype: str = "float16") -> d
 
 def embedding_difference(source: str | Path, released: str | Path, records: list, height: int, width: int) -> float:
     """Max abs difference of the two networks' outputs (embedding of re-ID nets, else attribute logits) on ``records``."""
+    import torch
+
     from src.data.datasets import ImageDataset
     from src.models.loading import load_network
 
@@ -121,7 +135,9 @@ def release(cfg: DictConfig) -> dict:
     from src.eval import evaluate
     from src.runtime import apply_threads
 
-    apply_threads(cfg.get("torch_threads"))
+    apply_threads(cfg.get("torch_threads"))  # checked before torch loads
+    from src.models.loading import MANIFEST, read_contract
+
     weights_dir = Path(cfg.weights_dir)
     out = weights_dir / cfg.name
     if out.suffix != ".pt" or out.name != Path(cfg.name).name:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from src.errors import ConfigError
 from src.io.locks import Locked, take_lock
-from src.models.loading import read_checkpoint
 
 LOCK_NAME = ".run.lock"
 RUN_FILES = ("checkpoints", "metrics.csv", "metrics.json")
@@ -49,6 +48,8 @@ def claim(output_dir: Path, ckpt_path: str | None, overwrite: bool = False):
 def resolve_resume(output_dir: Path, ckpt_path: str | None) -> str | None:
     """``last`` -> the folder's ``checkpoints/last.ckpt`` (an error naming the folder when there is none); a path is
     read once here so that a truncated or foreign file is named before any work."""
+    from src.models.loading import read_checkpoint
+
     if ckpt_path is None:
         return None
     if ckpt_path == "last":
@@ -63,3 +64,20 @@ def resolve_resume(output_dir: Path, ckpt_path: str | None) -> str | None:
 
 def _not_empty(path: Path) -> bool:
     return any(path.iterdir()) if path.is_dir() else path.stat().st_size > 0
+
+
+def remove_if_unused(folder: Path, job_name: str) -> bool:
+    """Remove a run folder that holds nothing but what this command's start wrote (Hydra's ``.hydra/`` and
+    ``<job>.log``, a training's ``config.yaml`` and its own ``.run.lock``): a failed command leaves no empty run
+    folder. Anything else in it (checkpoints, metrics, results, another process's lock) keeps it. Returns whether
+    it was removed."""
+    folder = Path(os.path.abspath(folder))
+    if not folder.is_dir() or folder == Path.cwd() or folder in Path.cwd().parents:
+        return False
+    entries = {p.name for p in folder.iterdir()}
+    if not entries <= {".hydra", f"{job_name}.log", "config.yaml", LOCK_NAME}:
+        return False
+    if LOCK_NAME in entries and (folder / LOCK_NAME).read_text(errors="replace").strip() != str(os.getpid()):
+        return False  # the lock of another run that is writing here
+    shutil.rmtree(folder, ignore_errors=True)
+    return not folder.exists()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import time
 
-import torch
-
 from src.errors import ConfigError
 
 
@@ -51,8 +49,14 @@ MAX_THREADS_PER_CORE = 4  # above this many threads per core, torch_threads is r
 
 def resolve_threads(setting: int | str | None) -> int:
     """``torch_threads``: a positive number, or ``auto``/null for the cores free at start."""
+    threads = check_threads(setting)
+    return free_cores() if threads is None else threads
+
+
+def check_threads(setting: int | str | None) -> int | None:
+    """The number ``torch_threads`` asks for (None: ``auto``/null), or a ConfigError; nothing is measured or loaded."""
     if setting is None or str(setting).lower() == "auto":
-        return free_cores()
+        return None
     try:
         threads = int(setting)
     except (TypeError, ValueError):
@@ -68,12 +72,18 @@ def resolve_threads(setting: int | str | None) -> int:
 
 def runs_on_cpu(accelerator: str | None) -> bool:
     """``trainer.accelerator``: cpu, or auto on a machine without a GPU."""
+    if accelerator == "cpu":
+        return True
+    import torch
+
     return accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
 
 
 def apply_threads(setting: int | str | None) -> int:
     """Set torch's intra-op threads from ``torch_threads`` and return the number used."""
     threads = resolve_threads(setting)
+    import torch  # here, not at import: a command's --help or config error answers without loading torch
+
     torch.set_num_threads(threads)
     return threads
 

@@ -19,12 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config import check_ranges
 from src.errors import ConfigError, check_overrides, one_line_errors
-from src.io.atomic import write_csv
-from src.retrieval.describe import describe_index, description_frame, format_description
-from src.retrieval.kinds import use_threads
-from src.retrieval.outputs import format_results, result_identities, write_search_outputs
-from src.retrieval.search import check_request, search
-from src.retrieval.store import load_index
+from src.io.atomic import check_writable, write_csv
 from src.runtime import apply_threads
 
 
@@ -42,13 +37,27 @@ def hydra_argv(argv: list[str]) -> list[str]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="search")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
+    # Everything that can be checked from the config and the index (manifest and records: no torch, no faiss) is
+    # checked before a network loads or an image is decoded; the libraries load after that.
     check_ranges(cfg)
+    from src.retrieval.checks import check_search
+    from src.retrieval.store import load_index
+
+    index = load_index(cfg.index)
+    postprocess = OmegaConf.to_container(cfg.postprocess)
+    check_search(index, filter=cfg.get("filter"), postprocess=postprocess, kind=cfg.get("kind"),
+                 height=cfg.get("height"), width=cfg.get("width"))
+    check_writable(Path(cfg.paths.output_dir))
+    from src.retrieval.kinds import use_threads
+
     use_threads(apply_threads(cfg.get("torch_threads")))
     if cfg.get("query") is None:  # search by description: rank the gallery by its predicted attributes
-        return describe_main(cfg)
+        return describe_main(cfg, index)
+    from src.retrieval.outputs import format_results, result_identities, write_search_outputs
+    from src.retrieval.search import search
+
     result = search(
-        cfg.index, cfg.query, top_k=cfg.top_k, filter=cfg.get("filter"),
-        postprocess=OmegaConf.to_container(cfg.postprocess), metric=cfg.get("metric"),
+        index, cfg.query, top_k=cfg.top_k, filter=cfg.get("filter"), postprocess=postprocess, metric=cfg.get("metric"),
         ckpt_path=cfg.get("ckpt_path"), batch_size=cfg.batch_size, num_workers=cfg.num_workers, kind=cfg.get("kind"),
         height=cfg.get("height"), width=cfg.get("width"), subfolders=cfg.subfolders, **OmegaConf.to_container(cfg.faiss),
     )
@@ -62,12 +71,12 @@ def main(cfg: DictConfig) -> None:
           + (f" and {grids} grid{'s' if grids != 1 else ''} in {Path(cfg.paths.output_dir) / 'grids'}" if grids else ""))
 
 
-def describe_main(cfg: DictConfig) -> None:
+def describe_main(cfg: DictConfig, index) -> None:
+    from src.retrieval.describe import describe_index, description_frame, format_description
+
     if not cfg.get("filter"):
         raise ConfigError("pass query=IMG_OR_DIR to search by image, or a description filter=\"upcolor=red,gender=female\" "
                           "(no query) to rank the gallery by its predicted attributes")
-    index = load_index(cfg.index)
-    check_request(index, cfg.get("kind"), cfg.get("height"), cfg.get("width"))
     result = describe_index(index, cfg.filter, cfg.top_k)
     print(format_description(result, index))
     path = write_csv(Path(cfg.paths.output_dir) / "search_results.csv", description_frame(result, index))

@@ -15,12 +15,9 @@ import os
 import warnings
 
 import hydra
-import uvicorn
 from omegaconf import DictConfig
 
 from src.errors import ConfigError, one_line_errors
-from src.retrieval.store import MissingGalleryFilesWarning, load_index
-from src.serving.app import CONFIG_ENV
 
 LOOPBACK_NAMES = {"localhost"}
 
@@ -45,6 +42,8 @@ def app_config(cfg: DictConfig) -> dict:
     for key in ("workers", "max_upload_bytes", "max_pixels", "max_top_k", "torch_threads"):
         if int(cfg[key]) < 1:
             raise ConfigError(f"{key}={cfg[key]}: expected an integer >= 1")
+    from src.retrieval.store import load_index
+
     check_gallery_files(load_index(cfg.index))  # a missing or broken index is an error now, not in every worker
     return {"index": os.path.abspath(cfg.index), "token": None if token is None else str(token),
             "limits": {"max_upload_bytes": int(cfg.max_upload_bytes), "max_pixels": int(cfg.max_pixels),
@@ -55,6 +54,8 @@ def app_config(cfg: DictConfig) -> dict:
 def check_gallery_files(index) -> None:
     """Gallery images moved or deleted since indexing: one warning at start, also when none is left (the searches
     rank the stored embeddings, so they still work; the pictures of the missing images answer 404)."""
+    from src.retrieval.store import MissingGalleryFilesWarning
+
     missing = index.missing_files()
     if missing:
         gone = (f"none of its {len(index)} gallery images is in {index.gallery} any more" if len(missing) == len(index)
@@ -67,7 +68,12 @@ def check_gallery_files(index) -> None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    os.environ[CONFIG_ENV] = json.dumps(app_config(cfg))
+    config = app_config(cfg)  # checked before the app's libraries (torch, faiss, fastapi) load
+    import uvicorn
+
+    from src.serving.app import CONFIG_ENV
+
+    os.environ[CONFIG_ENV] = json.dumps(config)
     host = f"[{cfg.host}]" if ":" in str(cfg.host) else cfg.host
     print(f"serving {cfg.index} on http://{host}:{cfg.port}/ (API: /docs), {cfg.workers} worker(s)", flush=True)
     uvicorn.run("src.serving.app:app_from_environment", factory=True, host=str(cfg.host), port=int(cfg.port),

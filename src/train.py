@@ -7,14 +7,11 @@ import sys
 from pathlib import Path
 
 import hydra
-import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
 
-from src import run_folder
 from src.config import check_ranges
-from src.deliverables import predict_attributes, predict_reid
 from src.errors import check_overrides, one_line_errors
 from src.io.atomic import write_json, write_text
 from src.runtime import apply_threads, quiet_library_noise, runs_on_cpu
@@ -28,6 +25,8 @@ def instantiate_all(group: DictConfig | None) -> list:
 
 def write_test_outputs(ckpt_path: str, datamodule, output_dir: Path, reid: bool) -> None:
     """The report's deliverables for the source's unlabelled gallery (and queries): attribute CSV, reid_test.txt."""
+    from src.deliverables import predict_attributes, predict_reid
+
     options = dict(batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers,
                    skip_corrupt=datamodule.skip_corrupt)
     gallery = datamodule.source.gallery()
@@ -53,7 +52,11 @@ def announce_test_outputs(gallery: list, queries: list) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured task; returns the final metrics (floats). Outputs land in cfg.paths.output_dir."""
     quiet_library_noise()
-    check_ranges(cfg)
+    check_ranges(cfg)  # before the libraries load: a config error answers at once
+    import pytorch_lightning as pl
+
+    from src import run_folder
+
     # torch_threads is checked (and applied) before any data is read, like the other settings
     threads = apply_threads(cfg.get("torch_threads")) if runs_on_cpu(cfg.trainer.get("accelerator")) else None
     if threads:

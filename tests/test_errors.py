@@ -51,3 +51,21 @@ def test_a_bug_that_raises_an_os_error_keeps_its_traceback():
     assert known_cause(FileNotFoundError(2, "No such file or directory", "x")) is None  # our readers name inputs
     assert known_cause(OSError("no errno, no path")) is None
     assert str(known_cause(PermissionError(13, "Permission denied", "/out/x"))).startswith("/out/x: Permission denied (")
+
+
+@pytest.mark.parametrize("command", [
+    ["src.train", "task=attributes", "torch_threads=0"],                 # refused by the config check
+    ["src.eval", "task=attributes", "ckpt_path=missing.ckpt"],           # refused while reading the checkpoint
+    ["src.search", "index=missing_index", "query=q.jpg"],                # refused while reading the index
+])
+def test_a_failed_command_leaves_no_run_folder(command, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    run = tmp_path / "outputs" / "run"
+    proc = subprocess.run([sys.executable, "-m", *command, f"hydra.run.dir={run}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: "), proc.stderr
+    assert not run.exists() and (tmp_path / "outputs").is_dir()  # only the folder Hydra made for this run goes

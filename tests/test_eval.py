@@ -43,11 +43,11 @@ def test_eval_writes_rankings_rank_lists_and_the_distance_matrix(tiny_strong_ckp
 
 
 def test_a_post_processing_sweep_embeds_once(tiny_strong_ckpt, tmp_path, cache_dir, monkeypatch):
-    import src.eval
+    import src.inference
 
     calls = []
-    original = src.eval.classify_loader
-    monkeypatch.setattr(src.eval, "classify_loader", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = src.inference.classify_loader
+    monkeypatch.setattr(src.inference, "classify_loader", lambda *a, **k: calls.append(1) or original(*a, **k))
     results = [evaluate(compose_config("eval", ["task=reid_strong", f"ckpt_path={tiny_strong_ckpt}", "split=val", *SYNTHETIC,
                                                 f"postprocess.rerank.enabled={rerank}", f"cache_dir={tmp_path / 'cache'}"],
                                        tmp_path / str(rerank), cache_dir)) for rerank in (False, True, False)]
@@ -58,10 +58,10 @@ def test_a_post_processing_sweep_embeds_once(tiny_strong_ckpt, tmp_path, cache_d
 def test_consensus_k_beyond_the_images_is_refused_before_inference(tiny_strong_ckpt, tmp_path, cache_dir, monkeypatch):
     import pytest
 
-    import src.eval
+    import src.inference
     from src.errors import ConfigError
 
-    monkeypatch.setattr(src.eval, "classify_loader", lambda *a, **k: pytest.fail("inference ran"))
+    monkeypatch.setattr(src.inference, "classify_loader", lambda *a, **k: pytest.fail("inference ran"))
     cfg = compose_config("eval", ["task=reid_strong", f"ckpt_path={tiny_strong_ckpt}", "split=val", *SYNTHETIC,
                                   "attributes.consensus_k=100000"], tmp_path, cache_dir)
     with pytest.raises(ConfigError, match=r"attributes.consensus_k=100000: needs more images than the \d+"):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.export import ExportGraph, export_onnx
 from src.models.loading import build_from_checkpoint, load_network
+from src.models.onnx import ExportGraph, export_onnx
 from tests.models.test_loading import save_attribute_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
@@ -76,8 +76,8 @@ def test_compiled_inference_matches_eager(tmp_path):
 
 
 def test_export_checks_parity_and_refuses_a_differing_graph(tmp_path, monkeypatch):
-    import src.export
-    from src.export import ParityError, export_checked
+    import src.models.onnx
+    from src.models.onnx import ParityError, export_checked
     from tests.retrieval.worlds import TINY_NET
 
     ckpt = tmp_path / "attributes.ckpt"
@@ -88,12 +88,12 @@ def test_export_checks_parity_and_refuses_a_differing_graph(tmp_path, monkeypatc
     # the same graph again (copied: exporting it anew would only cost time), unchecked and then differing
     import shutil
 
-    monkeypatch.setattr(src.export, "export_onnx", lambda ckpt_path, output, *args: shutil.copy(path, output) and Path(output))
-    real = src.export.onnx_parity
-    monkeypatch.setattr(src.export, "onnx_parity", lambda *args, **kwargs: pytest.fail("check=false ran the check"))
+    monkeypatch.setattr(src.models.onnx, "export_onnx", lambda ckpt_path, output, *args: shutil.copy(path, output) and Path(output))
+    real = src.models.onnx.onnx_parity
+    monkeypatch.setattr(src.models.onnx, "onnx_parity", lambda *args, **kwargs: pytest.fail("check=false ran the check"))
     assert export_checked(ckpt, tmp_path / "unchecked.onnx", 64, 32, check=False) == (tmp_path / "unchecked.onnx", None)
     assert (tmp_path / "unchecked.onnx").is_file()
-    monkeypatch.setattr(src.export, "onnx_parity", lambda *args, **kwargs: real(*args, **kwargs) + 1.0)
+    monkeypatch.setattr(src.models.onnx, "onnx_parity", lambda *args, **kwargs: real(*args, **kwargs) + 1.0)
     with pytest.raises(ParityError, match=r"bad.onnx: onnxruntime differs from torch by 1\.0"):
         export_checked(ckpt, tmp_path / "bad.onnx", 64, 32)
     assert not (tmp_path / "bad.onnx").exists()

@@ -475,7 +475,7 @@ def test_a_filter_that_matches_nothing_gives_empty_results(indexed, outside_quer
 
 
 def test_info_describes_an_index(indexed):
-    from src.retrieval.outputs import describe
+    from src.retrieval.store import describe
 
     text = describe(indexed)
     assert f"{indexed.folder}: {len(indexed)} images of {indexed.gallery}" in text and "metric euclidean" in text

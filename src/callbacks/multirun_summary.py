@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from src.io.atomic import write_csv
+
+if TYPE_CHECKING:  # pandas loads when a sweep ends, not with every command (Hydra makes this callback at start)
+    import pandas as pd
 
 EVAL_COLUMNS = ("mAP", "rank1", "rank5", "mINP", "mean_attribute_accuracy")
 
@@ -18,6 +21,8 @@ EVAL_COLUMNS = ("mAP", "rank1", "rank5", "mINP", "mean_attribute_accuracy")
 def summarise_sweep(sweep_dir: str | Path, metric: str) -> pd.DataFrame:
     """Rows of ``override=value`` columns + ``metric`` for every finished job folder under ``sweep_dir``
     (for ``src.eval`` sweeps: its retrieval and attribute numbers)."""
+    import pandas as pd
+
     rows = []
     for job in sorted(Path(sweep_dir).iterdir(), key=lambda p: (len(p.name), p.name)):
         overrides_file, metrics_file = job / ".hydra" / "overrides.yaml", job / "metrics.json"

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.io
 
 from src.data.attributes import (
     BINARY_COLUMNS,
@@ -124,6 +123,8 @@ def read_market_attribute_mat(path: Path) -> dict[str, pd.DataFrame]:
     Fields are read by name (their order differs between train and test). The .mat codes ages
     1..4 and everything else 1/2 like the course CSV, so the tables are interchangeable with it.
     """
+    import scipy.io
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: attribute .mat file not found")

@@ -60,3 +60,18 @@ def save_figure(path: str | Path, figure) -> Path:
     finally:
         plt.close(figure)
     return Path(path)
+
+
+def check_writable(folder: str | Path) -> Path:
+    """An output folder that can be made and written (its nearest existing ancestor a writable folder), checked
+    before any work and without creating anything: else a ConfigError naming it."""
+    from src.errors import ConfigError
+
+    folder = Path(os.path.abspath(folder))
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{folder}: cannot be written, {existing} is a file, not a folder; choose another output folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{folder}: cannot be written ({existing} is not writable by this user); choose another "
+                          "output folder")
+    return folder

@@ -23,7 +23,6 @@ from src.data.attributes import HEADS
 from src.data.images import load_image
 from src.data.records import DataError
 from src.io.atomic import atomic_path, write_text
-from src.io.plots import plt
 
 THUMB_SIZE = (64, 128)  # (width, height): Market-1501 crops
 QUERY_COLOUR = "#2166ac"
@@ -106,6 +105,8 @@ def rank_figure(rows: Sequence[RankRow], per_line: int = 10, title: str | None =
 
     Matches are framed green (same identity), red (another identity) or thin grey (identity unknown).
     """
+    from src.io.plots import plt
+
     if not rows:
         raise ValueError("nothing to draw: no rank rows")
     tiles = [t for r in rows for t in (r.query, *r.matches)]
@@ -149,6 +150,8 @@ def rank_figure(rows: Sequence[RankRow], per_line: int = 10, title: str | None =
 
 def save_png(path: str | Path, figure, dpi: int = 110, colours: int = 256) -> Path:
     """Render ``figure`` and write it atomically as a palette PNG of ``colours`` colours (0: full RGB)."""
+    from src.io.plots import plt
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
     plt.close(figure)

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
 from src.data.attributes import HEAD_NAMES
 from src.io.visual import short_caption
@@ -74,6 +73,8 @@ def description_map(true_attributes: np.ndarray, probabilities: Mapping[str, np.
     """mAP of description queries: for each description, the images whose *annotated* attributes match it are the
     relevant ones, and the images are ranked by ``description_scores``. Descriptions matching no image are
     reported with AP None and left out of the mean."""
+    from sklearn.metrics import average_precision_score
+
     predicted = np.stack([np.asarray(probabilities[name]).argmax(1) for name in HEAD_NAMES], axis=1)
     rows = []
     for description in descriptions:

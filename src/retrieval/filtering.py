@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import faiss
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -83,6 +82,8 @@ class IdSelector:
     """A faiss ``IDSelectorBitmap`` admitting ``ids``; holds the bitmap faiss reads for as long as it is alive."""
 
     def __init__(self, ids: np.ndarray, id_space: int):
+        import faiss
+
         bits = np.zeros(max(int(id_space), 1), dtype=bool)
         bits[np.asarray(ids, dtype=np.int64)] = True
         self.bitmap = np.packbits(bits, bitorder="little")

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 from src.errors import KnownError
+
+if TYPE_CHECKING:  # faiss loads where an index is made or searched, not with this module
+    import faiss
 
 KINDS = ("flat", "ivf_pq", "hnsw")
 PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -38,6 +41,8 @@ class IndexKindError(KnownError, ValueError):
 
 def use_threads(threads: int) -> int:
     """faiss's OpenMP threads (searches, training, adding), like ``torch_threads`` for torch."""
+    import faiss
+
     faiss.omp_set_num_threads(int(threads))
     return int(threads)
 
@@ -103,6 +108,8 @@ def factory_string(kind: str, params: Mapping) -> str:
 
 def new_index(kind: str, params: Mapping, dim: int) -> faiss.Index:
     """An empty faiss index of this kind (ids are the records' ``id`` column)."""
+    import faiss
+
     index = faiss.index_factory(dim, factory_string(kind, params), faiss.METRIC_L2)
     if kind == "ivf_pq":
         ivf = faiss.downcast_index(index)
@@ -114,6 +121,8 @@ def new_index(kind: str, params: Mapping, dim: int) -> faiss.Index:
 
 
 def hnsw_index(index: faiss.Index):
+    import faiss
+
     return faiss.downcast_index(faiss.downcast_index(index).index)
 
 
@@ -129,6 +138,8 @@ def supports_remove(kind: str) -> bool:
 def search_parameters(kind: str, params: Mapping, k: int, selector=None, selectivity: float = 1.0):
     """faiss search parameters; a filter passing a fraction ``selectivity`` widens the search by 1 / selectivity,
     so that about as many passing candidates are met as without a filter."""
+    import faiss
+
     widen = 1.0 / max(selectivity, 1e-9)
     if kind == "ivf_pq":
         nprobe = min(int(params["nlist"]), math.ceil(int(params["nprobe"]) * widen))
@@ -146,6 +157,8 @@ def candidates_per_query(kind: str, params: Mapping, k: int) -> int:
 
 def prepared(vectors: np.ndarray, metric: str) -> np.ndarray:
     """Vectors as faiss stores them: float32, unit length for cosine."""
+    import faiss
+
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if metric == "cosine":
         vectors = vectors.copy()

@@ -1,5 +1,5 @@
 """What a search shows: the printed tables, ``search_results.csv``, ``grids/<query>.png`` and ``search.html``
-(identity-coloured when identities are known), and the ``info`` description of an index."""
+(identity-coloured when identities are known)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from src.data.attributes import HEAD_NAMES, HEADS
@@ -16,7 +15,7 @@ from src.io.atomic import write_csv
 from src.io.visual import RankRow, Tile, rank_figure, save_png, short_caption, thumbnail, write_html_report
 from src.retrieval.filtering import describe_filter
 from src.retrieval.search import SearchResult
-from src.retrieval.store import GalleryIndex, MissingGalleryFilesWarning
+from src.retrieval.store import MissingGalleryFilesWarning
 
 
 def read_identities(csv: str | Path) -> dict[str, int]:
@@ -182,23 +181,3 @@ def write_search_outputs(result: SearchResult, output_dir: str | Path, *, grids:
         titles = [f"{result.query_names[q]}: top {len(result.matches[q])}{own_copies(result, q)}" for q in shown]
         written["html"] = write_html_report(output_dir / "search.html", rows, "Gallery search", meta, titles)
     return written
-
-
-
-def describe(index: GalleryIndex) -> str:
-    """``python -m src.index info``: what an index holds."""
-    column = HEAD_NAMES.index("upcolor")
-    counts = np.bincount(index.attributes[:, column], minlength=HEADS[column].num_classes)
-    top = ", ".join(f"{HEADS[column].classes[i]} {int(counts[i])}" for i in np.argsort(-counts, kind="stable")[:4])
-    size = sum(entry["bytes"] for entry in index.meta["files"].values())
-    params = ", ".join(f"{k}={v}" for k, v in index.params.items())
-    return "\n".join([
-        f"{index.folder}: {len(index)} images of {index.gallery}",
-        f"checkpoint {index.checkpoint} (sha256 {index.checkpoint_sha256[:12]})",
-        f"input {index.height}x{index.width}, embedding dim {index.dim}, metric {index.metric}",
-        f"{index.kind} index ({index.meta['factory']}{'; ' + params if params else ''}), {size / 2**20:.1f} MiB on disk"
-        + (f", {index.tombstones} removed images still in the graph" if index.tombstones else ""),
-        f"created {index.meta['created']}, updated {index.meta['updated']}"
-        + (f", {len(index.unreadable)} unreadable images left out" if index.unreadable else ""),
-        f"predicted upper colours: {top}, ...",
-    ])

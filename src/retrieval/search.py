@@ -29,7 +29,8 @@ from src.inference import embed_files
 from src.metrics.postprocess import exclude_own_copies, own_copy_columns, retrieval_distances
 from src.models.loading import load_network
 from src.retrieval import kinds
-from src.retrieval.filtering import IdSelector, filter_mask, parse_filter
+from src.retrieval.checks import check_search
+from src.retrieval.filtering import IdSelector, filter_mask
 from src.retrieval.store import GalleryIndex, GalleryIndexError, UnreadableImagesWarning, load_index
 
 EXACT_BELOW = 20_000
@@ -208,17 +209,6 @@ def embed_queries(index: GalleryIndex, folder: Path, names: list[str], *, ckpt_p
             [names[i] for i in sorted(bad)])
 
 
-def check_request(index: GalleryIndex, kind: str | None, height: int | None, width: int | None) -> None:
-    """The searcher's expectations (kind, input size), when given, must be the index's."""
-    if kind is not None and kind != index.kind:
-        raise GalleryIndexError(f"{index.folder} is a {index.kind} index, the search asks for kind={kind}; pass "
-                                f"kind={index.kind} (or none), or build a {kind} index (python -m src.index build "
-                                f"... index.kind={kind} reindex=true)")
-    if (height, width) != (None, None) and (height, width) != (index.height, index.width):
-        raise GalleryIndexError(f"{index.folder} was built at input size {index.height}x{index.width}, the search "
-                                f"asks for {height}x{width}; queries are embedded at the index's size")
-
-
 def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 20, filter=None,
            postprocess: Mapping | None = None, metric: str | None = None, ckpt_path=None,
            batch_size: int = 64, num_workers: int = 0, kind: str | None = None, height: int | None = None,
@@ -233,8 +223,7 @@ def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 
     rerank = bool((postprocess.get("rerank") or {}).get("enabled"))
     query_expansion = bool((postprocess.get("query_expansion") or {}).get("enabled"))
     index = index if isinstance(index, GalleryIndex) else load_index(index)
-    check_request(index, kind, height, width)
-    conditions = parse_filter(filter)
+    conditions = check_search(index, filter=filter, postprocess=postprocess, kind=kind, height=height, width=width)
     folder, names = query_files(query, subfolders)
     names, hashes, q, q_attributes, unreadable = embed_queries(index, folder, names, ckpt_path=ckpt_path,
                                                                batch_size=batch_size, num_workers=num_workers)

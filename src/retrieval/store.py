@@ -34,9 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import faiss
 import numpy as np
 import pandas as pd
 
@@ -46,6 +45,9 @@ from src.errors import KnownError
 from src.io.atomic import atomic_path, write_json
 from src.io.locks import Locked, take_lock
 from src.retrieval import kinds
+
+if TYPE_CHECKING:  # faiss loads on the first search (GalleryIndex.faiss), not for reading a manifest
+    import faiss
 
 FORMAT = "market-par-reid gallery index"
 VERSION = 2
@@ -306,6 +308,8 @@ class GalleryIndex:
 
     @property
     def faiss(self) -> faiss.Index:
+        import faiss
+
         if self._faiss is None:
             path, handle = self.file("faiss"), self.handles["faiss"]
             try:
@@ -321,6 +325,8 @@ class GalleryIndex:
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """Exact stored vectors of records rows as faiss compares them (unit length for cosine): from the faiss
         index where it keeps them (flat, hnsw), else read from the embeddings file."""
+        import faiss
+
         rows = np.asarray(rows, np.int64)
         if self.kind in ("flat", "hnsw"):
             inner = faiss.downcast_index(faiss.downcast_index(self.faiss).index)
@@ -330,6 +336,8 @@ class GalleryIndex:
     @cached_property
     def _faiss_positions(self) -> np.ndarray:
         """Position inside the faiss IDMap of every records row."""
+        import faiss
+
         id_map = faiss.vector_to_array(faiss.downcast_index(self.faiss).id_map)
         order = np.argsort(id_map, kind="stable")
         return order[np.searchsorted(id_map[order], self.ids)]
@@ -403,6 +411,8 @@ def load_index(folder: str | Path) -> GalleryIndex:
 
 
 def write_faiss(path: Path, index: faiss.Index) -> Path:
+    import faiss
+
     with atomic_path(path) as tmp:
         faiss.write_index(index, str(tmp))
     return path
@@ -430,3 +440,22 @@ def commit(folder: Path, meta: dict, generation: str) -> dict:
         if path.is_file() and path.name not in keep and stale:  # older generations, leftovers of a crash
             path.unlink(missing_ok=True)
     return meta
+
+
+def describe(index: GalleryIndex) -> str:
+    """``python -m src.index info``: what an index holds."""
+    column = HEAD_NAMES.index("upcolor")
+    counts = np.bincount(index.attributes[:, column], minlength=HEADS[column].num_classes)
+    top = ", ".join(f"{HEADS[column].classes[i]} {int(counts[i])}" for i in np.argsort(-counts, kind="stable")[:4])
+    size = sum(entry["bytes"] for entry in index.meta["files"].values())
+    params = ", ".join(f"{k}={v}" for k, v in index.params.items())
+    return "\n".join([
+        f"{index.folder}: {len(index)} images of {index.gallery}",
+        f"checkpoint {index.checkpoint} (sha256 {index.checkpoint_sha256[:12]})",
+        f"input {index.height}x{index.width}, embedding dim {index.dim}, metric {index.metric}",
+        f"{index.kind} index ({index.meta['factory']}{'; ' + params if params else ''}), {size / 2**20:.1f} MiB on disk"
+        + (f", {index.tombstones} removed images still in the graph" if index.tombstones else ""),
+        f"created {index.meta['created']}, updated {index.meta['updated']}"
+        + (f", {len(index.unreadable)} unreadable images left out" if index.unreadable else ""),
+        f"predicted upper colours: {top}, ...",
+    ])

@@ -29,7 +29,8 @@ import pandas as pd
 import pytest
 from matplotlib.artist import Artist
 
-from src.io.atomic import atomic_path, save_figure, write_csv, write_json, write_text
+from src.errors import ConfigError
+from src.io.atomic import atomic_path, check_writable, save_figure, write_csv, write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD = b"old complete content\n" * 100
@@ -371,3 +372,15 @@ def test_save_figure_exception_mid_draw_keeps_old_file(old_target):
     finally:
         plt.close(figure)
     assert_old_and_no_temp(target)
+
+
+# ------------------------------------------------------------------------------------------------ check_writable
+def test_a_new_folder_under_a_writable_one_passes_and_is_not_created(tmp_path):
+    assert check_writable(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_folder_under_a_file_is_refused_by_name(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ConfigError, match=r"file.txt/out: cannot be written, .*file.txt is a file"):
+        check_writable(tmp_path / "file.txt" / "out")

@@ -1,0 +1,77 @@
+"""The import graph of the commands (not their timings): an entry point loads a heavy library only when the command
+needs it, so ``--help``, a config error or ``src.index info`` answer in seconds (BENCHMARKS.md, start-up time).
+Each case runs the command in a fresh interpreter and lists the heavy modules it loaded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.retrieval.worlds import build, gallery, world  # noqa: F401  (fixtures)
+
+ENTRY_POINTS = ("train", "eval", "predict", "index", "search", "export", "serve", "release")
+HEAVY = ("torch", "torchvision", "torchvision.models", "pytorch_lightning", "faiss", "matplotlib", "pandas", "timm",
+         "scipy", "sklearn", "uvicorn", "fastapi")
+PROBE = """
+import json, runpy, sys
+heavy, sys.argv = json.loads(sys.argv[2]), json.loads(sys.argv[1])
+status = 0
+try:
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+except SystemExit as end:
+    status = end.code or 0
+print("PROBE " + json.dumps({"status": status, "loaded": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+def probe(module: str, *args: str) -> dict:
+    """Run ``python -m module args`` in a fresh interpreter; {status, loaded heavy modules}."""
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps([module, *args]), json.dumps(HEAVY)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("PROBE ")]
+    assert line, proc.stdout + proc.stderr
+    return {**json.loads(line[-1][6:]), "stderr": proc.stderr}
+
+
+def test_probe_sees_what_a_command_loads():
+    assert {"torch", "faiss"} <= set(probe("src.retrieval.search")["loaded"])
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_importing_an_entry_point_loads_no_heavy_library(entry):
+    """``import src.<entry>`` (what ``--help`` runs) loads none of them: each is imported where it is used."""
+    proc = subprocess.run([sys.executable, "-c", f"import json, sys, src.{entry}; "
+                           f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("entry", ["train", "search", "index"])
+def test_help_and_config_errors_load_no_heavy_library(entry, tmp_path):
+    task = ["task=attributes"] if entry == "train" else []  # train's --help composes the config: it needs a task
+    helped = probe(f"src.{entry}", *task, "--help")
+    assert helped["status"] == 0 and helped["loaded"] == []
+    refused = probe(f"src.{entry}", *task, "torch_threads=0", f"hydra.run.dir={tmp_path / 'run'}")
+    assert refused["status"] == 2 and "error: torch_threads=0" in refused["stderr"]
+    assert not {"torch", "faiss", "pytorch_lightning", "torchvision"} & set(refused["loaded"])
+
+
+def test_index_info_and_a_refused_search_load_neither_torch_nor_faiss(world, gallery, tmp_path):  # noqa: F811
+    build(world, gallery, tmp_path / "index")
+    info = probe("src.index", "info", str(tmp_path / "index"))
+    assert info["status"] == 0, info["stderr"]
+    assert not {"torch", "faiss", "torchvision", "matplotlib", "pytorch_lightning"} & set(info["loaded"])
+    query = sorted(gallery.iterdir())[0]
+    for bad in ("filter=colour=red", "postprocess.rerank.enabled=true", "postprocess.query_expansion.top_k=0"):
+        extra = ["postprocess.rerank.k1=1000"] if "rerank" in bad else (
+            ["postprocess.query_expansion.enabled=true"] if "query_expansion" in bad else [])
+        refused = probe("src.search", f"index={tmp_path / 'index'}", f"query={query}", bad, *extra,
+                        f"hydra.run.dir={tmp_path / 'run'}")
+        assert refused["status"] == 2 and refused["stderr"].startswith("error: "), refused["stderr"]
+        assert not {"torch", "faiss", "torchvision", "matplotlib"} & set(refused["loaded"]), bad
+        assert not (tmp_path / "run").exists()  # the failed search left no run folder

@@ -107,6 +107,9 @@ _IGNORED_INFO = ("💡 Tip", "Ignoring `Trainer(max_time=...)`")  # the second: 
 # torch.compile loads torch.utils.cpp_extension, which logs this on every machine that has a CUDA toolkit but no
 # GPU runtime: on a CPU run there is nothing to do about it (the compiled code is C++ for the CPU).
 _IGNORED_TORCH_LOGS = {"torch.utils.cpp_extension": ("No CUDA runtime is found",)}
+# faiss's loader tries its AVX-512 build first and logs the failed import at INFO: silent while faiss loaded before
+# Hydra set up logging, printed (as a ModuleNotFoundError) now that it loads where a search or build needs it.
+_IGNORED_FAISS_LOGS = {"faiss.loader": ("Loading faiss", "Could not load library", "Successfully loaded faiss")}
 
 
 class _DropTips:
@@ -125,7 +128,7 @@ def quiet_library_noise() -> None:
     for pattern in _IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
     dropped = {"pytorch_lightning.utilities.rank_zero": _IGNORED_INFO, "lightning_fabric.utilities.rank_zero": _IGNORED_INFO,
-               **_IGNORED_TORCH_LOGS}
+               **_IGNORED_TORCH_LOGS, **_IGNORED_FAISS_LOGS}
     for name, prefixes in dropped.items():
         logger = logging.getLogger(name)  # the library's own logger object, also when it is created later
         if not any(isinstance(f, _DropTips) for f in logger.filters):

@@ -19,7 +19,7 @@ OWN_SCRIPTS = {
     "bench_training_variants.py": "| frozen stages 2 (stem + blocks 0-1) | `model.net.backbone.frozen_stages=2` |",
     "bench_pseudo_labels.py": "| 30 | 0.6 | ",
     "bench_ddp.py": "| DDP 2 processes x 1 thread |",
-    "bench_startup.py": "| src.search, 1 query |",
+    "bench_startup.py": "| src.search torch_threads=0 |",
 }
 
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ProgressBar
 
 from src.config import check_ranges
 from src.errors import check_overrides, one_line_errors
 from src.io.atomic import write_json, write_text
 from src.runtime import apply_threads, quiet_library_noise, runs_on_cpu
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured task; returns the final metrics (floats). Outputs land in cfg.paths.output_dir."""
     quiet_library_noise()
     check_ranges(cfg)  # before the libraries load: a config error answers at once
-    import pytorch_lightning as pl
-
     from src import run_folder
 
     # torch_threads is checked (and applied) before any data is read, like the other settings
@@ -75,6 +76,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _fit(cfg: DictConfig, datamodule: pl.LightningDataModule, output_dir: Path) -> dict[str, float]:
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ProgressBar
+
+    from src import run_folder
+
     ckpt_path = run_folder.resolve_resume(output_dir, cfg.get("ckpt_path"))
     write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import pytorch_lightning as pl
 import torch
@@ -114,9 +115,10 @@ class MarketDataModule(pl.LightningDataModule):
                               "monitors held-out identities (use e.g. data.val_ratio=0.2)")
         if self.identity_sampler and self.batch_size // self.num_instances > len(self.train_pids):
             most = len(self.train_pids) * self.num_instances
-            raise ConfigError(f"data.batch_size={self.batch_size}: {self.batch_size // self.num_instances} identities x "
-                              f"data.num_instances={self.num_instances} images per batch, but the training split of "
-                              f"{self.root} has {len(self.train_pids)} identities; use data.batch_size <= {most}")
+            warnings.warn(f"data.batch_size={self.batch_size}: {self.batch_size // self.num_instances} identity groups of "
+                          f"data.num_instances={self.num_instances} images per batch, but the training split of {self.root} "
+                          f"has {len(self.train_pids)} identities, so every batch repeats some; data.batch_size <= {most} "
+                          "keeps them distinct", UserWarning, stacklevel=2)
         return self._labelled
 
     def setup(self, stage: str | None = None) -> None:

@@ -56,14 +56,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="data.num_workers per process")
     parser.add_argument("--only", nargs="*", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--out", type=Path, default=None, help="run folders (default outputs/bench_ddp; --small: temp)")
-    parser.add_argument("--small", action="store_true", help="synthetic data, tiny images, 2 epochs of a few steps")
+    parser.add_argument("--small", action="store_true", help="synthetic data, tiny images, 2 epochs of 2 steps")
     args = parser.parse_args()
     common = ["task=reid_strong", f"trainer.max_epochs={args.epochs}", f"data.num_workers={args.workers}",
               "predict_test=false", "trainer.enable_progress_bar=false", "~callbacks.progress_bar"]
     if args.small:
         args.batch = 16
         common += ["data.source.num_train_ids=24", "data.source.num_test_ids=6", "data.val_ratio=0.3", "data.height=64",
-                   "data.width=32", "model.net.backbone.pretrained=false", "trainer.max_epochs=2"]
+                   "data.width=32", "model.net.backbone.pretrained=false", "trainer.max_epochs=2",
+                   "trainer.limit_train_batches=2"]
     else:
         common += ["data=market_course", "data.height=128", "data.width=64"]
     print(machine_line(), flush=True)

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 
 from src.config import compose_config
-from tests.conftest import ATTRIBUTE_MAT, COURSE, ROOT, SAMPLES
+from tests.conftest import ATTRIBUTE_MAT, COURSE, ROOT, SAMPLES, made_once
 
 README = ROOT / "README.md"
 TRAIN_TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
@@ -37,6 +37,9 @@ COVERED_ELSEWHERE = {
     'python3.11 -m venv .venv && .venv/bin/pip install -e ".[dev]" && .venv/bin/python -m src.train task=attributes '
     'trainer.max_epochs=5': "the setup half runs in .ci/run; the training half is the same command below",
     ".venv/bin/python -m pytest -q": "this suite",
+    # their tiny scale is --small, which tests/bench/test_serving_benches.py runs and checks row by row
+    "python bench/bench_description_search.py --ckpt CKPT": "tests/bench/test_serving_benches.py",
+    "python bench/bench_serve_load.py --gallery 100000 --clients 1 4 16 --duration 60": "tests/bench/test_serving_benches.py",
 }
 
 
@@ -112,14 +115,18 @@ def tiny_standard(root: Path) -> Path:
 
 
 class Artefacts:
-    """Checkpoints, folders and an index made once, by the same entry points, for the commands that need them."""
+    """Checkpoints, folders and an index made once per test run, by the same entry points, for the commands that
+    need them; the test processes of the run share them (``made_once``)."""
 
     def __init__(self, root: Path, cache: Path):
         self.root, self.cache = root, cache
-        self.course = tiny_course(root / "course") if COURSE.is_dir() else None
-        self.standard = tiny_standard(root / "standard") if ATTRIBUTE_MAT.is_file() and SAMPLES.is_dir() else None
+        self.course = self.once("course", tiny_course) if COURSE.is_dir() else None
+        self.standard = self.once("standard", tiny_standard) if ATTRIBUTE_MAT.is_file() and SAMPLES.is_dir() else None
         self._synthetic: Path | None = None
         self._made: dict[str, Path] = {}
+
+    def once(self, name: str, build) -> Path:
+        return made_once(self.root, name, build)
 
     @property
     def synthetic(self) -> Path:
@@ -133,10 +140,12 @@ class Artefacts:
 
     def train(self, name: str, overrides: list[str]) -> Path:
         if name not in self._made:
-            out = self.root / "runs" / name
-            data = [] if "data=market_course" in overrides else SYNTHETIC_TINY
-            run("train", [*overrides, *TRAIN_TINY, *data, "predict_test=false"], out, self.cache)
-            self._made[name] = out / "checkpoints" / "last.ckpt"
+            def build(out: Path) -> Path:
+                data = [] if "data=market_course" in overrides else SYNTHETIC_TINY
+                run("train", [*overrides, *TRAIN_TINY, *data, "predict_test=false"], out, self.cache)
+                return out / "checkpoints" / "last.ckpt"
+
+            self._made[name] = self.once(f"run {name}", build)
         return self._made[name]
 
     @property
@@ -154,11 +163,12 @@ class Artefacts:
     @property
     def attribute_runs(self) -> Path:
         """A folder whose newest finished run is an attributes run (what ``task=reid`` takes stage 1 from)."""
-        runs = self.root / "attribute_runs"
-        if not runs.is_dir():
-            runs.mkdir()
-            (runs / "tiny").symlink_to(self.attributes_ckpt.parents[1])
-        return runs
+        def build(folder: Path) -> Path:
+            folder.mkdir()
+            (folder / "tiny").symlink_to(self.attributes_ckpt.parents[1])
+            return folder
+
+        return self.once("attribute_runs", build)
 
     def course_ckpt(self, task: str) -> Path:
         """Trained on the tiny course copy: ``split=val`` evaluations need the checkpoint's own identity split."""
@@ -167,22 +177,19 @@ class Artefacts:
 
     @property
     def index_dir(self) -> Path:
-        if "index" not in self._made:
-            out = self.root / "index"
-            run("index", ["action=build", f"ckpt_path={self.reid_ckpt}", f"gallery={self.synthetic / 'test'}",
-                          f"output={out}"], self.root / "index_run", self.cache)
-            self._made["index"] = out
-        return self._made["index"]
+        return self.index_like([])
 
     def index_like(self, settings: list[str]) -> Path:
         """The index of ``index_dir`` built by one process with these settings (threads, batch size): the float32
         sums of a network depend on them, so a multi-process build is compared with one made alike."""
         key = "index " + " ".join(sorted(settings))
         if key not in self._made:
-            out = self.root / f"index_{len(self._made)}"
-            run("index", ["action=build", f"ckpt_path={self.reid_ckpt}", f"gallery={self.synthetic / 'test'}",
-                          f"output={out}", *settings], self.root / "index_run", self.cache)
-            self._made[key] = out
+            def build(out: Path) -> Path:
+                run("index", ["action=build", f"ckpt_path={self.reid_ckpt}", f"gallery={self.synthetic / 'test'}",
+                              f"output={out}", *settings], out.with_name(out.name + "_run"), self.cache)
+                return out
+
+            self._made[key] = self.once(key, build)
         return self._made[key]
 
 
@@ -277,8 +284,8 @@ def tiny_overrides(entry: str, tokens: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def artefacts(tmp_path_factory, cache_dir) -> Artefacts:
-    return Artefacts(tmp_path_factory.mktemp("readme"), cache_dir)
+def artefacts(run_folder, cache_dir) -> Artefacts:
+    return Artefacts(run_folder / "readme", cache_dir)
 
 
 def test_every_readme_command_is_run_here():
@@ -376,16 +383,11 @@ def run_bench(tokens: list[str], art: Artefacts, tmp_path: Path) -> None:
         rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
         assert len(rows) == 1 + tokens.count("--run") and figure.is_file(), result.stdout  # header + one row per run
         return
-    if tokens[1] in ("bench/bench_description_search.py", "bench/bench_serve_load.py"):  # their own tiny data
-        result = subprocess_run([tokens[1], "--small"], ROOT)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert "| description |" in result.stdout or "| photo 128x64 |" in result.stdout, result.stdout
-        return
     if tokens[1] == "bench/bench_pseudo_labels.py":
         grid = [t for t in tokens[2:] if t != "--ckpt" and not t.endswith(".ckpt")]
         result = subprocess_run([tokens[1], "--small", *grid], ROOT)
         assert result.returncode == 0, result.stderr[-3000:]
-        assert "| val pair F % |" in result.stdout
+        assert "| val pair F % |" in result.stdout and "| 30 | 0.6 | " in result.stdout, result.stdout
         return
     argv = [tokens[1], "--small", "--threads", "1", "--ckpt", str(art.reid_ckpt), "--ensemble",
             f"{art.attributes_ckpt}@128x64"]

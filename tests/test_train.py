@@ -22,30 +22,21 @@ def test_fast_dev_run_attributes(make_cfg, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained_attributes(tmp_path_factory, cache_dir):
-    """A short real run: pretrained lite0, 4 epochs on 60 synthetic identities."""
-    from tests.conftest import compose_config
+def trained_attributes(run_folder, cache_dir):
+    """A short real run: pretrained lite0, 4 epochs on 60 synthetic identities (trained once per test run)."""
+    from tests.conftest import compose_config, made_once
 
-    out = tmp_path_factory.mktemp("attributes_run")
-    cfg = compose_config(
-        "train",
-        [
-            "task=attributes",
-            "data.num_workers=0",
-            "data.source.num_train_ids=60",
-            "data.source.num_test_ids=8",
-            "data.val_ratio=0.3",
-            "data.batch_size=16",
-            "model/optimizer=adamw",
-            "model.optimizer.lr=1e-3",
-            "trainer.max_epochs=4",
-            "trainer.enable_progress_bar=false",
-            "~callbacks.progress_bar",
-        ],
-        out,
-        cache_dir,
-    )
-    return cfg, train(cfg), out
+    overrides = ["task=attributes", "data.num_workers=0", "data.source.num_train_ids=60", "data.source.num_test_ids=8",
+                 "data.val_ratio=0.3", "data.batch_size=16", "model/optimizer=adamw", "model.optimizer.lr=1e-3",
+                 "trainer.max_epochs=4", "trainer.enable_progress_bar=false", "~callbacks.progress_bar"]
+
+    def build(out: Path) -> Path:
+        metrics = train(compose_config("train", overrides, out, cache_dir))
+        (out / "fixture_metrics.json").write_text(json.dumps({k: float(v) for k, v in metrics.items()}))
+        return out
+
+    out = made_once(run_folder, "trained_attributes", build)
+    return compose_config("train", overrides, out, cache_dir), json.loads((out / "fixture_metrics.json").read_text()), out
 
 
 def majority_baseline(cfg) -> float:

@@ -6,26 +6,13 @@ runs before that (``on_run_start``), creates nothing, and names the folder and w
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from src.errors import fail
-
-
-def _writable_folder_problem(folder: Path) -> str | None:
-    """Why Hydra could not create ``folder`` and write into it, without creating anything; None when it can."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{existing} is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
-        return f"{existing}: {'read-only file system' if read_only else 'permission denied'}"
-    return None
+from src.io.atomic import writable_folder_problem
 
 
 class OutputLocationCheck(Callback):
@@ -42,6 +29,6 @@ class OutputLocationCheck(Callback):
         folder = Path(str(OmegaConf.select(config, key)))
         if folder.is_dir() and OmegaConf.select(config, "hydra.output_subdir") is None:
             return  # an existing folder Hydra writes nothing into (src.index, src.serve, src.search: hydra.run.dir=.)
-        problem = _writable_folder_problem(folder)
+        problem = writable_folder_problem(folder)
         if problem is not None:
             fail(f"{key}={folder}: {problem} (choose a folder this user can write to: {key}=...)")

@@ -62,16 +62,25 @@ def save_figure(path: str | Path, figure) -> Path:
     return Path(path)
 
 
+def writable_folder_problem(folder: str | Path) -> str | None:
+    """Why ``folder`` could not be made and written into (its nearest existing ancestor is a file, or not writable
+    by this user), found without creating anything; None when it can."""
+    existing = next(p for p in (Path(os.path.abspath(folder)), *Path(os.path.abspath(folder)).parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+        return f"{existing}: {'read-only file system' if read_only else 'not writable by this user'}"
+    return None
+
+
 def check_writable(folder: str | Path) -> Path:
-    """An output folder that can be made and written (its nearest existing ancestor a writable folder), checked
-    before any work and without creating anything: else a ConfigError naming it."""
+    """An output folder that can be made and written, checked before any work and without creating anything: else
+    a ConfigError naming it and why."""
     from src.errors import ConfigError
 
     folder = Path(os.path.abspath(folder))
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"{folder}: cannot be written, {existing} is a file, not a folder; choose another output folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{folder}: cannot be written ({existing} is not writable by this user); choose another "
-                          "output folder")
+    problem = writable_folder_problem(folder)
+    if problem is not None:
+        raise ConfigError(f"{folder}: cannot be written ({problem}); choose another output folder")
     return folder

@@ -17,10 +17,30 @@ OWN_SCRIPTS = {
     "bench_attribute_consensus.py": "| + flip + consensus k=4 re-ranked |",
     "bench_bot_reference.py": "| plain BoT reference | 3 | 48 |",
     "bench_training_variants.py": "| frozen stages 2 (stem + blocks 0-1) | `model.net.backbone.frozen_stages=2` |",
-    "bench_pseudo_labels.py": "| 30 | 0.6 | ",
     "bench_ddp.py": "| DDP 2 processes x 1 thread |",
     "bench_startup.py": "| src.search torch_threads=0 |",
 }
+
+# where the other benchmarks with a --small mode are smoke-tested
+SMOKED_ELSEWHERE = {
+    "bench_pseudo_labels.py": "tests/test_readme_commands.py, with the README's k1 / eps grid",
+    "bench_description_search.py": "tests/bench/test_serving_benches.py",
+    "bench_serve_load.py": "tests/bench/test_serving_benches.py",
+    "bench_faiss_index.py": "tests/bench/test_bench_faiss.py",
+    "bench_threads.py": "test_thread_settings_bench_small below (slow: 8 trainings and predictions)",
+}
+
+
+def test_every_benchmark_with_a_small_mode_is_smoke_tested():
+    scripts = {p.name for p in BENCH.glob("bench_*.py") if "--small" in p.read_text()}
+    assert scripts - set(REFERENCE_SCRIPTS) - set(OWN_SCRIPTS) - set(SMOKED_ELSEWHERE) == set()
+
+
+@pytest.mark.slow
+def test_thread_settings_bench_small():
+    out = run_small("bench_threads.py")
+    rows = [line for line in out.splitlines() if line.startswith(("| idle", "| one busy core"))]
+    assert len(rows) == 8, out
 
 
 def run_small(script: str) -> str:

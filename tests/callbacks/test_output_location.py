@@ -36,7 +36,7 @@ def test_a_read_only_run_folder_is_one_line(tmp_path, monkeypatch, capsys):
         OutputLocationCheck().on_run_start(config)
     assert stop.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: hydra.run.dir={tmp_path}/runs/one: {tmp_path}: permission denied")
+    assert len(lines) == 1 and lines[0].startswith(f"error: hydra.run.dir={tmp_path}/runs/one: {tmp_path}: not writable by this user")
     assert not (tmp_path / "runs").exists()
     monkeypatch.undo()
     OutputLocationCheck().on_run_start(config)  # writable: nothing said, nothing created (Hydra creates it)

@@ -382,5 +382,5 @@ def test_a_new_folder_under_a_writable_one_passes_and_is_not_created(tmp_path):
 
 def test_a_folder_under_a_file_is_refused_by_name(tmp_path):
     (tmp_path / "file.txt").write_text("x")
-    with pytest.raises(ConfigError, match=r"file.txt/out: cannot be written, .*file.txt is a file"):
+    with pytest.raises(ConfigError, match=r"file.txt/out: cannot be written \(.*file.txt is a file, not a folder\)"):
         check_writable(tmp_path / "file.txt" / "out")

@@ -395,7 +395,11 @@ def test_hydra_argv_quotes_the_filter():
     assert hydra_argv(["x", "filter='a=b'"]) == ["x", "filter='a=b'"]
 
 
-def test_command_line(world, tmp_path):
+def test_command_line(world, tmp_path, capsys):
+    """The CLI as a user types it (action word, an unquoted filter): build and search in subprocesses; a refused
+    filter and a filter nothing passes through the same entry point in-process."""
+    import src.search
+    from src.config import compose_config
     from tests.conftest import ROOT
 
     index = tmp_path / "idx"
@@ -405,8 +409,6 @@ def test_command_line(world, tmp_path):
     done = subprocess.run(build_cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"{index}: {len(list((world['data'] / 'test').iterdir()))} images" in done.stdout
-    again = subprocess.run(build_cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and "up to date" in again.stdout, again.stderr[-3000:]
 
     name, value = varied_head(load_index(index))
     out = tmp_path / "search"
@@ -418,14 +420,18 @@ def test_command_line(world, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"pass the filter {name}={value}" in done.stdout and "distance" in done.stdout
     assert (out / "search_results.csv").is_file() and (out / "search.html").is_file() and any((out / "grids").iterdir())
-    bad = subprocess.run([*search_cmd[:5], "filter=colour=red", f"hydra.run.dir={tmp_path / 'bad'}"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
-    assert bad.returncode != 0 and "attributes are: age, backpack" in bad.stderr
+    capsys.readouterr()
+
+    def search_in_process(*arguments: str, folder: str) -> None:
+        overrides = src.search.hydra_argv(["python", *search_cmd[3:6], *arguments])[1:]
+        src.search.main(compose_config("search", overrides, tmp_path / folder))
+
+    with pytest.raises(SystemExit) as refused:
+        search_in_process("filter=colour=red", folder="bad")
+    assert refused.value.code == 2 and "attributes are: age, backpack" in capsys.readouterr().err
     head, value = absent_class(load_index(index))
-    nothing = subprocess.run([*search_cmd[:5], f"filter={head}={value}", f"hydra.run.dir={tmp_path / 'none'}"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert nothing.returncode == 0, nothing.stderr[-3000:]
-    assert f"no gallery image passes the filter {head}={value}: nothing to rank" in nothing.stdout
+    search_in_process(f"filter={head}={value}", folder="none")
+    assert f"no gallery image passes the filter {head}={value}: nothing to rank" in capsys.readouterr().out
 
 
 def test_an_attribute_checkpoint_is_refused(world, gallery, tmp_path):

@@ -115,35 +115,6 @@ def test_report_aggregator_trains_on_the_frozen_stage1(trained_attributes, tmp_p
     assert (tmp_path / "reid" / "triplet_distances.png").is_file()
 
 
-def test_multirun_writes_a_summary_of_the_sweep(tmp_path, cache_dir):
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    sweep = tmp_path / "sweep"
-    command = [
-        sys.executable,
-        "-m",
-        "src.train",
-        "-m",
-        "task=attributes",
-        "model.optimizer.lr=0.01,0.001",
-        "debug=fast",
-        "data.source.num_train_ids=24",
-        "data.source.num_test_ids=6",
-        "data.num_workers=0",
-        "model.net.backbone.pretrained=false",
-        f"paths.cache_dir={cache_dir}",
-        f"hydra.sweep.dir={sweep}",
-    ]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    summary = pd.read_csv(sweep / "summary.csv")
-    assert summary["model.optimizer.lr"].tolist() == [0.01, 0.001]
-    assert summary["val/mean_acc_best"].between(0, 1).all()
-
-
 def test_strong_model_learns_identities_and_attributes(tmp_path, cache_dir):
     from tests.conftest import compose_config
 

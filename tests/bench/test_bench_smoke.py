@@ -17,7 +17,6 @@ OWN_SCRIPTS = {
     "bench_attribute_consensus.py": "| + flip + consensus k=4 re-ranked |",
     "bench_bot_reference.py": "| plain BoT reference | 3 | 48 |",
     "bench_training_variants.py": "| frozen stages 2 (stem + blocks 0-1) | `model.net.backbone.frozen_stages=2` |",
-    "bench_ddp.py": "| DDP 2 processes x 1 thread |",
     "bench_startup.py": "| src.search torch_threads=0 |",
 }
 
@@ -28,12 +27,18 @@ SMOKED_ELSEWHERE = {
     "bench_serve_load.py": "tests/bench/test_serving_benches.py",
     "bench_faiss_index.py": "tests/bench/test_bench_faiss.py",
     "bench_threads.py": "test_thread_settings_bench_small below (slow: 8 trainings and predictions)",
+    "bench_ddp.py": "test_ddp_bench_small below (slow)",
 }
 
 
 def test_every_benchmark_with_a_small_mode_is_smoke_tested():
     scripts = {p.name for p in BENCH.glob("bench_*.py") if "--small" in p.read_text()}
     assert scripts - set(REFERENCE_SCRIPTS) - set(OWN_SCRIPTS) - set(SMOKED_ELSEWHERE) == set()
+
+
+@pytest.mark.slow
+def test_ddp_bench_small():  # three trainings, two of them spawning processes: ~45 s; the DDP path itself is in the default run
+    assert "| DDP 2 processes x 1 thread |" in run_small("bench_ddp.py")  # (tests/reliability/test_ddp.py, README commands)
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def run_small(script: str) -> str:
-    proc = subprocess.run([sys.executable, str(BENCH / script), "--small"], capture_output=True, text=True,
+def run_small(script: str, *options: str) -> str:
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--small", *options], capture_output=True, text=True,
                           timeout=900, cwd=BENCH.parent)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
@@ -24,7 +24,7 @@ def test_description_bench_small():
 
 
 def test_load_bench_small():
-    out = run_small("bench_serve_load.py")
+    out = run_small("bench_serve_load.py", "--workers", "2")  # as the README runs it
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| photo") or line.startswith("| description")]
     assert len(rows) == 4  # 2 query kinds x 1 and 2 clients
     for row in rows:

@@ -1,5 +1,6 @@
 """Results that cannot be silently wrong: checkpoints carry their input contract and identity split, run folders
-take one writer and no accidental second run, settings are range-checked at start, known errors are one line."""
+take one writer and no accidental second run, known errors are one line (settings range-checked at start:
+tests/test_config.py)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ from src.models.attribute_module import AttributeModule, attribute_accuracies, p
 from tests.models.conftest import BACKBONE, OPTIMIZER, fit_steps, tiny_batch
 
 pytestmark = pytest.mark.usefixtures("no_logging")
-NET = {"_target_": "src.models.heads.MarketClassifier", "backbone": BACKBONE}
+TINY_BACKBONE = {"_target_": "src.models.backbones.timm_backbone", "model_name": "test_resnet", "pretrained": False}
+NET = {"_target_": "src.models.heads.MarketClassifier", "backbone": TINY_BACKBONE}
 
 
 def test_attribute_module_step_learns_a_batch():

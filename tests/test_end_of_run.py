@@ -45,22 +45,3 @@ def test_reid_training_writes_test_outputs_with_compiled_inference(make_cfg, tmp
                          f"test/, {len(queries)} in queries/) with the best checkpoint for reid_test.txt and "
                          "classification_test.csv; this can take minutes on a CPU (an estimate follows the first "
                          "batches); predict_test=false skips it"]
-
-
-def test_a_long_pass_logs_the_time_left_after_its_first_batches(monkeypatch, caplog):
-    import logging
-
-    import src.progress
-
-    clock = iter([100.0, 106.0])  # end of batch 0 (start-up and compilation paid), end of batch 3: 2 s per batch
-    monkeypatch.setattr(src.progress, "monotonic", lambda: next(clock))
-    caplog.set_level(logging.INFO, logger="src.progress")
-    assert list(src.progress.with_progress(range(200), "embedding gallery")) == list(range(200))
-    assert [r.getMessage() for r in caplog.records] == [
-        "embedding gallery: about 7 min left (196 of 200 batches to go, 2.0 s per batch)"]
-
-    caplog.clear()
-    monkeypatch.setattr(src.progress, "monotonic", lambda: 0.0)
-    assert list(src.progress.with_progress(range(4), "short")) == list(range(4))  # nothing left to estimate
-    assert caplog.records == []
-    assert [src.progress.duration(s) for s in (42, 420, 3900)] == ["42 s", "7 min", "1 h 05 min"]

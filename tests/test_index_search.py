@@ -24,7 +24,7 @@ from src.metrics.query_expansion import query_expansion
 from src.metrics.rerank import re_ranking_from_features
 from src.models.loading import load_network
 from src.retrieval.build import build_index
-from src.retrieval.filtering import FilterError, filter_mask, parse_filter
+from src.retrieval.filtering import parse_filter
 from src.retrieval.outputs import settings_text, write_search_outputs
 from src.retrieval.search import search
 from src.retrieval.store import VERSION, GalleryIndexError, UnreadableImagesWarning, load_index
@@ -277,37 +277,6 @@ def test_filter_restricts_to_matching_predictions(world, indexed, outside_querie
     assert (table[name] == value).all() and len(table) == 2 * len(keep)
 
 
-def test_filter_parsing_and_its_errors():
-    red, yes = HEADS[HEAD_NAMES.index("upcolor")].classes.index("red"), 1
-    expected = {"upcolor": [red], "backpack": [yes]}
-    assert parse_filter("upcolor=red,backpack=yes") == expected
-    assert parse_filter("UpColor = Red , backpack:yes") == expected
-    assert parse_filter({"upcolor": "red", "backpack": True}) == expected
-    assert parse_filter(["upcolor=red", "backpack=yes"]) == expected
-    assert parse_filter("downcolor=multicolor,age=adult") == {"downcolor": [9], "age": [2]}
-    assert parse_filter("upcolor=red|white") == {"upcolor": [1, 2]}
-    assert parse_filter(None) == {} and parse_filter("") == {}
-    with pytest.raises(FilterError, match="unknown attribute 'colour'.*attributes are: age, backpack, .*upcolor, downcolor"):
-        parse_filter("colour=red")
-    assert parse_filter("gender=female,hair=long_hair,up=short_sleeve,clothes=dress") == {
-        "gender": [1], "hair": [1], "up": [1], "clothes": [0]}
-    with pytest.raises(FilterError, match=r"unknown value 'yes' for attribute 'gender' \(gender\); valid values: male, female"):
-        parse_filter("gender=yes")
-    with pytest.raises(FilterError,
-                       match=r"unknown value 'pink' for attribute 'upcolor' \(upper-body colour\); valid values: black, white, red"):
-        parse_filter("upcolor=pink")
-    with pytest.raises(FilterError, match="unknown value 'maybe'.*valid values: no, yes"):
-        parse_filter("backpack=maybe")
-    with pytest.raises(FilterError, match="not attribute=value"):
-        parse_filter("red")
-    attributes = np.zeros((4, len(HEADS)), dtype=np.int64)
-    attributes[1, HEAD_NAMES.index("upcolor")] = red
-    attributes[2, HEAD_NAMES.index("upcolor")] = red
-    attributes[2, HEAD_NAMES.index("backpack")] = 1
-    assert filter_mask(attributes, expected).tolist() == [False, False, True, False]
-    assert filter_mask(attributes, {}).all()
-
-
 def test_reranking_and_query_expansion_work_on_the_filtered_gallery(world, indexed, outside_queries):
     name, value = varied_head(indexed)
     keep = np.flatnonzero(indexed.attributes[:, HEAD_NAMES.index(name)] == HEADS[HEAD_NAMES.index(name)].classes.index(value))
@@ -379,14 +348,6 @@ def test_search_outputs(world, indexed, tmp_path):
     page = written["html"].read_text()
     assert page.count("data:image/jpeg;base64,") == 2 * (1 + 4)
     assert result.query_names[0] in page and "Gallery search" in page
-
-
-def test_identities_from_market_names():
-    from src.retrieval.outputs import identities, same_identity
-
-    assert identities(["0002_c1s1_000451_03.jpg", "0002_c1_016620005.jpg", "000001.jpg", "-1_c1s1_000001_00.jpg"]) == [2, 2, None, -1]
-    assert same_identity(2, 2) is True and same_identity(2, 3) is False and same_identity(None, 2) is None
-    assert same_identity(0, 0) is False
 
 
 def test_hydra_argv_quotes_the_filter():

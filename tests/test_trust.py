@@ -1,5 +1,6 @@
 """Results that cannot be silently wrong: checkpoints carry their input contract and identity split, run folders
-take one writer and no accidental second run, settings are range-checked at start, known errors are one line."""
+take one writer and no accidental second run, known errors are one line (settings range-checked at start:
+tests/test_config.py)."""
 
 from __future__ import annotations
 
@@ -111,18 +112,6 @@ def test_resume_at_another_input_size_is_refused(tiny_run, cache_dir, tmp_path):
     cfg = compose_config("train", ["task=reid_strong", *TINY, "ckpt_path=last", "data.height=128", "data.width=64",
                                    "trainer.max_epochs=2"], copy, cache_dir)
     with pytest.raises(Exception, match=r"data.height=128: the checkpoint being resumed was trained with 64"):
-        train(cfg)
-
-
-@pytest.mark.parametrize("override, message", [
-    ("data.batch_size=-1", r"data.batch_size=-1: expected a whole number >= 1"),
-    ("data.val_ratio=1.5", r"data.val_ratio=1.5: expected a number in \[0, 1\)"),
-    ("trainer.precision=16-mixed", r"trainer.precision=16-mixed: not available on the CPU; use one of 32-true"),
-    ("torch_threads=0", r"torch_threads=0: expected a positive whole number or auto"),
-])
-def test_settings_out_of_range_fail_before_any_data_is_read(make_cfg, tmp_path, override, message):
-    cfg = make_cfg(["task=attributes", "data=market_course", f"data.root={tmp_path / 'nowhere'}", override])
-    with pytest.raises(ConfigError, match=message):
         train(cfg)
 
 

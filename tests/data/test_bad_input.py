@@ -1,58 +1,17 @@
-"""Bad input gets a clear error naming the file and the problem (or a warning when asked to skip)."""
+"""Bad input gets a clear error naming the file and the problem (or a warning when asked to skip): annotation CSVs,
+records without annotations, and the datamodule's set-up (image decoding: tests/data/test_images.py; data roots and
+layouts: tests/data/test_sources.py)."""
 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
 
-from src.data.attributes import CSV_COLUMNS
 from src.data.datamodule import MarketDataModule
-from src.data.images import load_image
 from src.data.records import DataError, read_annotations_csv
 from src.data.sources import CourseSource
-
-
-def _image(path: Path, mode: str = "RGB", size=(64, 128)) -> Path:
-    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
-    array = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-    image = Image.fromarray(array)
-    if mode != "RGB":
-        image = image.convert(mode)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
-
-
-def make_course(root: Path, pids=(1, 2, 3, 4), per_id: int = 3) -> Path:
-    rows = []
-    for pid in pids:
-        for k in range(per_id):
-            _image(root / "train" / f"{pid:04d}_c{k % 6 + 1}_{k:09d}.jpg")
-        row = {c: 1 for c in CSV_COLUMNS}
-        row.update(id=pid, age=2, upred=2)
-        rows.append(row)
-    header = ",".join(CSV_COLUMNS)
-    lines = [",".join(str(r[c]) for c in CSV_COLUMNS) for r in rows]
-    (root / "annotations_train.csv").write_text(header + "\n" + "\n".join(lines) + "\n")
-    for folder in ("test", "queries"):
-        _image(root / folder / "000000.jpg")
-    return root
-
-
-def test_missing_root_is_named(tmp_path):
-    with pytest.raises(DataError, match="nowhere.*not found"):
-        CourseSource(tmp_path / "nowhere")
-
-
-def test_unknown_layout_lists_the_known_ones(tmp_path):
-    (tmp_path / "random").mkdir()
-    with pytest.raises(DataError, match="missing.*known layouts"):
-        CourseSource(tmp_path)
+from tests.data.conftest import make_course, write_image
 
 
 def test_datamodule_reports_bad_root_at_setup(tmp_path):
@@ -94,7 +53,7 @@ def test_csv_with_bom_and_crlf_is_read(tmp_path):
 
 def test_image_without_annotation_row(tmp_path):
     root = make_course(tmp_path)
-    _image(root / "train" / "0099_c1_000000001.jpg")
+    write_image(root / "train" / "0099_c1_000000001.jpg")
     with pytest.raises(DataError, match=r"annotations_train.csv: no annotation row.*0099_c1_000000001.jpg"):
         CourseSource(root).labelled()
 
@@ -109,17 +68,9 @@ def test_annotation_row_without_images(tmp_path):
 
 def test_badly_named_training_image(tmp_path):
     root = make_course(tmp_path)
-    _image(root / "train" / "person.jpg")
+    write_image(root / "train" / "person.jpg")
     with pytest.raises(DataError, match="person.jpg: not a course image name"):
         CourseSource(root).labelled()
-
-
-@pytest.mark.parametrize("content", [b"", b"\xff\xd8\xff\xe0 this is not a jpeg", None])
-def test_corrupt_or_empty_jpeg_is_named(tmp_path, content):
-    path = _image(tmp_path / "0001_c1_000000001.jpg")
-    path.write_bytes(path.read_bytes()[:200] if content is None else content)
-    with pytest.raises(DataError, match="0001_c1_000000001.jpg: (empty file|cannot decode)"):
-        load_image(path)
 
 
 def test_corrupt_image_fails_setup_or_is_skipped_with_a_warning(tmp_path):
@@ -135,34 +86,6 @@ def test_corrupt_image_fails_setup_or_is_skipped_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="0002_c2_000000001.jpg"):
         module.setup("fit")
     assert len(module.train_records) + len(module.val_records) == 11
-
-
-@pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK", "P", "I;16"])
-def test_other_image_modes_become_rgb(tmp_path, mode):
-    suffix = ".jpg" if mode in ("L", "CMYK") else ".png"
-    path = tmp_path / f"img{suffix}"
-    array = np.linspace(0, 255, 64 * 128).reshape(128, 64).astype(np.uint8)
-    if mode == "I;16":
-        Image.fromarray(array.astype(np.uint16) * 257).save(path)
-    else:
-        Image.fromarray(np.stack([array] * 3, -1)).convert(mode).save(path)
-    image = load_image(path)
-    assert image.dtype == torch.uint8 and image.shape == (3, 128, 64)
-    assert image.float().std() > 10  # content survived the conversion
-
-
-def test_very_large_image_is_shrunk_on_decode(tmp_path):
-    path = _image(tmp_path / "big.jpg", size=(6000, 3000))
-    image = load_image(path, max_side=512)
-    assert max(image.shape[1:]) <= 512
-
-
-def test_empty_folder(tmp_path):
-    root = make_course(tmp_path)
-    shutil.rmtree(root / "queries")
-    (root / "queries").mkdir()
-    with pytest.raises(DataError, match="queries: no images"):
-        CourseSource(root).queries()
 
 
 def test_course_folder_without_test_fails_before_training(tmp_path, make_cfg):

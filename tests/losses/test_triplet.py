@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.losses.center import CenterLoss
 from src.losses.triplet import BatchHardTripletLoss
 
 
@@ -46,10 +45,3 @@ def test_well_separated_identities_give_zero_loss_and_gradients_flow():
 def test_batch_without_positives_gives_zero():
     features = torch.randn(4, 8, requires_grad=True)
     assert BatchHardTripletLoss()(features, torch.arange(4)).item() == 0.0
-
-
-def test_center_loss_is_zero_at_the_centres():
-    loss = CenterLoss(3, 4)
-    labels = torch.tensor([0, 2, 2])
-    assert loss(loss.centers[labels].detach(), labels).item() == pytest.approx(0.0)
-    assert loss(loss.centers[labels].detach() + 1.0, labels).item() == pytest.approx(2.0)

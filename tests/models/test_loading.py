@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.models.aggregator import AggregatorModule, latest_attribute_checkpoint
 from src.models.loading import CheckpointError, build_from_checkpoint, load_attribute_net
 
 NET = {
@@ -73,25 +72,3 @@ def test_pickled_objects_in_a_checkpoint_are_not_executed(tmp_path):
     torch.save({"state_dict": {}, "hyper_parameters": {"net": Payload()}}, path)
     with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
         load_attribute_net(path)
-
-
-def test_no_attribute_run_yet(tmp_path):
-    with pytest.raises(CheckpointError, match="no finished attributes run.*model.stage1_ckpt"):
-        latest_attribute_checkpoint(tmp_path)
-
-
-def test_aggregator_refuses_a_missing_stage1(tmp_path):
-    with pytest.raises(CheckpointError, match="stage1.ckpt: checkpoint not found"):
-        AggregatorModule(stage1_ckpt=str(tmp_path / "stage1.ckpt"), optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1})
-
-
-def test_aggregator_is_frozen_on_stage1(tmp_path):
-    path = tmp_path / "stage1.ckpt"
-    save_attribute_checkpoint(path)
-    module = AggregatorModule(stage1_ckpt=str(path), optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1})
-    module.train()
-    assert not module.net.stage1.training
-    assert all(not p.requires_grad for p in module.net.stage1.parameters())
-    assert all(p.requires_grad for p in module.net.aggregator.parameters())
-    embedding, logits = module.net.embed_and_classify(torch.rand(3, 3, 128, 64))
-    assert embedding.shape == (3, 128) and logits["upcolor"].shape == (3, 9)

@@ -11,7 +11,7 @@ from src.data.attributes import HEAD_NAMES, HEADS
 from src.data.pseudo import PSEUDO_PID_BASE, PseudoLabels
 from src.data.records import ImageRecord
 from src.models.strong_module import StrongReidModule
-from tests.models.test_modules import BACKBONE, tiny_batch
+from tests.models.conftest import BACKBONE, tiny_batch
 
 
 @pytest.fixture(autouse=True)

@@ -1,54 +1,21 @@
-"""Each LightningModule's training step on a tiny batch, without a Trainer: a finite loss that a few optimizer
-steps lower, and the checkpoint contract of the shared base."""
+"""src/models/strong_module.py: the strong model's training step (ID + triplet + attribute losses), its options,
+and ``model.init_weights`` (starting from another re-ID checkpoint)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+from torch import nn
 
-from src.data.attributes import HEADS
-from src.models.attribute_module import AttributeModule
+from src.data.attributes import HEAD_NAMES, HEADS
 from src.models.strong_module import StrongReidModule
+from tests.models.conftest import BACKBONE, OPTIMIZER, SCHEDULER, fit_steps, tiny_batch
 
-BACKBONE = {"_target_": "src.models.backbones.timm_backbone", "model_name": "resnet18", "pretrained": False}
-OPTIMIZER = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.05, "momentum": 0.9}
-SCHEDULER = {"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True, "step_size": 10}
-
-
-def tiny_batch(size: int = 8, identities: int = 2):
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.stack([torch.randint(h.num_classes, (size,), generator=generator) for h in HEADS], dim=1)
-    return {"image": torch.rand(size, 3, 64, 32, generator=generator), "labels": labels,
-            "pid": torch.arange(size) % identities + 1, "camid": torch.ones(size, dtype=torch.long),
-            "index": torch.arange(size)}
-
-
-def fit_steps(module, batch, steps: int = 8) -> list[float]:
-    optimizer = module.configure_optimizers()
-    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
-    module.train()
-    losses = []
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = module.training_step(batch, 0)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
-
-
-@pytest.fixture(autouse=True)
-def no_logging(monkeypatch):  # self.log needs a Trainer; the step's arithmetic does not
-    for cls in (AttributeModule, StrongReidModule):
-        monkeypatch.setattr(cls, "log", lambda *args, **kwargs: None)
-        monkeypatch.setattr(cls, "log_dict", lambda *args, **kwargs: None)
-
-
-def test_attribute_module_step_learns_a_batch():
-    torch.manual_seed(0)
-    module = AttributeModule({"_target_": "src.models.heads.MarketClassifier", "backbone": BACKBONE}, OPTIMIZER)
-    losses = fit_steps(module, tiny_batch())
-    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < 0.7 * losses[0], losses
+pytestmark = pytest.mark.usefixtures("no_logging")
+TINY_BACKBONE = {"_target_": "src.models.backbones.timm_backbone", "model_name": "test_resnet", "pretrained": False}
+NET = {"_target_": "src.models.strong.StrongReidNet", "backbone": TINY_BACKBONE, "num_identities": 2}
 
 
 def test_strong_module_step_learns_identities_and_attributes():
@@ -58,19 +25,6 @@ def test_strong_module_step_learns_identities_and_attributes():
     module.pid_to_label = {1: 0, 2: 1}
     losses = fit_steps(module, tiny_batch())
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < 0.7 * losses[0], losses
-
-
-def test_shared_base_wires_the_scheduler_and_writes_the_network_contract():
-    net = {"_target_": "src.models.strong.StrongReidNet", "backbone": BACKBONE, "num_identities": 2}
-    module = StrongReidModule(net, OPTIMIZER, SCHEDULER)
-    configured = module.configure_optimizers()
-    assert configured["lr_scheduler"]["interval"] == "epoch"
-    assert {id(p) for g in configured["optimizer"].param_groups for p in g["params"]} == \
-        {id(p) for p in module.parameters() if p.requires_grad}
-    checkpoint = {}
-    module.on_save_checkpoint(checkpoint)
-    assert checkpoint["network"]["kind"] == "reid" and checkpoint["network"]["backbone"] == "resnet18"
-    assert checkpoint["network"]["metric"] == "cosine" and len(checkpoint["network"]["mean"]) == 3
 
 
 @pytest.mark.parametrize("choice, key", [("pre_bn", "feature"), ("bnneck", "normed")])
@@ -94,10 +48,37 @@ def test_unknown_triplet_feature_is_refused():
         StrongReidModule(net, OPTIMIZER, SCHEDULER, triplet_feature="logits")
 
 
+def test_the_attribute_loss_averages_the_heads_over_the_labelled_images_only():
+    generator = torch.Generator().manual_seed(0)
+    logits = {h.name: torch.randn(4, h.num_classes, generator=generator) for h in HEADS}
+    labels = torch.stack([torch.arange(4) % h.num_classes for h in HEADS], dim=1)
+    labels[1] = -1  # a pseudo-labelled image: no attribute labels
+    rows = [0, 2, 3]
+    expected = sum(nn.functional.cross_entropy(logits[n][rows], labels[rows, i]).item() for i, n in enumerate(HEAD_NAMES)) / 12
+    assert StrongReidModule.attribute_loss(logits, labels).item() == pytest.approx(expected, rel=1e-6)
+    none = StrongReidModule.attribute_loss(logits, torch.full_like(labels, -1))
+    assert none.item() == 0.0 and none.dtype == torch.float32
+
+
+def test_a_failed_compilation_falls_back_to_eager_with_one_warning(monkeypatch):
+    torch.manual_seed(0)
+    module = StrongReidModule(NET, OPTIMIZER, compile=True).eval()
+
+    def broken(function):
+        def fails(*args):
+            raise RuntimeError("no C++ compiler\nmore detail")
+        return fails
+
+    monkeypatch.setattr(torch, "compile", broken)
+    images = tiny_batch()["image"]
+    with pytest.warns(RuntimeWarning, match=r"torch.compile failed \(RuntimeError: no C\+\+ compiler\); training continues in eager"):
+        out = module.forward_train(images)
+    assert module.compile is False
+    torch.testing.assert_close(out["id_logits"], module.net.forward_train(images)["id_logits"])
+
+
 def strong_module_set_up(checkpoint: dict, num_classes: int, init_weights) -> StrongReidModule:
     """A StrongReidModule built from a checkpoint's own net config and set up for ``num_classes`` identities."""
-    from types import SimpleNamespace
-
     net = {**checkpoint["hyper_parameters"]["net"], "num_identities": None}
     module = StrongReidModule(net, OPTIMIZER, SCHEDULER, init_weights=init_weights and str(init_weights))
     module._trainer = SimpleNamespace(datamodule=SimpleNamespace(pid_to_label={}, pseudo=None, num_classes=num_classes))

@@ -1,0 +1,85 @@
+"""src/deliverables.py: predictions for unlabelled images as files, ``reid_test.txt`` (matches within the threshold,
+never the query's own copy) and the attribute files, with the refusals that come before any inference."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from src.data.records import DataError, ImageRecord
+from src.deliverables import predict_attributes, predict_reid, readable_records
+from src.errors import ConfigError
+from tests.models.test_loading import save_attribute_checkpoint
+from tests.retrieval.worlds import HEIGHT, TINY_NET, WIDTH, save_reid_checkpoint
+
+SIZE = {"height": HEIGHT, "width": WIDTH, "num_workers": 0}  # the tiny checkpoints record no input size
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """A gallery of 4 images and 2 queries, the first a byte copy of gallery image g1."""
+    rng = np.random.default_rng(0)
+    gallery, queries = tmp_path / "gallery", tmp_path / "queries"
+    gallery.mkdir(), queries.mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)).save(gallery / f"g{i}.png")
+    shutil.copyfile(gallery / "g1.png", queries / "q0.png")
+    Image.fromarray(rng.integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)).save(queries / "q1.png")
+    records = lambda folder: [ImageRecord(p, -1, -1) for p in sorted(folder.iterdir())]
+    return records(gallery), records(queries)
+
+
+@pytest.fixture
+def reid_ckpt(tmp_path, folders):
+    return save_reid_checkpoint(tmp_path / "reid.ckpt", 0, [r.path for r in folders[0]])
+
+
+@pytest.fixture
+def attribute_ckpt(tmp_path):
+    torch.manual_seed(0)
+    save_attribute_checkpoint(tmp_path / "attributes.ckpt", TINY_NET)
+    return tmp_path / "attributes.ckpt"
+
+
+def test_reid_lines_hold_every_gallery_image_within_the_threshold_but_the_query_own_copy(reid_ckpt, folders, tmp_path):
+    gallery, queries = folders
+    path = predict_reid(reid_ckpt, queries, gallery, tmp_path / "out", threshold=1e9, **SIZE)
+    lines = dict(line.split(": ") for line in path.read_text().splitlines())
+    assert list(lines) == ["q0.png", "q1.png"]
+    assert sorted(lines["q0.png"].split(", ")) == ["g0.png", "g2.png", "g3.png"]  # g1 is q0's own copy
+    assert sorted(lines["q1.png"].split(", ")) == ["g0.png", "g1.png", "g2.png", "g3.png"]
+    assert pd.read_csv(tmp_path / "out" / "classification_test.csv")["id"].tolist() == [r.name for r in gallery]
+
+
+def test_reid_needs_a_reid_checkpoint_and_a_threshold(reid_ckpt, attribute_ckpt, folders, tmp_path):
+    gallery, queries = folders
+    with pytest.raises(ConfigError, match=r"attributes.ckpt: a attributes checkpoint gives no re-ID embeddings"):
+        predict_reid(attribute_ckpt, queries, gallery, tmp_path / "out", threshold=1.0, **SIZE)
+    with pytest.raises(ConfigError, match=r"reid.ckpt: holds no swept threshold; pass threshold=VALUE"):
+        predict_reid(reid_ckpt, queries, gallery, tmp_path / "out", **SIZE)
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_images_fail_naming_them_or_are_skipped_when_asked(attribute_ckpt, folders, tmp_path):
+    gallery, _ = folders
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    records = [*gallery[:2], ImageRecord(broken, -1, -1), gallery[2]]
+    with pytest.raises(DataError, match=r"broken\.jpg: cannot decode"):
+        predict_attributes(attribute_ckpt, records, tmp_path / "strict", **SIZE)
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable images: .*broken\.jpg"):
+        csv = predict_attributes(attribute_ckpt, records, tmp_path / "out", skip_corrupt=True, **SIZE)
+    assert pd.read_csv(csv)["id"].tolist() == ["g0.png", "g1.png", "g2.png"]
+    assert list(json.loads((tmp_path / "out" / "attributes.json").read_text())) == ["g0.png", "g1.png", "g2.png"]
+    assert readable_records(records, skip_corrupt=False) is records
+
+
+def test_neighbour_consensus_needs_a_reid_checkpoint(attribute_ckpt, folders, tmp_path):
+    with pytest.raises(ConfigError, match=r"attributes.ckpt: attributes.consensus_k needs re-ID embeddings"):
+        predict_attributes(attribute_ckpt, folders[0], tmp_path / "out", consensus_k=2, **SIZE)

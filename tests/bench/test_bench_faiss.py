@@ -1,12 +1,15 @@
-"""bench/bench_faiss_index.py runs end to end in --small mode and prints its tables."""
+"""bench/bench_faiss_index.py runs end to end in --small mode and prints its tables (slow: CI's second step)."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_faiss_bench_small():
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_faiss_index.py"), "--small"], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)

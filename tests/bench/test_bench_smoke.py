@@ -1,4 +1,7 @@
-"""Smoke tests: every benchmark script runs end to end in --small mode and prints its table (no timing asserted)."""
+"""Smoke tests: every benchmark script runs end to end in --small mode and prints its table (no timing asserted).
+
+The script runs are ``slow``: CI runs them as its second step (.ci/run), which keeps the default run (the README's test
+command) under 10 minutes on two cores. The helpers the benchmarks share are tested here in the default run."""
 
 import importlib.util
 import subprocess
@@ -26,8 +29,8 @@ SMOKED_ELSEWHERE = {
     "bench_description_search.py": "tests/bench/test_serving_benches.py",
     "bench_serve_load.py": "tests/bench/test_serving_benches.py",
     "bench_faiss_index.py": "tests/bench/test_bench_faiss.py",
-    "bench_threads.py": "test_thread_settings_bench_small below (slow: 8 trainings and predictions)",
-    "bench_ddp.py": "test_ddp_bench_small below (slow)",
+    "bench_threads.py": "test_thread_settings_bench_small below",
+    "bench_ddp.py": "test_ddp_bench_small below",
 }
 
 
@@ -37,8 +40,8 @@ def test_every_benchmark_with_a_small_mode_is_smoke_tested():
 
 
 @pytest.mark.slow
-def test_ddp_bench_small():  # three trainings, two of them spawning processes: ~45 s; the DDP path itself is in the default run
-    assert "| DDP 2 processes x 1 thread |" in run_small("bench_ddp.py")  # (tests/reliability/test_ddp.py, README commands)
+def test_ddp_bench_small():  # the DDP training path itself is in the default run (tests/reliability/test_ddp.py, README)
+    assert "| DDP 2 processes x 1 thread |" in run_small("bench_ddp.py")
 
 
 @pytest.mark.slow
@@ -55,6 +58,7 @@ def run_small(script: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", REFERENCE_SCRIPTS)
 def test_reference_bench_small(script):
     if importlib.util.find_spec("torchreid") is None:
@@ -65,6 +69,7 @@ def test_reference_bench_small(script):
     assert "outputs agree" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, row", OWN_SCRIPTS.items())
 def test_own_bench_small(script, row):
     out = run_small(script)

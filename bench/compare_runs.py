@@ -6,6 +6,9 @@ before each budget ("-" past the run's end, with 5% slack); clustering rounds (`
 
     python bench/compare_runs.py --run labelled=outputs/.../course_128x64_2h_step \\
         --run "labelled + unlabelled=outputs/.../course_128x64_2h_pseudo" --minutes 30 60 90 115 --out curves.png
+
+``--start LABEL=MINUTES`` puts a run's clock on after MINUTES of another: a fine-tuning started from a checkpoint
+that an earlier run saved at that minute (``model.init_weights``), so both stages sit on one time axis.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def main() -> None:
     parser.add_argument("--run", action="append", required=True, metavar="LABEL=FOLDER")
     parser.add_argument("--minutes", type=float, nargs="+", default=[30, 60, 90, 120])
     parser.add_argument("--out", default="compare_runs.png")
+    parser.add_argument("--start", action="append", default=[], metavar="LABEL=MINUTES",
+                        help="the run LABEL started after MINUTES of training (a fine-tuning from another run's checkpoint)")
     args = parser.parse_args()
     runs = {}
     for item in args.run:
@@ -58,6 +63,16 @@ def main() -> None:
         if not sep:
             raise SystemExit(f"--run {item!r}: expected LABEL=FOLDER")
         runs[label] = validation_rows(Path(folder))
+    for item in args.start:
+        label, sep, minutes = item.rpartition("=")
+        if not sep or label not in runs:
+            raise SystemExit(f"--start {item!r}: expected LABEL=MINUTES with the LABEL of a --run ({', '.join(runs)})")
+        try:
+            offset = float(minutes)
+        except ValueError:
+            raise SystemExit(f"--start {item!r}: {minutes!r} is not a number of minutes") from None
+        val, rounds = runs[label]
+        runs[label] = (val.assign(**{"time/train_min": val["time/train_min"] + offset}), rounds + offset)
 
     figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4))
     for (label, (val, rounds)), color in zip(runs.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):

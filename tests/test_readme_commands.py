@@ -229,7 +229,9 @@ def substitute(tokens: list[str], art: Artefacts, out: Path) -> list[str]:
     result = []
     for token in tokens:
         key, _, value = token.partition("=")
-        if key in ("ckpt_path", "model.stage1_ckpt") and PLACEHOLDER_CKPT.search(value):
+        if key == "model.init_weights" and PLACEHOLDER_CKPT.search(value):  # a converged run of the same data
+            value = art.course_ckpt(task) if course_data else art.reid_ckpt
+        elif key in ("ckpt_path", "model.stage1_ckpt") and PLACEHOLDER_CKPT.search(value):
             big = "data.height=256" in tokens and key == "model.stage1_ckpt"
             if key == "model.stage1_ckpt":
                 value = art.attributes_ckpt_256 if big else art.attributes_ckpt

@@ -120,6 +120,21 @@ def test_compare_runs_table_and_figure(tmp_path):
     assert figure.stat().st_size > 10_000
 
 
+def test_compare_runs_puts_a_fine_tuning_after_the_run_it_started_from(tmp_path):
+    val = lambda epoch, minute, m: {"epoch": epoch, "time/train_min": minute, "val/mAP": m, "val/rank1": m,  # noqa: E731
+                                    "val/mean_acc": 0.8}
+    base = write_metrics(tmp_path / "base", [val(0, 10, 0.2), val(1, 20, 0.4)])
+    tuned = write_metrics(tmp_path / "tuned", [val(0, 5, 0.5), {"epoch": 0, "pseudo/round": 1}, val(1, 10, 0.6)])
+    command = [sys.executable, str(BENCH / "compare_runs.py"), "--run", f"base={base}", "--run", f"tuned={tuned}",
+               "--minutes", "20", "25", "30", "--out", str(tmp_path / "c.png")]
+    proc = subprocess.run([*command, "--start", "tuned=20"], capture_output=True, text=True, timeout=120, cwd=BENCH.parent)
+    assert proc.returncode == 0, proc.stderr
+    # tuned's clock runs from minute 20: its validations land at 25 and 30, its best at minute 30
+    assert "| tuned | - | 50.00 / 50.00 / 80.00 | 60.00 / 60.00 / 80.00 | 60.00 (1, 30) |" in proc.stdout, proc.stdout
+    wrong = subprocess.run([*command, "--start", "other=20"], capture_output=True, text=True, timeout=120, cwd=BENCH.parent)
+    assert wrong.returncode != 0 and "--start 'other=20': expected LABEL=MINUTES with the LABEL of a --run (base, tuned)" in wrong.stderr
+
+
 def test_compare_runs_refuses_a_folder_without_metrics(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "compare_runs.py"), "--run", f"x={tmp_path}"],
                           capture_output=True, text=True, timeout=120, cwd=BENCH.parent)

@@ -21,11 +21,13 @@ pytestmark = pytest.mark.skipif(not (COURSE.is_dir() and SAMPLES.is_dir()),
                                 reason=f"real Market-1501 data not found at {COURSE.parent}")
 
 
-@pytest.fixture
-def server(tmp_path):
-    world = make_served_index(tmp_path, num_course=10)
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for this file's tests (the malformed-request test needs only a live one)."""
+    folder = tmp_path_factory.mktemp("served")
+    world = make_served_index(folder, num_course=10)
     # 2 workers importing torch at nice 19 beside two trainings: minutes
-    with running_server([f"index={world['index']}", "workers=2", "reload_every=0.2"], tmp_path / "server.log") as (url, proc):
+    with running_server([f"index={world['index']}", "workers=2", "reload_every=0.2"], folder / "server.log") as (url, proc):
         yield {**world, "url": url, "proc": proc}
 
 

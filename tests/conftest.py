@@ -29,9 +29,10 @@ needs_shared = pytest.mark.skipif(
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto``: one test process per core, at most 4, and at most one per 6 GiB of memory (a process that holds
     the tiny networks and images of its modules peaks near 5 GiB)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from src.runtime import usable_cores
+
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return max(1, min(cores, 4, int(memory_gib // 6)))
+    return max(1, min(usable_cores(), 4, int(memory_gib // 6)))
 
 
 def pytest_configure(config) -> None:

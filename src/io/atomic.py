@@ -65,7 +65,8 @@ def save_figure(path: str | Path, figure) -> Path:
 def writable_folder_problem(folder: str | Path) -> str | None:
     """Why ``folder`` could not be made and written into (its nearest existing ancestor is a file, or not writable
     by this user), found without creating anything; None when it can."""
-    existing = next(p for p in (Path(os.path.abspath(folder)), *Path(os.path.abspath(folder)).parents) if p.exists())
+    folder = Path(os.path.abspath(folder))
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):

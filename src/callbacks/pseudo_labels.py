@@ -10,6 +10,10 @@ epoch's validation checkpoint already holds the new labels and a resumed run con
 
 The same procedure clusters the validation split's images, whose identities are known, and logs the pairwise
 precision / recall / F and the number of clusters against the true identities (``pseudo/val_*``) each round.
+
+Under DDP rank 0 decides whether a round is due, each rank embeds every ``world_size``-th image and the embeddings
+are all-gathered, so every rank clusters the same tensors; rank 0's cluster ids are broadcast, so the identity
+classifier's new rows, the optimizer state and the training set stay identical across ranks.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Timer
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from src.data.datasets import ImageDataset
 from src.errors import ConfigError
 from src.inference import classify_loader
 from src.metrics.clustering import cluster_embeddings, pairwise_scores
+from src.models.gather import gather_unique
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +69,9 @@ class PseudoLabelRounds(pl.Callback):
         if due and not _time_for_another_epoch(trainer):
             log.info("pseudo-labels: round before epoch %d skipped: trainer.max_time ends training before that epoch "
                      "could finish", next_epoch)
-            return False
+            due = False
+        if self.active and trainer.world_size > 1 and batch_idx == trainer.num_training_batches - 1:
+            due = trainer.strategy.broadcast(due, src=0)  # the ranks' clocks differ: rank 0's decides for all
         return due
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -83,6 +90,18 @@ class PseudoLabelRounds(pl.Callback):
         finally:
             net.flip_test = network_flips
 
+    def _embed_shared(self, trainer: pl.Trainer, pl_module, dataset, desc: str
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Every image embedded once across the ranks, all of them on every rank (one process: ``_embed``)."""
+        world, rank = trainer.world_size, trainer.global_rank
+        if world == 1:
+            return self._embed(pl_module, dataset, desc)
+        indices = shard_indices(len(dataset), rank, world)
+        embeddings, probabilities = self._embed(pl_module, Subset(dataset, indices.tolist()), f"{desc} (rank {rank})")
+        parts = gather_unique(pl_module, {"index": indices, "embedding": embeddings,
+                                          **{f"head/{name}": p for name, p in probabilities.items()}})
+        return parts["embedding"], {name[len("head/"):]: p for name, p in parts.items() if name.startswith("head/")}
+
     def run_round(self, trainer: pl.Trainer, pl_module) -> dict[str, float]:
         datamodule, pseudo = trainer.datamodule, trainer.datamodule.pseudo
         started = time.perf_counter()
@@ -90,12 +109,15 @@ class PseudoLabelRounds(pl.Callback):
         pl_module.eval()
         try:
             dataset = ImageDataset(pseudo.all_records, datamodule.height, datamodule.width, None, pseudo.cache)
-            embeddings, probabilities = self._embed(pl_module, dataset, f"pseudo-labels round {pseudo.round + 1}: embedding")
-            val_scores = self._measure_val(pl_module, datamodule) if self.measure_val else {}
+            embeddings, probabilities = self._embed_shared(trainer, pl_module, dataset,
+                                                           f"pseudo-labels round {pseudo.round + 1}: embedding")
+            val_scores = self._measure_val(trainer, pl_module, datamodule) if self.measure_val else {}
         finally:
             pl_module.train(was_training)
         cluster_ids = cluster_embeddings(embeddings, pl_module.metric, k1=self.k1, k2=self.k2, eps=self.eps,
                                          min_samples=self.min_samples)
+        if trainer.world_size > 1:
+            cluster_ids = trainer.strategy.broadcast(cluster_ids, src=0)
         num_clusters = int(cluster_ids.max(initial=-1)) + 1
         if num_clusters == 0:
             warnings.warn(f"pseudo-labels round {pseudo.round + 1}: DBSCAN found no cluster among {len(cluster_ids)} unlabelled "
@@ -115,14 +137,23 @@ class PseudoLabelRounds(pl.Callback):
                  ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in scores.items()))
         return scores
 
-    def _measure_val(self, pl_module, datamodule) -> dict[str, float]:
+    def _measure_val(self, trainer: pl.Trainer, pl_module, datamodule) -> dict[str, float]:
         """The same procedure on the validation images (identities known): how good the clusters are."""
         records = datamodule.val_records
-        embeddings, _ = self._embed(pl_module, datamodule.val_set, "pseudo-labels: clustering the validation split")
+        embeddings, _ = self._embed_shared(trainer, pl_module, datamodule.val_set,
+                                           "pseudo-labels: clustering the validation split")
         min_samples = min(self.min_samples, len(records))
         cluster_ids = cluster_embeddings(embeddings, pl_module.metric, k1=self.k1, k2=self.k2, eps=self.eps,
                                          min_samples=min_samples)
         return pairwise_scores([r.pid for r in records], cluster_ids)
+
+
+def shard_indices(num_images: int, rank: int, world_size: int) -> torch.Tensor:
+    """Rank ``rank``'s share of ``num_images``: every ``world_size``-th image, padded with its first one so that all
+    ranks hold the same count (``all_gather`` needs equal shapes; ``gather_unique`` drops the repeat)."""
+    indices = torch.arange(rank, num_images, world_size) if rank < num_images else torch.zeros(1, dtype=torch.long)
+    share = -(-num_images // world_size)
+    return torch.cat([indices, indices[:1].repeat(share - len(indices))])
 
 
 def _time_for_another_epoch(trainer: pl.Trainer) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pandas as pd
@@ -10,12 +12,13 @@ import torch
 from hydra.utils import instantiate
 from pytorch_lightning.callbacks import Timer
 
-from src.callbacks.pseudo_labels import PseudoLabelRounds
+from src.callbacks.pseudo_labels import PseudoLabelRounds, shard_indices
 from src.config import check_ranges, compose_config
 from src.data.pseudo import PSEUDO_PID_BASE
 from src.data.records import file_digest
 from src.errors import ConfigError
 from src.train import train
+from tests.conftest import ROOT
 
 TINY = [
     "task=reid_strong", "data.num_workers=0", "data.source.num_train_ids=16", "data.source.num_test_ids=8",
@@ -92,10 +95,66 @@ def test_bad_settings_are_refused_before_training(tmp_path, cache_dir):
 def test_a_round_is_skipped_when_max_time_ends_training_before_the_next_epoch(monkeypatch, elapsed_s, expect_round):
     timer = Timer(duration={"hours": 1})  # 10 epochs done: 60 s each at 600 s elapsed, 330 s each at 3,300 s
     monkeypatch.setattr(timer, "time_elapsed", lambda stage="train": elapsed_s)
-    trainer = SimpleNamespace(callbacks=[timer], current_epoch=9, max_epochs=50, num_training_batches=4)
+    trainer = SimpleNamespace(callbacks=[timer], current_epoch=9, max_epochs=50, num_training_batches=4, world_size=1)
     rounds = PseudoLabelRounds(k1=5, k2=2, eps=0.6, min_samples=2, start_epoch=10, every=5)
     rounds.active = True
     assert rounds.round_due(trainer, batch_idx=3) is expect_round
     assert rounds.round_due(trainer, batch_idx=2) is False  # not the epoch's last batch
     trainer.callbacks = []  # no max_time: the time never stops a round
     assert rounds.round_due(trainer, batch_idx=3) is True
+
+
+@pytest.mark.parametrize("num_images", [1, 2, 5, 6, 7])
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_rank_shares_cover_every_image_and_have_equal_counts(num_images, world_size):
+    shares = [shard_indices(num_images, rank, world_size) for rank in range(world_size)]
+    assert len({len(share) for share in shares}) == 1
+    assert sorted(set(torch.cat(shares).tolist())) == list(range(num_images))
+
+
+@pytest.mark.parametrize("num_images", [5, 6])
+def test_embeddings_split_across_two_ranks_and_gathered_equal_one_process(monkeypatch, num_images):
+    features = torch.randn(num_images, 4)
+    heads = {"gender": torch.rand(num_images, 2)}
+    rounds = PseudoLabelRounds(k1=5, k2=2, eps=0.6, min_samples=2)
+
+    def embed(pl_module, dataset, desc):  # a network's outputs for the images it is given
+        rows = torch.as_tensor(dataset.indices if isinstance(dataset, torch.utils.data.Subset) else range(len(dataset)))
+        return features[rows], {name: values[rows] for name, values in heads.items()}
+
+    monkeypatch.setattr(rounds, "_embed", embed)
+    dataset = list(range(num_images))
+    one = rounds._embed_shared(SimpleNamespace(world_size=1, global_rank=0), None, dataset, "one")
+    rank1_parts = []
+
+    class Rank(SimpleNamespace):  # all_gather stacks this rank's tensor over rank 1's, in call order
+        def all_gather(self, tensor):
+            if self.global_rank == 1:
+                rank1_parts.append(tensor)
+                return torch.stack([tensor, tensor])
+            return torch.stack([tensor, rank1_parts.pop(0)])
+
+    for rank in (1, 0):
+        trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        gathered = rounds._embed_shared(trainer, Rank(trainer=trainer, global_rank=rank), dataset, "two")
+    assert torch.equal(gathered[0], one[0]) and torch.equal(gathered[1]["gender"], one[1]["gender"])
+
+
+def test_rounds_under_two_process_ddp_agree_and_resume(tmp_path, cache_dir):
+    """Two processes (gloo): each embeds half the unlabelled images, both cluster the gathered set."""
+    run = tmp_path / "ddp"
+    overrides = [*TINY, "trainer=ddp", "trainer.devices=2", "torch_threads=1", "data.batch_size=16",
+                 "trainer.max_epochs=2", f"hydra.run.dir={run}", f"paths.cache_dir={cache_dir}"]
+    result = subprocess.run([sys.executable, "-m", "src.train", *overrides], cwd=ROOT, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    logged = pd.read_csv(run / "metrics.csv").dropna(subset=["pseudo/round"])
+    assert logged["pseudo/round"].tolist() == [1]
+    first = logged.iloc[0]
+    state, weight = checkpoint_state(run / "checkpoints" / "last.ckpt")
+    clusters = int(state["cluster_ids"].max()) + 1
+    assert clusters == first["pseudo/clusters"] >= 1
+    # every unlabelled image got a cluster id or -1: none lost in the split across ranks
+    assert len(state["cluster_ids"]) == first["pseudo/clustered_images"] + first["pseudo/outliers"]
+    labelled = weight.shape[0] - 40
+    assert torch.count_nonzero(weight[labelled : labelled + clusters]) > 0

@@ -9,6 +9,11 @@ before each budget ("-" past the run's end, with 5% slack); clustering rounds (`
 
 ``--start LABEL=MINUTES`` puts a run's clock on after MINUTES of another: a fine-tuning started from a checkpoint
 that an earlier run saved at that minute (``model.init_weights``), so both stages sit on one time axis.
+
+``--epochs E ...`` compares at equal images instead (runs whose epochs hold the same images, e.g. one process and
+DDP with the same global batch): the figure's axis is the epoch and the table gives each run's validation at E.
+
+    python bench/compare_runs.py --run "1 process=..." --run "DDP=..." --epochs 5 10 20 28 --out ddp_vs_one.png
 """
 
 from __future__ import annotations
@@ -49,6 +54,12 @@ def at_minutes(val: pd.DataFrame, minutes: list[float]) -> list[pd.Series | None
     return [val[clock <= m].iloc[-1] if (clock <= m).any() and m <= 1.05 * end else None for m in minutes]
 
 
+def at_epochs(val: pd.DataFrame, epochs: list[int]) -> list[pd.Series | None]:
+    """The last validation at or before each epoch; None before the first one or past the run's last epoch."""
+    done, last = val["epoch"], val["epoch"].max()
+    return [val[done <= e].iloc[-1] if (done <= e).any() and e <= last else None for e in epochs]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", required=True, metavar="LABEL=FOLDER")
@@ -56,7 +67,10 @@ def main() -> None:
     parser.add_argument("--out", default="compare_runs.png")
     parser.add_argument("--start", action="append", default=[], metavar="LABEL=MINUTES",
                         help="the run LABEL started after MINUTES of training (a fine-tuning from another run's checkpoint)")
+    parser.add_argument("--epochs", type=int, nargs="+", default=None,
+                        help="compare at these epochs (equal images) instead of minutes; the figure's axis is the epoch")
     args = parser.parse_args()
+    x_key = "epoch" if args.epochs else "time/train_min"
     runs = {}
     for item in args.run:
         label, sep, folder = item.partition("=")
@@ -77,21 +91,23 @@ def main() -> None:
     figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4))
     for (label, (val, rounds)), color in zip(runs.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         for axis, (key, title) in zip(axes, PANELS.items()):
-            axis.plot(val["time/train_min"], 100 * val[key], marker=".", color=color, label=label)
-            for minute in rounds:
+            axis.plot(val[x_key], 100 * val[key], marker=".", color=color, label=label)
+            for minute in [] if args.epochs else rounds:
                 axis.axvline(minute, color=color, alpha=0.25, linestyle="--")
-            axis.set_xlabel("training time (min)")
+            axis.set_xlabel("epoch (equal images)" if args.epochs else "training time (min)")
             axis.set_title(title)
             axis.grid(alpha=0.3)
     axes[0].legend()
     figure.tight_layout()
     figure.savefig(args.out, dpi=100)
 
-    print("| run | " + " | ".join(f"{m:g} min: mAP / rank-1 / attr" for m in args.minutes) + " | best mAP (epoch, min) |")
-    print("|---" * (len(args.minutes) + 2) + "|")
+    points = [f"epoch {e}" for e in args.epochs] if args.epochs else [f"{m:g} min" for m in args.minutes]
+    print("| run | " + " | ".join(f"{point}: mAP / rank-1 / attr" for point in points) + " | best mAP (epoch, min) |")
+    print("|---" * (len(points) + 2) + "|")
     for label, (val, _) in runs.items():
+        rows = at_epochs(val, args.epochs) if args.epochs else at_minutes(val, args.minutes)
         cells = ["-" if row is None else f"{100 * row['val/mAP']:.2f} / {100 * row['val/rank1']:.2f} / {100 * row['val/mean_acc']:.2f}"
-                 for row in at_minutes(val, args.minutes)]
+                 for row in rows]
         best = val.loc[val["val/mAP"].idxmax()]
         cells.append(f"{100 * best['val/mAP']:.2f} ({int(best['epoch'])}, {best['time/train_min']:.0f})")
         print(f"| {label} | " + " | ".join(cells) + " |")

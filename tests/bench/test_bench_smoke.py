@@ -135,6 +135,21 @@ def test_compare_runs_puts_a_fine_tuning_after_the_run_it_started_from(tmp_path)
     assert wrong.returncode != 0 and "--start 'other=20': expected LABEL=MINUTES with the LABEL of a --run (base, tuned)" in wrong.stderr
 
 
+def test_compare_runs_at_equal_epochs(tmp_path):
+    val = lambda epoch, minute, m: {"epoch": epoch, "time/train_min": minute, "val/mAP": m, "val/rank1": m,  # noqa: E731
+                                    "val/mean_acc": 0.8}
+    one = write_metrics(tmp_path / "one", [val(0, 10, 0.2), val(1, 20, 0.4), val(2, 30, 0.5)])
+    ddp = write_metrics(tmp_path / "ddp", [val(0, 6, 0.25), val(2, 18, 0.45)])  # epoch 1 not validated
+    proc = subprocess.run([sys.executable, str(BENCH / "compare_runs.py"), "--run", f"one={one}", "--run", f"ddp={ddp}",
+                           "--epochs", "1", "2", "3", "--out", str(tmp_path / "e.png")],
+                          capture_output=True, text=True, timeout=120, cwd=BENCH.parent)
+    assert proc.returncode == 0, proc.stderr
+    # the validation at (or the last before) each epoch, whatever the minutes; "-" past a run's last epoch
+    assert "| run | epoch 1: mAP / rank-1 / attr | epoch 2: mAP / rank-1 / attr | epoch 3: mAP / rank-1 / attr |" in proc.stdout
+    assert "| one | 40.00 / 40.00 / 80.00 | 50.00 / 50.00 / 80.00 | - | 50.00 (2, 30) |" in proc.stdout, proc.stdout
+    assert "| ddp | 25.00 / 25.00 / 80.00 | 45.00 / 45.00 / 80.00 | - | 45.00 (2, 18) |" in proc.stdout, proc.stdout
+
+
 def test_compare_runs_refuses_a_folder_without_metrics(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "compare_runs.py"), "--run", f"x={tmp_path}"],
                           capture_output=True, text=True, timeout=120, cwd=BENCH.parent)

@@ -13,6 +13,7 @@ from src.data.attributes import HEAD_NAMES
 from src.losses.center import CenterLoss
 from src.losses.triplet import BatchHardTripletLoss
 from src.models.attribute_module import plain
+from src.models.gather import gather_batch
 from src.models.reid_module import RetrievalValidation
 
 # model.triplet_feature -> the forward_train output the triplet loss sees: the pooled feature before the BN neck
@@ -30,6 +31,7 @@ class StrongReidModule(RetrievalValidation):
         triplet_margin: float | None = 0.3,
         triplet_weight: float = 1.0,
         triplet_feature: str = "pre_bn",
+        triplet_across_ranks: bool = True,
         center_weight: float = 0.0,
         attribute_weight: float = 1.0,
         pseudo_attribute_weight: float = 0.0,
@@ -41,7 +43,8 @@ class StrongReidModule(RetrievalValidation):
         self.save_hyperparameters({
             "net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),
             "label_smoothing": label_smoothing, "triplet_margin": triplet_margin, "triplet_weight": triplet_weight,
-            "triplet_feature": triplet_feature, "center_weight": center_weight, "attribute_weight": attribute_weight,
+            "triplet_feature": triplet_feature, "triplet_across_ranks": triplet_across_ranks,
+            "center_weight": center_weight, "attribute_weight": attribute_weight,
             "pseudo_attribute_weight": pseudo_attribute_weight, "metric": metric, "init_weights": init_weights,
         })
         if triplet_feature not in TRIPLET_FEATURES:
@@ -91,7 +94,7 @@ class StrongReidModule(RetrievalValidation):
         id_logits = out["id_logits"][:, : len(self.pid_to_label)]  # rows past the current pseudo identities are unused
         losses = {
             "id": self.id_loss(id_logits, targets),
-            "triplet": self.hparams.triplet_weight * self.triplet(out[TRIPLET_FEATURES[self.hparams.triplet_feature]], targets),
+            "triplet": self.hparams.triplet_weight * self.triplet(*self.triplet_batch(out, targets)),
             "attributes": self.hparams.attribute_weight * self.attribute_loss(out["attributes"], batch["labels"]),
         }
         soft = self.pseudo.soft_attribute_targets(batch["pid"]) if self.pseudo is not None else None
@@ -109,6 +112,12 @@ class StrongReidModule(RetrievalValidation):
         accuracy = (id_logits.argmax(1) == targets).float().mean()
         self.log("train/id_acc", accuracy, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return loss
+
+    def triplet_batch(self, out: dict, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The triplet loss's features and identities: under DDP with ``model.triplet_across_ranks`` the global
+        batch, so hardest positives and negatives are mined among all P x K images as in one process."""
+        features = out[TRIPLET_FEATURES[self.hparams.triplet_feature]]
+        return gather_batch(features, targets) if self.hparams.get("triplet_across_ranks", True) else (features, targets)
 
     @staticmethod
     def attribute_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:

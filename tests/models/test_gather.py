@@ -4,9 +4,38 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
 
-from src.models.gather import gather_unique
+from src.losses.triplet import BatchHardTripletLoss
+from src.models.gather import gather_batch, gather_unique
+
+INPUTS = torch.randn(16, 6, generator=torch.Generator().manual_seed(0))
+PIDS = torch.arange(4).repeat_interleave(4)  # P=4 identities x K=4; each rank holds 2 whole identity groups
+
+
+def layer() -> torch.nn.Linear:
+    torch.manual_seed(1)
+    return torch.nn.Linear(6, 5)
+
+
+def triplet_gradient_under_ddp(rank: int, world_size: int, init_file: str, across_ranks: bool, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        net = layer()
+        share = slice(rank * 8, rank * 8 + 8)
+        model = DistributedDataParallel(net)  # kept alive: its reducer averages the gradients in backward
+        features, pids = model(INPUTS[share]), PIDS[share]
+        if across_ranks:
+            features, pids = gather_batch(features, pids)
+        BatchHardTripletLoss(0.3)(features, pids).backward()
+        if rank == 0:
+            torch.save(net.weight.grad, out)
+    finally:
+        dist.destroy_process_group()
 
 
 def test_a_single_process_gets_its_rows_sorted_by_index_without_duplicates():
@@ -31,3 +60,20 @@ def test_ranks_padded_by_the_sampler_count_every_sample_once():
     out = gather_unique(module, ranks[0])
     assert out["index"].tolist() == [0, 1, 2, 3, 4]
     assert torch.equal(out["embedding"], torch.arange(5.0).unsqueeze(1).expand(5, 2))
+
+
+def test_one_process_gathers_nothing():
+    features, pids = torch.randn(4, 3), torch.tensor([0, 0, 1, 1])
+    gathered = gather_batch(features, pids)
+    assert gathered[0] is features and gathered[1] is pids
+
+
+@pytest.mark.parametrize("across_ranks", [True, False])
+def test_a_triplet_over_the_gathered_batch_has_the_gradient_of_one_process(tmp_path, across_ranks):
+    net = layer()
+    BatchHardTripletLoss(0.3)(net(INPUTS), PIDS).backward()
+    out = tmp_path / "grad.pt"
+    mp.spawn(triplet_gradient_under_ddp, args=(2, str(tmp_path / "init"), across_ranks, str(out)), nprocs=2)
+    two_processes = torch.load(out)
+    # gathered: DDP's averaged gradient is the one-process gradient; each rank mining its own share is not
+    assert torch.allclose(two_processes, net.weight.grad, atol=1e-6) is across_ranks

@@ -490,6 +490,7 @@ def run_distributed(tokens: list[str], art: Artefacts, tmp_path: Path) -> None:
                            if name in ("--master_addr", "--master_port") else option)
     if tokens[module_at + 1] == "src.train":  # a DDP training: Lightning starts the second process itself
         overrides = substitute(optional_groups(tokens[module_at + 2:]), art, tmp_path)
+        overrides = [o for o in overrides if not (o.startswith("trainer.max_epochs=") and int(o.split("=")[1]) > 2)]
         tiny = [o for o in tiny_overrides("train", overrides) if o.split("=")[0] not in {x.split("=")[0] for x in overrides}]
         result = subprocess_run(["-m", "src.train", *overrides, *tiny, f"hydra.run.dir={tmp_path / 'run'}",
                                  f"paths.cache_dir={art.cache}"], ROOT)

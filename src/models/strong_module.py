@@ -98,11 +98,13 @@ class StrongReidModule(RetrievalValidation):
             "attributes": self.hparams.attribute_weight * self.attribute_loss(out["attributes"], batch["labels"]),
         }
         soft = self.pseudo.soft_attribute_targets(batch["pid"]) if self.pseudo is not None else None
-        if soft is not None and self.hparams.pseudo_attribute_weight > 0 and soft[0].any():
+        if soft is not None and self.hparams.pseudo_attribute_weight > 0:
+            # logged on every step, 0 for a batch without pseudo-labelled images: under DDP each rank must log the same
+            # keys, since the epoch-end sync of logged values is a collective per key
             mask, probabilities = soft
             losses["pseudo_attributes"] = self.hparams.pseudo_attribute_weight * sum(
                 -(probabilities[name].to(self.device) * out["attributes"][name][mask].log_softmax(1)).sum(1).mean() for name in HEAD_NAMES
-            ) / len(HEAD_NAMES)
+            ) / len(HEAD_NAMES) if mask.any() else losses["id"].new_zeros(())
         if self.center is not None:
             losses["center"] = self.hparams.center_weight * self.center(out["feature"], targets)
         loss = sum(losses.values())

@@ -31,7 +31,7 @@ class StrongReidModule(RetrievalValidation):
         triplet_margin: float | None = 0.3,
         triplet_weight: float = 1.0,
         triplet_feature: str = "pre_bn",
-        triplet_across_ranks: bool = True,
+        triplet_across_ranks: bool = False,
         center_weight: float = 0.0,
         attribute_weight: float = 1.0,
         pseudo_attribute_weight: float = 0.0,
@@ -117,9 +117,10 @@ class StrongReidModule(RetrievalValidation):
 
     def triplet_batch(self, out: dict, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The triplet loss's features and identities: under DDP with ``model.triplet_across_ranks`` the global
-        batch, so hardest positives and negatives are mined among all P x K images as in one process."""
+        batch, so hardest positives and negatives are mined among all P x K images as in one process; else this
+        rank's share."""
         features = out[TRIPLET_FEATURES[self.hparams.triplet_feature]]
-        return gather_batch(features, targets) if self.hparams.get("triplet_across_ranks", True) else (features, targets)
+        return gather_batch(features, targets) if self.hparams.get("triplet_across_ranks", False) else (features, targets)
 
     @staticmethod
     def attribute_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:

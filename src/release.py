@@ -32,6 +32,7 @@ DTYPES = ("float16", "float32", "int8")
 
 
 QUANTIZE_MIN_ELEMENTS = 1 << 16  # dtype=int8: tensors this large are stored as int8 rows with a scale each
+IDENTITY_CLASSIFIER = "net.id_classifier.weight"  # released without rows: inference never uses it
 
 
 def quantize_rows(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,15 +48,21 @@ def slim_checkpoint(checkpoint: dict, dtype: str = "float16") -> dict:
     """The network half of a training checkpoint: weights, the hyper-parameters that rebuild the network and the
     contract; no optimizer, loop or callback state. ``float16``/``float32``: every floating tensor in that type;
     ``int8``: the large weight tensors as int8 rows with a float32 scale each (``quantized``), the rest float16.
-    ``read_checkpoint`` restores float tensors either way."""
+    ``read_checkpoint`` restores float tensors either way. The identity classifier (one row per training identity,
+    pseudo-identities included) is kept with no rows: embeddings and attributes do not use it."""
     import torch
 
     from src.models.loading import WEIGHTS_FORMAT, WEIGHTS_VERSION
 
     hparams = checkpoint.get("hyper_parameters", {})
+    net_config = dict(hparams["net"])
     state, scales = {}, {}
     for key, value in checkpoint["state_dict"].items():
         if not key.startswith("net."):
+            continue
+        if key == IDENTITY_CLASSIFIER and "num_identities" in net_config:  # training-only: rows of training identities
+            state[key] = value[:0].to(torch.float16)
+            net_config["num_identities"] = 0
             continue
         if not value.is_floating_point():
             state[key] = value
@@ -64,7 +71,7 @@ def slim_checkpoint(checkpoint: dict, dtype: str = "float16") -> dict:
         else:
             state[key] = value.to(torch.float32 if dtype == "float32" else torch.float16)
     slim = {"format": {"name": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION},
-            "hyper_parameters": {"net": hparams["net"], "metric": hparams.get("metric")}, "state_dict": state}
+            "hyper_parameters": {"net": net_config, "metric": hparams.get("metric")}, "state_dict": state}
     if scales:
         slim["quantized"] = scales
     for key in ("network", "MarketDataModule", "retrieval_threshold", "epoch", "global_step"):

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import check_ranges
 from src.errors import check_overrides, one_line_errors
 from src.io.atomic import write_json, write_text
+from src.recipe import is_recipe
 from src.runtime import apply_threads, quiet_library_noise, runs_on_cpu
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_ranges(cfg)  # before the libraries load: a config error answers at once
     from src import run_folder
 
+    if is_recipe(cfg):  # stages, each a src.train child process in a sub-folder (src/recipe.py)
+        return _run_recipe(cfg)
+
     # torch_threads is checked (and applied) before any data is read, like the other settings
     threads = apply_threads(cfg.get("torch_threads")) if runs_on_cpu(cfg.trainer.get("accelerator")) else None
     if threads:
@@ -73,6 +77,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
     finally:  # also when the run fails: the next run (or a second call in this process) is not blocked
         if lock is not None:
             lock.close()
+
+
+def _run_recipe(cfg: DictConfig) -> dict[str, float]:
+    from src import recipe, run_folder
+
+    overrides = recipe.task_overrides()
+    output_dir = Path(cfg.paths.output_dir)
+    lock = run_folder.claim(output_dir, cfg.get("ckpt_path"), cfg.get("overwrite", False))
+    try:
+        summary = recipe.run_recipe(cfg, overrides, output_dir)
+    finally:
+        lock.close()
+    log.info("recipe finished: %s", output_dir)
+    val = summary.get("release", {}).get("val", {})
+    return {f"release/{key}": float(value) for key, value in val.items()}
 
 
 def _fit(cfg: DictConfig, datamodule: pl.LightningDataModule, output_dir: Path) -> dict[str, float]:

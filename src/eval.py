@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src.config import check_ranges
 from src.errors import ConfigError, check_overrides, one_line_errors
 from src.io.atomic import atomic_path, write_json
+from src.models.shipped import checkpoint_or_shipped
 from src.runtime import apply_threads
 
 if TYPE_CHECKING:  # the libraries load inside the functions: --help and config errors answer at once
@@ -215,6 +216,8 @@ def summary(result: dict) -> str:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
+    kind = cfg.get("checkpoint_kind") or "attributes"
+    cfg.ckpt_path = checkpoint_or_shipped(cfg.ckpt_path, cfg.paths, kind, f"src.eval task={cfg.get('task_name')}")
     print(summary(evaluate(cfg)))
 
 

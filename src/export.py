@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from src.config import check_ranges
 from src.errors import ConfigError, check_overrides, one_line_errors
+from src.models.shipped import checkpoint_or_shipped
 from src.runtime import apply_threads
 
 
@@ -26,12 +27,13 @@ def main(cfg: DictConfig) -> None:
     apply_threads(cfg.get("torch_threads"))
     if cfg.format != "onnx":
         raise ConfigError(f"format={cfg.format!r}: only 'onnx' is supported")
-    output = Path(cfg.get("output") or Path(cfg.paths.output_dir) / (Path(cfg.ckpt_path).stem + ".onnx"))
+    ckpt_path = checkpoint_or_shipped(cfg.ckpt_path, cfg.paths, "reid", "src.export")
+    output = Path(cfg.get("output") or Path(cfg.paths.output_dir) / (Path(ckpt_path).stem + ".onnx"))
     if output.is_dir():
         raise ConfigError(f"output={output}: is a folder; name the .onnx file to write")
     from src.models.onnx import export_checked  # torch and the network code load only for an export
 
-    path, difference = export_checked(cfg.ckpt_path, output, cfg.data.height, cfg.data.width, cfg.check, cfg.tolerance)
+    path, difference = export_checked(ckpt_path, output, cfg.data.height, cfg.data.width, cfg.check, cfg.tolerance)
     print(f"wrote {path}")
     if difference is not None:
         print(f"onnxruntime vs torch: max abs difference {difference:.2e} (tolerance {cfg.tolerance:.0e}, batches 1 and 3)")

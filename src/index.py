@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config import check_ranges
 from src.errors import ConfigError, check_overrides, one_line_errors
+from src.models.shipped import checkpoint_or_shipped
 
 ACTIONS = ("build", "info")
 
@@ -46,8 +47,8 @@ def main(cfg: DictConfig) -> None:
             raise ConfigError("info needs the index folder: python -m src.index info FOLDER")
         print(describe(load_index(cfg.output)))
         return
-    if cfg.get("ckpt_path") is None or cfg.get("gallery") is None:
-        raise ConfigError("build needs ckpt_path=PATH and gallery=DIR")
+    if cfg.get("gallery") is None:
+        raise ConfigError("build needs gallery=DIR (and ckpt_path=PATH, or the shipped re-ID network)")
     from src.io.atomic import check_writable
     from src.retrieval.store import default_index_path
 
@@ -59,7 +60,7 @@ def main(cfg: DictConfig) -> None:
     use_threads(apply_threads(cfg.get("torch_threads")))
     settings = OmegaConf.to_container(cfg.index)
     report = build_index(
-        cfg.ckpt_path, cfg.gallery, output,
+        checkpoint_or_shipped(cfg.get("ckpt_path"), cfg.paths, "reid", "src.index build"), cfg.gallery, output,
         height=cfg.data.height, width=cfg.data.width, kind=settings.pop("kind"), params=settings,
         batch_size=cfg.batch_size, num_workers=cfg.data.num_workers, rebuild=cfg.rebuild, reindex=cfg.reindex,
         subfolders=cfg.subfolders, **cfg.trainer)

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from src.config import check_ranges
 from src.errors import check_overrides, one_line_errors
+from src.models.shipped import checkpoint_or_shipped
 from src.runtime import apply_threads
 
 
@@ -20,8 +21,9 @@ def main(cfg: DictConfig) -> None:
     from src.deliverables import predict_attributes
 
     apply_threads(cfg.get("torch_threads"))
+    ckpt_path = checkpoint_or_shipped(cfg.ckpt_path, cfg.paths, "attributes", "src.predict")
     path = predict_attributes(
-        cfg.ckpt_path, image_records(cfg.input, subfolders=cfg.subfolders), cfg.paths.output_dir,
+        ckpt_path, image_records(cfg.input, subfolders=cfg.subfolders), cfg.paths.output_dir,
         height=cfg.data.height, width=cfg.data.width,
         batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers,
         flip_test=cfg.attributes.flip_test, consensus_k=cfg.attributes.consensus_k,

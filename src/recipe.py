@@ -56,7 +56,7 @@ def split_budget(max_time: str | None, fractions: list[float]) -> list[str | Non
     if max_time is None:
         return [None] * len(fractions)
     total = parse_duration(max_time)
-    parts = [max(1, int(total * f)) for f in fractions]
+    parts = [max(1, round(total * f)) for f in fractions]
     if min(parts) < 60:
         raise ConfigError(f"trainer.max_time={max_time}: gives a stage {format_duration(min(parts))}; a stage needs at "
                           "least a minute")

@@ -39,8 +39,9 @@ def run_index(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("overrides, message", [
     (["action=rebuild"], "error: action=rebuild: expected one of ('build', 'info')"),
     (["action=info"], "error: info needs the index folder: python -m src.index info FOLDER"),
-    (["gallery=g"], "error: build needs ckpt_path=PATH and gallery=DIR"),
-    (["ckpt_path=a.ckpt"], "error: build needs ckpt_path=PATH and gallery=DIR"),
+    (["ckpt_path=a.ckpt"], "error: build needs gallery=DIR (and ckpt_path=PATH, or the shipped re-ID network)"),
+    (["gallery=g", "paths.weights_dir=nowhere"], "error: nowhere/strong_reid_128x64.pt: src.index build without ckpt_path "
+                                                 "uses the shipped reid network, and this file is missing; pass ckpt_path=PATH"),
     (["ckpt_path=a.ckpt", "gallery=g", "data.height=8"], "error: data.height=8: expected a whole number >= 16 (pixels)"),
     (["ckpt_path=a.ckpt", "gallery=g", "torch_threads=zero"], "error: torch_threads='zero': expected a positive whole number or auto"),
 ])

@@ -148,6 +148,9 @@ def evaluate(cfg: DictConfig) -> dict:
                       postprocess=OmegaConf.to_container(cfg.get("postprocess") or {}))
         result["files"] = write_rankings(Path(cfg.paths.output_dir), cfg.get("outputs") or {}, records, query, gallery,
                                          distmat, rank["cmc"], result)
+        if cfg.get("verification", {}).get("enabled", True):
+            result["verification"] = verification(Path(cfg.paths.output_dir), distmat, pids[query], pids[gallery],
+                                                  camids[query], camids[gallery], cfg.data.split_seed, result)
     write_json(Path(cfg.paths.output_dir) / "eval_metrics.json", result)
     return result
 
@@ -192,6 +195,24 @@ def write_rankings(output_dir: Path, options, records: list, query, gallery, dis
     return files
 
 
+def verification(output_dir: Path, distmat, q_pids, g_pids, q_camids, g_camids, seed: int, result: dict) -> dict:
+    """Same person or not: a calibration fitted on half the query identities, measured (ECE, TAR at FAR, ROC AUC,
+    ``reliability.png``) on the other half; the calibration itself is in the report (src.release ships it)."""
+    from src.io.plots import reliability_figure
+    from src.io.visual import save_png
+    from src.metrics.verification import verification_report
+
+    try:
+        report = verification_report(distmat, q_pids, g_pids, q_camids, g_camids, seed=seed)
+    except ValueError as err:  # too few identities to fit on one half and measure on the other
+        return {"skipped": str(err)}
+    mode = "re-ranked" if (result.get("postprocess") or {}).get("rerank", {}).get("enabled") else "plain"
+    title = (f"{result['split']} split, {mode} distances: fitted on {report['fit_identities']} identities,\n"
+             f"measured on the other {report['test_identities']} ({report['test_pairs']:,} pairs)")
+    report["figure"] = str(save_png(output_dir / "reliability.png", reliability_figure(report["reliability"], report["ece"], title)))
+    return report
+
+
 def ensemble_note(options: dict) -> str:
     members = len(options.get("ensemble") or ())
     if not members:
@@ -205,6 +226,13 @@ def summary(result: dict) -> str:
         lines.append(f"mAP {100 * result['mAP']:.2f}%  rank-1 {100 * result['rank1']:.2f}%  rank-5 {100 * result['rank5']:.2f}%  "
                      f"rank-10 {100 * result['rank10']:.2f}%  mINP {100 * result['mINP']:.2f}%  "
                      f"({result['num_valid_queries']} queries, {result['num_skipped_queries']} without a match skipped)")
+    check = result.get("verification") or {}
+    if "ece" in check:
+        points = check["operating_points"]
+        lines.append(f"same person or not ({check['test_identities']} identities not used to fit the calibration): "
+                     f"ECE {check['ece']:.4f}, ROC AUC {check['roc_auc']:.4f}, " + ", ".join(
+                         f"TAR {100 * p['tar']:.2f}% at FAR {100 * p['far']:.2f}% (d <= {p['threshold']:.4f})"
+                         for p in points.values()))
     options = result["attribute_options"]
     lines.append(f"mean attribute accuracy {100 * result['mean_attribute_accuracy']:.2f}% (flip_test={options['flip_test']}, "
                  f"consensus_k={options['consensus_k']}{' re-ranked' if options.get('consensus_rerank') else ''}"

@@ -4,7 +4,8 @@ Each stage is one ``src.train`` child process in ``<run>/<stage>/`` (a process o
 DDP: Lightning's launcher re-runs the child's command line). The command's own overrides reach every stage; a stage
 adds its ``overrides``, and a stage after the first starts from the best checkpoint of the one before
 (``model.init_weights``, read from that stage's ``metrics.json``, never typed). ``trainer.max_time`` is the whole
-budget, split by the stages' ``budget`` fractions. A stage is finished when its ``metrics.json`` exists;
+budget, split by the stages' ``budget`` fractions; what a stage leaves unused (it stopped at ``max_epochs`` or
+early) passes to the next. A stage is finished when its ``metrics.json`` exists;
 ``ckpt_path=last`` skips finished stages and resumes the interrupted one from its ``checkpoints/last.ckpt``.
 After the last stage its best checkpoint is released (``src.release``, measured from the released file on the
 held-out identities) and the numbers are printed.
@@ -98,6 +99,22 @@ def stage_state(folder: Path) -> str:
     return "new"
 
 
+def minutes_used(folder: Path) -> float | None:
+    """The training time a finished stage spent (its last ``time/train_min``, Lightning's Timer), None if unlogged."""
+    import pandas as pd
+
+    metrics = folder / "metrics.csv"
+    if not metrics.is_file():
+        return None
+    column = pd.read_csv(metrics).get("time/train_min")
+    return None if column is None or column.dropna().empty else float(column.max())
+
+
+def with_carry(budget: str | None, unused_s: float) -> str | None:
+    """A stage's budget plus what the stages before it left unused (they stopped at max_epochs or early)."""
+    return None if budget is None else format_duration(parse_duration(budget) + max(0, int(unused_s)))
+
+
 def best_checkpoint(folder: Path) -> str:
     metrics = folder / "metrics.json"
     best = json.loads(metrics.read_text()).get("best_checkpoint")
@@ -164,10 +181,12 @@ def run_recipe(cfg: DictConfig, task_overrides: list[str], run_dir: Path) -> dic
     common = own_overrides(task_overrides)
     per_process = list(recipe.two_processes if processes == 2 else recipe.one_process)
     command = [sys.executable, "-m", "src.train"]
-    previous_best = None
+    previous_best, unused_s, given = None, 0.0, []
     for stage, budget in zip(stages, budgets):
         folder = run_dir / stage
         state = stage_state(folder)
+        budget = with_carry(budget, unused_s)
+        given.append(budget)
         if state == "done":
             log.info("stage %s: finished earlier (%s), not run again", stage, folder / "metrics.json")
         else:
@@ -180,9 +199,14 @@ def run_recipe(cfg: DictConfig, task_overrides: list[str], run_dir: Path) -> dic
             argv.append("ckpt_path=last" if state == "interrupted" else "overwrite=true")
             run_child(argv, f"stage {stage} ({'resumed' if state == 'interrupted' else 'started'})", run_dir)
         previous_best = best_checkpoint(folder)
-        log.info("stage %s: best checkpoint %s", stage, previous_best)
+        used = minutes_used(folder)
+        if budget is not None and used is not None:
+            unused_s = max(0.0, parse_duration(budget) - 60 * used)
+        log.info("stage %s: best checkpoint %s%s", stage, previous_best,
+                 f"; {used:.1f} min of its {budget} used, the rest passes on" if used is not None and budget else "")
 
-    summary = {"stages": {s: {"budget": b, "best_checkpoint": best_checkpoint(run_dir / s)} for s, b in zip(stages, budgets)},
+    summary = {"stages": {s: {"budget": b, "minutes_used": minutes_used(run_dir / s),
+                              "best_checkpoint": best_checkpoint(run_dir / s)} for s, b in zip(stages, given)},
                "processes": processes}
     release = recipe.get("release")
     if release and release.get("name"):

@@ -107,6 +107,17 @@ def write_weights(ckpt_path: str | Path, out: Path, dtype: str = "float16") -> d
     return checkpoint
 
 
+def add_calibration(out: Path, calibration: dict) -> None:
+    """Store the calibrated P(same identity) of each distance mode (fitted on half the held-out identities by
+    src.eval) in the released file; the network weights stay as they were measured."""
+    import torch
+
+    released = torch.load(out, map_location="cpu", weights_only=True)
+    released["calibration"] = calibration
+    with atomic_path(out) as tmp:
+        torch.save(released, tmp)
+
+
 def embedding_difference(source: str | Path, released: str | Path, records: list, height: int, width: int) -> float:
     """Max abs difference of the two networks' outputs (embedding of re-ID nets, else attribute logits) on ``records``."""
     import torch
@@ -146,12 +157,15 @@ def release(cfg: DictConfig) -> dict:
     from src.models.loading import MANIFEST, read_contract
 
     weights_dir = Path(cfg.weights_dir)
-    out = weights_dir / cfg.name
-    if out.suffix != ".pt" or out.name != Path(cfg.name).name:
+    final = weights_dir / cfg.name
+    if final.suffix != ".pt" or final.name != Path(cfg.name).name:
         raise ConfigError(f"name={cfg.name!r}: a file name ending in .pt (written under {weights_dir})")
+    output_dir = Path(cfg.paths.output_dir)
+    out = output_dir / cfg.name  # made and measured in the run folder; weights/ changes only when all of it worked
+    output_dir.mkdir(parents=True, exist_ok=True)
+    weights_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = write_weights(cfg.ckpt_path, out, cfg.dtype)
     contract = read_contract(checkpoint, out)
-    output_dir = Path(cfg.paths.output_dir)
     runs = {"plain": {}}
     if contract.embeds:
         runs.update(rerank={"rerank": True}, consensus={"consensus_k": int(cfg.evaluate.consensus_k)})
@@ -159,6 +173,12 @@ def release(cfg: DictConfig) -> dict:
     measured = {name: evaluate(config) for name, config in configs.items()}
     source = evaluate(eval_config(cfg, cfg.ckpt_path, contract.kind, output_dir / "eval_source"))
     plain = measured["plain"]
+    calibration = {mode: {**measured[name]["verification"]["calibration"],
+                          "operating_points": measured[name]["verification"]["operating_points"]}
+                   for mode, name in (("plain", "plain"), ("rerank", "rerank"))
+                   if name in measured and "calibration" in measured[name].get("verification", {})}
+    if calibration:
+        add_calibration(out, calibration)
     val = {"attribute_mean": plain["mean_attribute_accuracy"]}
     if contract.embeds:
         val.update(mAP=plain["mAP"], rank1=plain["rank1"], mAP_rerank=measured["rerank"]["mAP"],
@@ -185,7 +205,14 @@ def release(cfg: DictConfig) -> dict:
         "evaluated_on": {"data": cfg.evaluate.data, "split": "val", "num_images": plain["num_images"],
                          "num_queries": plain.get("num_valid_queries")},
         "parity": parity,
+        "verification": {mode: {k: measured[name]["verification"][k] for k in
+                                ("ece", "roc_auc", "operating_points", "fit_identities", "test_identities", "test_pairs")}
+                         for mode, name in (("plain", "plain"), ("rerank", "rerank")) if mode in calibration},
     }
+    import shutil
+
+    with atomic_path(final) as tmp:
+        shutil.copyfile(out, tmp)
     manifest_path = weights_dir / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     manifest.setdefault("license_note", "Trained on Market-1501 images (Zheng et al., ICCV 2015), released for research "

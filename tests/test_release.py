@@ -98,3 +98,83 @@ def test_a_newer_format_version_is_refused(released, tmp_path):
     torch.save(weights, tmp_path / "newer.pt")
     with pytest.raises(CheckpointError, match="format version 2, newer than this code reads"):
         read_checkpoint(tmp_path / "newer.pt")
+
+
+CALIBRATION = {"method": "isotonic", "distance": [0.1, 0.3, 0.6], "p_same": [0.95, 0.5, 0.01],
+               "operating_points": {"far_0.01": {"far": 0.01, "tar": 0.7, "threshold": 0.35},
+                                    "far_0.001": {"far": 0.001, "tar": 0.4, "threshold": 0.2}}}
+
+
+@pytest.fixture
+def calibrated(released, tmp_path) -> Path:
+    """A copy of the released file carrying a calibration (the tiny world has too few held-out identities to fit one
+    on one half and measure it on the other: its release records why it has none)."""
+    from src.release import add_calibration
+
+    _, path, entry = released
+    assert "skipped" in json.loads((path.parent.parent / "release_run" / "eval_plain" / "eval_metrics.json").read_text()
+                                   )["verification"] and entry["verification"] == {}
+    copy = tmp_path / path.name
+    copy.write_bytes(path.read_bytes())
+    add_calibration(copy, {"plain": CALIBRATION, "rerank": CALIBRATION})
+    return copy
+
+
+def test_a_calibration_travels_in_the_released_file_and_is_checked_as_data(calibrated, tmp_path):
+    from src.models.loading import read_calibration
+    from src.release import add_calibration
+
+    assert read_calibration(calibrated, "plain") == CALIBRATION
+    add_calibration(calibrated, {"plain": {**CALIBRATION, "p_same": [0.1, 0.5, 0.9]}})
+    with pytest.raises(CheckpointError, match=f"{calibrated}: calibration: probabilities must .* never rise"):
+        read_calibration(calibrated, "plain")
+    assert read_calibration(calibrated, "rerank") is None
+
+
+def test_releasing_again_under_the_same_name_replaces_file_and_entry(released, tmp_path, cache_dir):
+    """The manifest's entry of the old file must not refuse the new file while it is measured."""
+    source, path, entry = released
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / path.name).write_bytes(path.read_bytes())
+    (weights / "manifest.json").write_text(json.dumps({"files": {path.name: entry}}))
+    cfg = compose_config("release", [f"ckpt_path={source}", f"name={path.name}", "dtype=int8", f"weights_dir={weights}",
+                                     "training_command='python -m src.train task=reid_strong'", "training_commit=0000001",
+                                     "evaluate.data=synthetic", "evaluate.overrides=[" + ",".join(f"'{o}'" for o in SYNTHETIC) + "]",
+                                     "torch_threads=1"], tmp_path / "run", cache_dir)
+    again = release(cfg)
+    manifest = json.loads((weights / "manifest.json").read_text())["files"][path.name]
+    assert again["sha256"] == manifest["sha256"] and manifest["training"]["commit"] == "0000001"
+    read_checkpoint(weights / path.name)  # its SHA-256 is the manifest's
+
+
+def test_compare_answers_with_the_calibrated_probability_and_decision(calibrated, tmp_path):
+    import subprocess
+    import sys
+
+    from src.models.loading import read_calibration
+    from src.retrieval.verify import compare_images, decide
+    from tests.conftest import ROOT, SAMPLES
+
+    path = calibrated
+    images = sorted(SAMPLES.glob("*.jpg"))[:2] if SAMPLES.is_dir() else []
+    if len(images) < 2:
+        pytest.skip("needs ../shared/data/market1501-samples (the shared data)")
+    result = compare_images(path, images[0], images[1], far=0.01)
+    assert 0 <= result["p_same"] <= 1 and result["same"] == (result["distance"] <= result["threshold"])
+    calibration = read_calibration(path)
+    probabilities = [decide(d, calibration, 0.01)["p_same"] for d in (0.0, 0.5, 1.0, 2.0)]
+    assert probabilities == sorted(probabilities, reverse=True)
+    with pytest.raises(Exception, match="far=0.05: no operating point"):
+        decide(0.1, calibration, 0.05)
+    cli = subprocess.run([sys.executable, "-m", "src.compare", str(images[0]), str(images[1]), f"ckpt_path={path}",
+                          "torch_threads=1"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert f"{images[0].name} vs {images[1].name}: cosine distance {result['distance']:.4f}" in cli.stdout
+    assert "P(same identity)" in cli.stdout and "at a false accept rate of 1%" in cli.stdout
+    one = subprocess.run([sys.executable, "-m", "src.compare", str(images[0]), f"ckpt_path={path}"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert one.returncode == 2 and "give two images to compare (got 1)" in one.stderr
+    missing = subprocess.run([sys.executable, "-m", "src.compare", str(images[0]), str(tmp_path / "nope.jpg"),
+                              f"ckpt_path={path}"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert missing.returncode == 2 and "nope.jpg: image not found" in missing.stderr

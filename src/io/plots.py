@@ -77,3 +77,22 @@ def cmc_figure(cmc, mAP: float | None = None, epoch: int | None = None):
     axis.set_title(title, fontsize=10)
     axis.grid(alpha=0.3)
     return figure
+
+
+def reliability_figure(bins: list[dict], ece: float, title: str):
+    """Calibration's reliability diagram: each probability bin's mean P(same) against its observed match rate."""
+    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+    axis.plot([b["mean_p"] for b in bins], [b["match_rate"] for b in bins], marker="o", label=f"measured (ECE {ece:.3f})")
+    for b in bins:
+        axis.annotate(f"{b['pairs']:,}", (b["mean_p"], b["match_rate"]), fontsize=6, textcoords="offset points",
+                      xytext=(3, -9))
+    axis.set_xlabel("predicted P(same identity)")
+    axis.set_ylabel("observed share of same-identity pairs")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_title(title, fontsize=9)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    return figure

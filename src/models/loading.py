@@ -194,5 +194,19 @@ def load_network(path: str | Path, kind: str | None = None, purpose: str = "this
     return _build(checkpoint, path, "net."), contract
 
 
+def read_calibration(path: str | Path, mode: str = "plain") -> dict | None:
+    """The calibrated P(same identity) a released re-ID file carries for ``mode`` (``plain`` or ``rerank``
+    distances), checked as data; None when it carries none (training checkpoints)."""
+    from src.metrics.verification import check_calibration
+
+    calibration = (read_checkpoint(path).get("calibration") or {}).get(mode)
+    if calibration is None:
+        return None
+    try:
+        return check_calibration(calibration)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+
+
 def load_contract(path: str | Path, kind: str | None = None, purpose: str = "this command") -> Contract:
     return check_kind(read_contract(read_checkpoint(path), path), kind, purpose)

@@ -67,12 +67,15 @@ def results_frame(result: SearchResult, query_pids=None, gallery_pids=None) -> p
     for q, matches in enumerate(result.matches):
         for rank, (row, distance) in enumerate(matches, start=1):
             entry = {"query": result.query_names[q], "rank": rank, "gallery": result.index.names[row], "distance": distance}
+            if result.p_same is not None:
+                entry["p_same"] = result.p_same[q][rank - 1]
             if query_pids is not None and gallery_pids is not None:
                 entry["same_identity"] = same_identity(query_pids[q], gallery_pids[row])
             entry.update(_class_names(result.index.attributes[row]))
             rows.append(entry)
     known = query_pids is not None and gallery_pids is not None
-    columns = ["query", "rank", "gallery", "distance"] + (["same_identity"] if known else []) + list(HEAD_NAMES)
+    columns = (["query", "rank", "gallery", "distance"] + (["p_same"] if result.p_same is not None else [])
+               + (["same_identity"] if known else []) + list(HEAD_NAMES))
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -102,11 +105,13 @@ def format_results(result: SearchResult, max_queries: int = 10, query_pids=None,
             continue
         known = query_pids is not None and gallery_pids is not None
         gallery_width = max(7, *(len(result.index.names[r]) for r, _ in matches))
-        lines.append(f"{'rank':>4}  {'gallery':<{gallery_width}}  {'distance':>9}  " + ("same id  " if known else "")
-                     + "predicted attributes")
+        probability = result.p_same[q] if result.p_same is not None else None
+        lines.append(f"{'rank':>4}  {'gallery':<{gallery_width}}  {'distance':>9}  " + ("p_same  " if probability else "")
+                     + ("same id  " if known else "") + "predicted attributes")
         for rank, (row, distance) in enumerate(matches, start=1):
             same = {True: "yes", False: "no", None: "?"}[same_identity(query_pids[q], gallery_pids[row])] if known else ""
             lines.append(f"{rank:>4}  {result.index.names[row]:<{gallery_width}}  {distance:>9.4f}  "
+                         + (f"{probability[rank - 1]:>6.3f}  " if probability else "")
                          + (f"{same:<7}  " if known else "")
                          + short_caption(result.index.attributes[row]).replace("\n", ", "))
     if len(result.matches) > max_queries:
@@ -122,7 +127,8 @@ def rank_rows(result: SearchResult, queries: Sequence[int], query_pids=None, gal
         tiles = []
         for rank, (row, distance) in enumerate(result.matches[q], start=1):
             correct = None if query_pids is None or gallery_pids is None else same_identity(query_pids[q], gallery_pids[row])
-            tiles.append(Tile(thumbnail(result.index.path(result.index.names[row])), f"#{rank} {distance:.3f}",
+            score = f"p {result.p_same[q][rank - 1]:.2f}" if result.p_same is not None else f"{distance:.3f}"
+            tiles.append(Tile(thumbnail(result.index.path(result.index.names[row])), f"#{rank} {score}",
                               f"{_short(result.index.names[row])}\n{short_caption(result.index.attributes[row])}", correct))
         rows.append(RankRow(query, tiles))
     return rows

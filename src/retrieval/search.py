@@ -147,6 +147,33 @@ class SearchResult:
     query_expansion: bool = False
     unreadable: list[str] = field(default_factory=list)
     metric: str = "euclidean"
+    p_same: list[list[float]] | None = None  # per match: calibrated P(same identity) of its plain embedding distance
+
+
+def match_probabilities(index: GalleryIndex, q: np.ndarray, matches: list[list[tuple[int, float]]], ckpt_path=None
+                        ) -> list[list[float]] | None:
+    """P(same identity) of every match from the plain embedding distance (the network's calibration, src.release),
+    whatever re-ranking, expansion or filter ordered the list: a pair scores the same in every search. None when the
+    checkpoint carries no calibration or is not at hand."""
+    from src.metrics.distance import pairwise_distance
+    from src.metrics.verification import p_same
+    from src.models.loading import read_calibration
+
+    path = Path(ckpt_path or index.checkpoint)
+    calibration = read_calibration(path, "plain") if path.is_file() else None
+    if calibration is None:
+        return None
+    out = []
+    for i, found in enumerate(matches):
+        rows = [row for row, _ in found]
+        if not rows:
+            out.append([])
+            continue
+        distances = pairwise_distance(torch.from_numpy(np.ascontiguousarray(q[i:i + 1])),
+                                      torch.from_numpy(np.ascontiguousarray(index.rows(np.array(rows, np.int64)))),
+                                      index.metric)[0]
+        out.append([float(p) for p in p_same(calibration, distances.numpy())])
+    return out
 
 
 def query_files(query: str | Path, subfolders: bool = True) -> tuple[Path, list[str]]:
@@ -244,6 +271,7 @@ def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 
     if not (rerank or query_expansion or metric != index.metric):
         found = nearest(index, q, top_k, exclude=excluded, **options)
         result.matches = [found.pairs(i) for i in range(len(names))]
+        result.p_same = match_probabilities(index, q, result.matches, ckpt_path)
         return result
     extra = max(len(e) for e in excluded)
     found = nearest(index, q, max(top_k, shortlist) + extra, **options)
@@ -257,6 +285,7 @@ def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 
             finite = torch.isfinite(values[:top_k])
             result.matches[i] = [(int(pool[c]), float(d)) for c, d in
                                  zip(order[:top_k][finite].tolist(), values[:top_k][finite].tolist())]
+    result.p_same = match_probabilities(index, q, result.matches, ckpt_path)
     return result
 
 

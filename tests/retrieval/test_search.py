@@ -12,7 +12,7 @@ from src.metrics.distance import pairwise_distance
 from src.retrieval.build import index_from_embeddings
 from src.retrieval.search import nearest, search
 from src.retrieval.store import GalleryIndexError
-from tests.retrieval.worlds import clustered, random_probabilities
+from tests.retrieval.worlds import clustered, gallery, random_probabilities, world  # noqa: F401  (fixtures)
 
 TOP_K = 10
 
@@ -153,3 +153,36 @@ def test_too_few_candidates_are_completed_by_an_exact_search(tmp_path, monkeypat
     exact, _ = dense(gallery, queries, TOP_K, rows=np.flatnonzero(mask))
     assert (found.rows >= 0).all() and mask[found.rows].all()
     assert recall(found.rows, exact) >= 0.9
+
+
+def test_every_match_scores_its_plain_distance_whatever_reorders_the_list(world, gallery, tmp_path):  # noqa: F811
+    """P(same identity) comes from the calibrated plain embedding distance: re-ranking or a filter reorders the list
+    but never changes a pair's probability; a checkpoint without calibration gives none."""
+    import shutil
+
+    from src.metrics.verification import p_same
+    from src.release import add_calibration
+    from src.retrieval.outputs import format_results, results_frame
+    from tests.retrieval.worlds import build
+
+    calibration = {"method": "isotonic", "distance": [0.0, 0.5, 1.0, 2.0], "p_same": [1.0, 0.6, 0.2, 0.0],
+                   "operating_points": {}}
+    ckpt = tmp_path / "calibrated.ckpt"
+    shutil.copyfile(world["ckpt"], ckpt)
+    add_calibration(ckpt, {"plain": calibration})
+    build(world, gallery, tmp_path / "index", ckpt=ckpt)
+    query = sorted(gallery.iterdir())[0]
+    plain = search(tmp_path / "index", query, top_k=5)
+    reranked = search(tmp_path / "index", query, top_k=5, postprocess={"rerank": {"enabled": True, "k1": 4, "k2": 2,
+                                                                                   "lambda_value": 0.3}})
+    for result in (plain, reranked):
+        assert result.p_same is not None and len(result.p_same[0]) == len(result.matches[0])
+    by_row = {row: p for (row, _), p in zip(plain.matches[0], plain.p_same[0])}
+    for (row, _), p in zip(reranked.matches[0], reranked.p_same[0]):
+        if row in by_row:
+            assert p == pytest.approx(by_row[row])
+    assert plain.p_same[0] == pytest.approx(list(p_same(calibration, [d for _, d in plain.matches[0]])), abs=1e-5)
+    assert "p_same" in results_frame(plain).columns and "p_same" in format_results(plain)
+    build(world, gallery, tmp_path / "uncalibrated")
+    assert search(tmp_path / "uncalibrated", query, top_k=5).p_same is None
+

@@ -5,7 +5,8 @@ Safe by default: ``src.serve`` binds 127.0.0.1 and refuses another address witho
 request must carry it (``Authorization: Bearer TOKEN``, ``?token=TOKEN``, or the cookie the page sets when opened
 with ``?token=``). Uploads are capped in bytes (checked on ``Content-Length`` before the body is read) and pixels;
 a bad request gets a 4xx with a message naming the problem, never a stack trace. Gallery images are served by
-index id only.
+index id only, and only as a regular file inside the gallery folder (symlinks resolved) whose SHA-256 is the one the
+index recorded: a file swapped or linked elsewhere after indexing answers 404, with a warning in the server's log.
 """
 
 import json
@@ -19,7 +20,7 @@ from typing import Annotated
 import pandas as pd
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -208,7 +209,8 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
     @app.get("/api/images/{image_id}", summary="A gallery image by its index id (never by path)",
              responses={404: {"description": "no such id"}})
     def image(image_id: int):
-        return FileResponse(engine.image_path(image_id), headers={"Cache-Control": "private, max-age=3600"})
+        data, media_type = engine.image(image_id)
+        return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon():

@@ -12,7 +12,9 @@ from PIL import Image
 
 from src.data.attributes import HEADS
 from src.data.datasets import decode_resized
+from src.retrieval.store import load_index
 from src.serving.engine import Engine, Limits, UploadError, check_upload, decode_upload, predicted
+from tests.retrieval.worlds import build, gallery, world  # noqa: F401  (fixtures)
 from tests.serving.worlds import served_index  # noqa: F401  (fixture)
 
 
@@ -77,3 +79,58 @@ def test_a_search_from_a_gallery_id_leaves_that_image_out_and_ids_map_to_gallery
     assert engine.image_path(image_id) == index.path(str(index.names[3])) and engine.image_path(image_id).is_file()
     with pytest.raises(KeyError, match="no image with id"):
         engine.image_path(int(index.ids.max()) + 1000)
+
+
+@pytest.fixture
+def indexed(world, gallery, tmp_path):  # noqa: F811
+    """(gallery, index folder, a secret file beside them) of a tiny synthetic gallery."""
+    build(world, gallery, tmp_path / "index")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET outside the gallery")
+    return gallery, tmp_path / "index", secret
+
+
+def test_a_gallery_file_swapped_after_indexing_is_not_served(indexed, caplog):
+    from fastapi.testclient import TestClient
+
+    from src.serving.app import create_app
+
+    gallery, folder, secret = indexed
+    client = TestClient(create_app(folder), raise_server_exceptions=False)
+    index = load_index(folder)
+    image_id, name, other = int(index.ids[0]), str(index.names[0]), gallery / str(index.names[1])
+    original = (gallery / name).read_bytes()
+    assert client.get(f"/api/images/{image_id}").content == original
+    for swapped_in in (secret, other):  # a link out of the gallery, a link to another gallery image
+        (gallery / name).unlink()
+        (gallery / name).symlink_to(swapped_in)
+        with caplog.at_level("WARNING", logger="src.serving.engine"):
+            response = client.get(f"/api/images/{image_id}")
+        assert response.status_code == 404 and b"SECRET" not in response.content and str(secret) not in response.text
+        assert f"image {image_id} ({name}) not served" in caplog.text
+    (gallery / name).unlink()
+    (gallery / name).write_bytes(original[:-10] + b"0123456789")  # same size, other bytes
+    assert client.get(f"/api/images/{image_id}").status_code == 404
+    (gallery / name).write_bytes(original)
+    assert client.get(f"/api/images/{image_id}").content == original
+
+
+def test_a_manifest_edited_to_another_gallery_serves_nothing_from_it(indexed, tmp_path):
+    import json
+
+    gallery, folder, secret = indexed
+    index = load_index(folder)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in index.names:  # files of the recorded names, other bytes (as /etc/passwd for a record "passwd")
+        (elsewhere / str(name)).write_text("TOP-SECRET")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "gallery": str(elsewhere)}))
+    from fastapi.testclient import TestClient
+
+    from src.serving.app import create_app
+
+    client = TestClient(create_app(folder), raise_server_exceptions=False)
+    for image_id in index.ids:
+        response = client.get(f"/api/images/{image_id}")
+        assert response.status_code == 404 and "is not available from the gallery folder" in response.json()["detail"]

@@ -33,15 +33,15 @@ def is_loopback(host: str) -> bool:
 
 def app_config(cfg: DictConfig) -> dict:
     """create_app's arguments from the config; refuses a non-loopback address without a token."""
+    from src.config import check_ranges
+
+    check_ranges(cfg)  # port, workers, limits: one line naming the key, not a traceback deep in uvicorn
     token = cfg.get("token") or os.environ.get("MPR_SERVE_TOKEN") or None
     if not is_loopback(str(cfg.host)) and not token:
         raise ConfigError(f"host={cfg.host} exposes the server beyond this machine; pass token=SECRET (or set "
                           "MPR_SERVE_TOKEN), which every request must then carry, or keep host=127.0.0.1")
     if token is not None and len(str(token)) < 16:
         raise ConfigError("token: use at least 16 characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
-    for key in ("workers", "max_upload_bytes", "max_pixels", "max_top_k", "torch_threads"):
-        if int(cfg[key]) < 1:
-            raise ConfigError(f"{key}={cfg[key]}: expected an integer >= 1")
     from src.retrieval.store import load_index
 
     check_gallery_files(load_index(cfg.index))  # a missing or broken index is an error now, not in every worker

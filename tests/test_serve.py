@@ -7,8 +7,10 @@ import shutil
 
 import pytest
 
+from src.config import compose_config
+from src.errors import ConfigError
 from src.retrieval.store import MissingGalleryFilesWarning, load_index
-from src.serve import check_gallery_files
+from src.serve import app_config, check_gallery_files
 from tests.retrieval.worlds import build, gallery, world  # noqa: F401  (fixtures)
 
 
@@ -25,3 +27,15 @@ def test_moved_or_vanished_gallery_files_are_one_warning_at_start(world, gallery
     with pytest.warns(MissingGalleryFilesWarning, match=rf"none of its {len(index)} gallery images is in .* any more "
                                                          r".*still rank them from the stored embeddings.*gallery=NEWDIR"):
         check_gallery_files(index)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("port=-1", r"port=-1: expected a whole number from 1 to 65535"),
+    ("port=99999", r"port=99999: expected a whole number from 1 to 65535"),
+    ("port=abc", r"port='abc': expected a whole number from 1 to 65535"),
+    ("workers=abc", r"workers='abc': expected a whole number >= 1"),
+])
+def test_a_bad_port_or_count_is_a_config_error_before_anything_loads(tmp_path, override, message):
+    cfg = compose_config("serve", [f"index={tmp_path / 'no_index'}", override], tmp_path, tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        app_config(cfg)

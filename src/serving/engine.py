@@ -214,6 +214,8 @@ class Engine:
                 "description": result.description, "timing": {"search": time.perf_counter() - mark}}
 
     def row_of_id(self, served: Served, image_id: int) -> int:
+        if not 0 <= image_id < 2**63:  # ids are int64: a larger number names no image (and would overflow numpy)
+            raise KeyError(f"no image with id {image_id} in the index ({len(served.index)} images)")
         row = int(served.index.rows_of(np.array([image_id]))[0])
         if row < 0:
             raise KeyError(f"no image with id {image_id} in the index ({len(served.index)} images)")

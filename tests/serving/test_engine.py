@@ -134,3 +134,15 @@ def test_a_manifest_edited_to_another_gallery_serves_nothing_from_it(indexed, tm
     for image_id in index.ids:
         response = client.get(f"/api/images/{image_id}")
         assert response.status_code == 404 and "is not available from the gallery folder" in response.json()["detail"]
+
+
+def test_an_id_beyond_int64_is_a_404_not_a_500(indexed):
+    from fastapi.testclient import TestClient
+
+    from src.serving.app import create_app
+
+    client = TestClient(create_app(indexed[1]), raise_server_exceptions=False)
+    for path in ("/api/search/id/99999999999999999999999999", "/api/images/99999999999999999999999999",
+                 f"/api/search/id/{2**63}", "/api/search/id/-99999999999999999999999999"):
+        response = client.get(path)
+        assert response.status_code == 404 and "no image with id" in response.json()["detail"], path

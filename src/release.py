@@ -139,9 +139,11 @@ def release(cfg: DictConfig) -> dict:
     from src.models.loading import MANIFEST, read_contract
 
     weights_dir = Path(cfg.weights_dir)
-    out = weights_dir / cfg.name
-    if out.suffix != ".pt" or out.name != Path(cfg.name).name:
-        raise ConfigError(f"name={cfg.name!r}: a file name ending in .pt (written under {weights_dir})")
+    name = str(cfg.name)
+    out = weights_dir / name
+    # ../x.pt or /abs/x.pt would write outside weights_dir, and its manifest would list a file it does not hold
+    if out.suffix != ".pt" or Path(name).name != name or name.startswith(".") or "\\" in name or "\x00" in name:
+        raise ConfigError(f"name={name!r}: a plain file name ending in .pt, no folder part (written under {weights_dir})")
     checkpoint = write_weights(cfg.ckpt_path, out, cfg.dtype)
     contract = read_contract(checkpoint, out)
     output_dir = Path(cfg.paths.output_dir)

@@ -98,3 +98,16 @@ def test_a_newer_format_version_is_refused(released, tmp_path):
     torch.save(weights, tmp_path / "newer.pt")
     with pytest.raises(CheckpointError, match="format version 2, newer than this code reads"):
         read_checkpoint(tmp_path / "newer.pt")
+
+
+@pytest.mark.parametrize("name", ["../escaped.pt", "{abs}/escaped.pt", "sub/escaped.pt", ".hidden.pt"])
+def test_a_release_name_with_a_folder_part_is_refused(tmp_path, cache_dir, name):
+    from src.errors import ConfigError
+
+    name = name.format(abs=tmp_path)
+    weights = tmp_path / "weights" / "inner"
+    cfg = compose_config("release", [f"ckpt_path={tmp_path / 'any.ckpt'}", f"name='{name}'", f"weights_dir={weights}",
+                                     "training_command=x", "training_commit=x", "torch_threads=1"], tmp_path / "run", cache_dir)
+    with pytest.raises(ConfigError, match=r"name='.*escaped.pt'|name='.hidden.pt'"):
+        release(cfg)
+    assert not list(tmp_path.rglob("*.pt"))

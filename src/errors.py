@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -20,7 +21,17 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 class KnownError(Exception):
-    """A problem with what the user gave; the message names the file or key and what to do."""
+    """A problem with what the user gave; the message names the file or key and what to do.
+
+    Raised in a DataLoader worker, torch re-raises it in the main process as ``type(err)(text)`` with the worker's
+    whole traceback as the text ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): the
+    message is then the original one line again (its last line, without the class name)."""
+
+    def __init__(self, *args):
+        if len(args) == 1 and isinstance(args[0], str) and args[0].startswith("Caught ") and "\nOriginal Traceback" in args[0]:
+            last = args[0].rstrip().splitlines()[-1]
+            args = (re.sub(r"^[\w.]+: ", "", last, count=1),)
+        super().__init__(*args)
 
 
 class ConfigError(KnownError, ValueError):

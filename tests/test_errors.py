@@ -69,3 +69,18 @@ def test_a_failed_command_leaves_no_run_folder(command, tmp_path):
                           text=True, timeout=600)
     assert proc.returncode == 2 and proc.stderr.startswith("error: "), proc.stderr
     assert not run.exists() and (tmp_path / "outputs").is_dir()  # only the folder Hydra made for this run goes
+
+
+def test_a_known_error_in_a_data_loader_worker_stays_one_line(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from src.data.datasets import ImageDataset
+    from src.data.records import DataError, ImageRecord
+
+    bad = tmp_path / "0001_c1s1_000001_00.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 a truncated jpeg")
+    loader = DataLoader(ImageDataset([ImageRecord(bad, 1, 1)], 64, 32), num_workers=1)
+    with pytest.raises(DataError) as caught:
+        next(iter(loader))
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1 and message.startswith(f"{bad}: ") and "Traceback" not in message

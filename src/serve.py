@@ -48,7 +48,21 @@ def app_config(cfg: DictConfig) -> dict:
     return {"index": os.path.abspath(cfg.index), "token": None if token is None else str(token),
             "limits": {"max_upload_bytes": int(cfg.max_upload_bytes), "max_pixels": int(cfg.max_pixels),
                        "max_top_k": int(cfg.max_top_k)},
-            "reload_every": float(cfg.reload_every), "torch_threads": int(cfg.torch_threads)}
+            "reload_every": float(cfg.reload_every), "torch_threads": int(cfg.torch_threads),
+            "allowed_hosts": allowed_hosts(cfg)}
+
+
+def allowed_hosts(cfg: DictConfig) -> list[str]:
+    """The Host header names the app answers (``allowed_hosts``, else the bound address's own names: a page of another
+    site whose DNS name is rebound to this address sends its own name and is refused); ``0.0.0.0``/``::`` answer
+    any name, as a token is required there."""
+    if cfg.get("allowed_hosts"):
+        return [str(name) for name in cfg.allowed_hosts]
+    host = str(cfg.host)
+    if host in ("0.0.0.0", "::"):
+        return ["*"]
+    names = {f"[{host}]" if ":" in host else host}
+    return sorted(names | {"localhost", "127.0.0.1", "[::1]"} if is_loopback(host) else names)
 
 
 def check_gallery_files(index) -> None:

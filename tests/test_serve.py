@@ -39,3 +39,13 @@ def test_a_bad_port_or_count_is_a_config_error_before_anything_loads(tmp_path, o
     cfg = compose_config("serve", [f"index={tmp_path / 'no_index'}", override], tmp_path, tmp_path)
     with pytest.raises(ConfigError, match=message):
         app_config(cfg)
+
+
+def test_the_host_names_answered_follow_the_bound_address(world, gallery, tmp_path):  # noqa: F811
+    build(world, gallery, tmp_path / "index", accelerator="cpu")
+    cfg = compose_config("serve", [f"index={tmp_path / 'index'}"], tmp_path, tmp_path)
+    assert app_config(cfg)["allowed_hosts"] == ["127.0.0.1", "[::1]", "localhost"]
+    cfg.host, cfg.token = "0.0.0.0", "a-long-enough-token-123"
+    assert app_config(cfg)["allowed_hosts"] == ["*"]  # every address: the token guards
+    cfg.host, cfg.allowed_hosts = "192.168.1.20", ["search.lan"]
+    assert app_config(cfg)["allowed_hosts"] == ["search.lan"]

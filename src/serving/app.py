@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from src.data.attributes import HEADS
 from src.errors import KnownError
@@ -98,8 +99,10 @@ def _response(kind: str, result: dict, query: dict, filter, rerank: bool, starte
 
 
 def create_app(index: str | Path, token: str | None = None, limits: Limits | dict | None = None,
-               reload_every: float = 1.0) -> FastAPI:
-    """The app over the index folder ``index``; ``token``: required on every request when set."""
+               reload_every: float = 1.0, allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The app over the index folder ``index``; ``token``: required on every request when set; ``allowed_hosts``:
+    the Host header names answered (others get a 400: a page whose DNS name was rebound to this address reads
+    nothing), None for any."""
     limits = Limits(**limits) if isinstance(limits, dict) else limits or Limits()
     engine = Engine(index, limits, reload_every)
     app = FastAPI(title="market-par-reid person search",
@@ -217,6 +220,8 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
         return RedirectResponse("static/favicon.svg")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts, www_redirect=False)
     return app
 
 

@@ -146,3 +146,17 @@ def test_an_id_beyond_int64_is_a_404_not_a_500(indexed):
                  f"/api/search/id/{2**63}", "/api/search/id/-99999999999999999999999999"):
         response = client.get(path)
         assert response.status_code == 404 and "no image with id" in response.json()["detail"], path
+
+
+def test_only_the_bound_host_names_are_answered(indexed):
+    from fastapi.testclient import TestClient
+
+    from src.serving.app import create_app
+
+    app = create_app(indexed[1], allowed_hosts=["localhost", "127.0.0.1", "[::1]"])
+    client = TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False)
+    assert client.get("/api/info").status_code == 200
+    assert client.get("/api/info", headers={"Host": "localhost:8000"}).status_code == 200
+    for host in ("attacker.example", "attacker.example:8000", "127.0.0.1.attacker.example"):  # DNS rebinding
+        response = client.get("/api/info", headers={"Host": host})
+        assert response.status_code == 400 and "images" not in response.text, host

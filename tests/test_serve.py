@@ -49,3 +49,45 @@ def test_the_host_names_answered_follow_the_bound_address(world, gallery, tmp_pa
     assert app_config(cfg)["allowed_hosts"] == ["*"]  # every address: the token guards
     cfg.host, cfg.allowed_hosts = "192.168.1.20", ["search.lan"]
     assert app_config(cfg)["allowed_hosts"] == ["search.lan"]
+
+
+SECRET_TOKEN = "s3cret-token-never-echoed-0123"
+
+
+def test_the_token_comes_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    from src.serve import read_token_file, token_out_of_argv
+
+    monkeypatch.delenv("MPR_SERVE_TOKEN", raising=False)
+    (tmp_path / "token").write_text(SECRET_TOKEN + "\n")
+    assert read_token_file(tmp_path / "token") == SECRET_TOKEN
+    with pytest.raises(ConfigError, match=r"token_file=.*missing: No such file") as refused:
+        read_token_file(tmp_path / "missing")
+    assert SECRET_TOKEN not in str(refused.value)
+    argv = token_out_of_argv(["src/serve.py", "index=x", f"token={SECRET_TOKEN}", "port=abc"])
+    assert argv == ["src/serve.py", "index=x", "port=abc"]  # Hydra never sees it, so never echoes it
+    import os
+
+    assert os.environ["MPR_SERVE_TOKEN"] == SECRET_TOKEN
+
+
+def test_the_access_log_never_shows_the_token(tmp_path):
+    import logging
+
+    from src.serving.app import HideToken
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "h.py", 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "GET", f"/?token={SECRET_TOKEN}&x=1", "1.1", 200), None)
+    assert HideToken().filter(record) and SECRET_TOKEN not in record.getMessage()
+    assert "/?token=***&x=1" in record.getMessage()
+
+
+def test_a_start_up_error_does_not_echo_the_token(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    result = subprocess.run([sys.executable, "-m", "src.serve", f"index={tmp_path}", f"token={SECRET_TOKEN}", "port=abc"],
+                            capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin", "HYDRA_FULL_ERROR": "0"})
+    assert result.returncode == 2 and SECRET_TOKEN not in result.stdout + result.stderr
+    assert "error: port='abc': expected a whole number from 1 to 65535" in result.stderr

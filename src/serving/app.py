@@ -12,6 +12,7 @@ index recorded: a file swapped or linked elsewhere after indexing answers 404, w
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -98,6 +99,17 @@ def _response(kind: str, result: dict, query: dict, filter, rerank: bool, starte
                           matches=_matches(served, result["matches"], field), timing_ms=timing)
 
 
+class HideToken(logging.Filter):
+    """uvicorn's access log shows ``token=***`` for a request opened with ``?token=``, never the token."""
+
+    QUERY = re.compile(r"((?:^|[?&])token=)[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.QUERY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def create_app(index: str | Path, token: str | None = None, limits: Limits | dict | None = None,
                reload_every: float = 1.0, allowed_hosts: list[str] | None = None) -> FastAPI:
     """The app over the index folder ``index``; ``token``: required on every request when set; ``allowed_hosts``:
@@ -109,6 +121,9 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
                   description="Search a gallery index by photo or by description (predicted attributes). "
                               "Gallery images are served by index id only.", version="1")
     app.state.engine = engine
+    access_log = logging.getLogger("uvicorn.access")
+    if token is not None and not any(isinstance(f, HideToken) for f in access_log.filters):
+        access_log.addFilter(HideToken())
 
     @app.middleware("http")
     async def guard(request: Request, call_next):

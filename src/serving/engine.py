@@ -52,6 +52,7 @@ class Limits:
     max_upload_bytes: int = 8 * 1024 * 1024
     max_pixels: int = 4096 * 4096
     max_top_k: int = 200
+    max_decodes: int = 2  # uploads decoded at once per worker; the others wait (a decode can take ~100 MB)
 
 
 def check_upload(data: bytes, limits: Limits) -> tuple[int, int]:
@@ -111,6 +112,7 @@ class Engine:
 
     def __init__(self, folder: str | Path, limits: Limits = Limits(), reload_every: float = 1.0):
         self.folder, self.limits, self.reload_every = Path(folder), limits, reload_every
+        self._decoding = threading.BoundedSemaphore(limits.max_decodes)
         self._lock = threading.Lock()
         self._served = self._load(None)
         self._stamp = self._manifest_stamp()
@@ -156,7 +158,8 @@ class Engine:
         if not served.index.checkpoint:
             raise GalleryIndexError(f"{served.index.folder.name} was built from embeddings with no checkpoint: search it by "
                                     "description or by gallery id; a photo needs an index built by python -m src.index build")
-        image = decode_upload(data, served.index.height, served.index.width, self.limits)
+        with self._decoding:  # 60 parallel 4096x4096 uploads decoded at once would hold gigabytes
+            image = decode_upload(data, served.index.height, served.index.width, self.limits)
         net = served.network()
         with torch.inference_mode():
             embedding, logits = net.embed_and_classify(image[None])

@@ -160,3 +160,33 @@ def test_only_the_bound_host_names_are_answered(indexed):
     for host in ("attacker.example", "attacker.example:8000", "127.0.0.1.attacker.example"):  # DNS rebinding
         response = client.get("/api/info", headers={"Host": host})
         assert response.status_code == 400 and "images" not in response.text, host
+
+
+def test_uploads_are_decoded_a_bounded_number_at_a_time(indexed, monkeypatch):
+    import threading
+    import time
+
+    import src.serving.engine
+
+    engine = Engine(indexed[1], Limits(max_decodes=2))
+    running, peak, lock = [0], [0], threading.Lock()
+    decode = src.serving.engine.decode_resized
+
+    def slow_decode(*args):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+        return decode(*args)
+
+    monkeypatch.setattr(src.serving.engine, "decode_resized", slow_decode)
+    out = io.BytesIO()
+    Image.new("RGB", (32, 64), "red").save(out, format="PNG")
+    threads = [threading.Thread(target=engine.embed, args=(out.getvalue(),)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak[0] == 2

@@ -11,6 +11,7 @@ size, or more than 10% of an hnsw graph removed): then it is rebuilt from the st
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import warnings
@@ -298,8 +299,12 @@ def write_generation(folder: Path, meta: dict, records, chunks: Iterable[np.ndar
         if index is None:
             index, how = build_faiss(meta["kind"], meta["params"], files["embeddings"], ids, meta["metric"]), "built"
         write_faiss(files["faiss"], index)
-    except BaseException:  # a full disk, an interrupt: this generation's own files go, the old index stays
+    except BaseException as err:  # a full disk, an interrupt: this generation's own files go, the old index stays
         remove_pending(folder)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise GalleryIndexError(f"{folder}: {err.strerror} while writing a new index generation; its files were "
+                                    "removed and the previous index is unchanged (free space or choose another "
+                                    "output=)") from err
         raise
     commit(folder, {**meta, "faiss_vectors": int(index.ntotal)}, generation)
     return how

@@ -421,7 +421,12 @@ def write_faiss(path: Path, index: faiss.Index) -> Path:
     import faiss
 
     with atomic_path(path) as tmp:
-        faiss.write_index(index, str(tmp))
+        try:
+            faiss.write_index(index, str(tmp))
+        except RuntimeError as err:  # faiss reports a failed fwrite (a full disk) as a RuntimeError with its C++ trace
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[-1][:200]
+            raise GalleryIndexError(f"{path}: faiss could not write the index ({reason}); free space on that disk or "
+                                    "choose another output=") from err
     return path
 
 

@@ -181,3 +181,31 @@ def test_a_loaded_index_keeps_searching_while_a_build_replaces_it(small_index):
     assert (found.rows >= 0).all() and len(reader) == 200
     assert reader.rows([0, 5]).shape == (2, 32) and reader.probabilities["age"].shape == (200, 4)
     assert len(load_index(small_index.folder)) == 300
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_file_of_the_new_generation(small_index, monkeypatch):
+    import errno
+
+    import faiss
+
+    import src.retrieval.build
+
+    before = sorted(p.name for p in small_index.folder.iterdir())
+    vectors, _, _ = clustered(300, seed=1)
+
+    def no_space(*args, **kwargs):
+        raise RuntimeError("Error in faiss::FileIOWriter::operator() at impl/io.cpp:67:\nfwrite: No space left on device")
+
+    monkeypatch.setattr(faiss, "write_index", no_space)
+    with pytest.raises(GalleryIndexError, match=r"faiss-.*\.index: faiss could not write the index \(fwrite: No space"):
+        index_from_embeddings(small_index.folder, vectors, [f"{i}.jpg" for i in range(300)], random_probabilities(300))
+    assert sorted(p.name for p in small_index.folder.iterdir()) == before
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(src.retrieval.build, "write_embeddings", full)
+    with pytest.raises(GalleryIndexError, match=r"No space left on device while writing a new index generation; "
+                                                r"its files were removed and the previous index is unchanged"):
+        index_from_embeddings(small_index.folder, vectors, [f"{i}.jpg" for i in range(300)], random_probabilities(300))
+    assert sorted(p.name for p in small_index.folder.iterdir()) == before and len(load_index(small_index.folder)) == 200

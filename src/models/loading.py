@@ -62,6 +62,9 @@ def check_network_config(config, path: str | Path, key: str = "hyper_parameters.
 
 def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"{path}: a {'folder' if path.is_dir() else 'special file'}, not a checkpoint file "
+                              "(pass the .ckpt or .pt file itself, e.g. RUN/checkpoints/last.ckpt)")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     with open(path, "rb") as handle:

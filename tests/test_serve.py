@@ -57,7 +57,7 @@ SECRET_TOKEN = "s3cret-token-never-echoed-0123"
 def test_the_token_comes_from_a_file_or_the_environment(tmp_path, monkeypatch):
     from src.serve import read_token_file, token_out_of_argv
 
-    monkeypatch.delenv("MPR_SERVE_TOKEN", raising=False)
+    monkeypatch.setenv("MPR_SERVE_TOKEN", "")  # restored after the test: token_out_of_argv sets it
     (tmp_path / "token").write_text(SECRET_TOKEN + "\n")
     assert read_token_file(tmp_path / "token") == SECRET_TOKEN
     with pytest.raises(ConfigError, match=r"token_file=.*missing: No such file") as refused:

@@ -126,6 +126,19 @@ def is_ours(category: type[Warning], filename: str) -> bool:
         return False
 
 
+# gloo's words when a peer process of a DDP run is gone (killed, crashed): "Read error [127.0.0.1]:3784: Connection
+# reset by peer", "Connection closed by peer [127.0.0.1]:3784", ...
+_PEER_LOST = re.compile(r"gloo/transport/.*?\] (?:Read error |Write error )?(?:Connection closed by peer )?"
+                        r"(\[[^\]]*\]:\d+):? ?(Connection reset by peer|Broken pipe|Connection closed by peer|[^.]*)")
+
+
+def _rank() -> str:
+    distributed = sys.modules.get("torch.distributed")  # loaded by the run that failed; never imported here
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        return str(distributed.get_rank())
+    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "?"))
+
+
 def known_cause(err: BaseException | None) -> KnownError | None:
     """The KnownError behind ``err``, also when a library wrapped it (Hydra's instantiate wraps what a constructor
     raises in an InstantiationException); an OS error about a path the user chose (a read-only or full disk, no
@@ -137,6 +150,11 @@ def known_cause(err: BaseException | None) -> KnownError | None:
         if isinstance(err, OSError) and err.errno in _LOCATION_ERRNOS and err.filename:
             return KnownError(f"{err.filename}: {err.strerror} (choose a location this user can write to, or fix "
                               "its permissions; a folder is expected where the path names one)")
+        lost = _PEER_LOST.search(str(err)) if isinstance(err, RuntimeError) else None
+        if lost:
+            return KnownError(f"DDP: process rank {_rank()} lost another process of this run ({lost.group(1)}: "
+                              f"{lost.group(2)}): it was killed or crashed, its own output says why; resume the whole "
+                              "run with the same command and ckpt_path=last")
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None

@@ -84,3 +84,21 @@ def test_a_known_error_in_a_data_loader_worker_stays_one_line(tmp_path):
         next(iter(loader))
     message = str(caught.value)
     assert len(message.splitlines()) == 1 and message.startswith(f"{bad}: ") and "Traceback" not in message
+
+
+# what gloo raised in rank 0 when rank 1 was killed with SIGKILL (torch 2.14, two processes on one machine)
+GLOO_PEER_GONE = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:3784: "
+                  "Connection reset by peer. This is typically caused by a remote worker hanging or bugs in the "
+                  "application. Check the logs of the remote worker before reporting an error. GLHF! 🏖️")
+
+
+def test_a_ddp_peer_killed_is_one_line_saying_how_to_resume(monkeypatch):
+    from src.errors import known_cause
+
+    monkeypatch.setenv("RANK", "0")
+    known = known_cause(RuntimeError(GLOO_PEER_GONE))
+    assert known is not None and len(str(known).splitlines()) == 1
+    assert str(known) == ("DDP: process rank 0 lost another process of this run ([127.0.0.1]:3784: Connection reset by "
+                          "peer): it was killed or crashed, its own output says why; resume the whole run with the same "
+                          "command and ckpt_path=last")
+    assert known_cause(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # a bug keeps its traceback

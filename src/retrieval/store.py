@@ -447,7 +447,8 @@ def check_own_folder(folder: Path) -> None:
         return
     ours = {LOCK, PENDING, *(p.name for p in pending_files(folder))}
     shards = folder / SHARDS
-    if shards.is_dir() and not {p.name for p in shards.iterdir()} - {"plan.parquet"}:
+    if shards.is_dir() and all(p.name.startswith(("plan.parquet", ".plan.parquet", "shard-", ".shard-"))
+                               for p in shards.iterdir()):  # a crashed first build's plan and shards
         ours.add(SHARDS)
     foreign = sorted(p.name for p in folder.iterdir() if p.name not in ours)
     if foreign:

@@ -31,6 +31,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import socket
 from collections.abc import Iterable, Iterator
@@ -467,7 +468,7 @@ def pending_files(folder: Path) -> list[Path]:
     """The files of the generation ``build.pending`` names (unless it is the committed one) and their temporary
     names (``atomic_path``'s ``.<name>.<random>.tmp``): what an interrupted build of this folder made."""
     generation = _json_field(folder / PENDING, "generation")
-    if not isinstance(generation, str) or generation == _json_field(folder / MANIFEST, "generation"):
+    if not _is_generation(generation) or generation == _json_field(folder / MANIFEST, "generation"):
         return []
     names = {p.name for p in generation_files(folder, generation).values()}
     return [p for p in folder.iterdir() if p.name in names or (
@@ -496,12 +497,17 @@ def commit(folder: Path, meta: dict, generation: str) -> dict:
 
 
 def _recorded_names(folder: Path) -> set[str]:
-    """The file names the folder's current manifest records (plain names in the folder only)."""
-    try:
-        names = {entry["name"] for entry in _json_field(folder / MANIFEST, "files").values()}
-    except (KeyError, TypeError, AttributeError):
+    """The file names of the generation the folder's manifest records: only ``records-<generation>.parquet`` and
+    its two siblings, whatever else an edited manifest lists."""
+    generation = _json_field(folder / MANIFEST, "generation")
+    if not _is_generation(generation):
         return set()
-    return {n for n in names if isinstance(n, str) and n == Path(n).name and n not in (MANIFEST, LOCK, PENDING)}
+    return {p.name for p in generation_files(folder, generation).values()}
+
+
+def _is_generation(name) -> bool:
+    """A generation name as ``new_generation`` makes them (a recorded name is never a path)."""
+    return isinstance(name, str) and re.fullmatch(r"\d{8}T\d{6}-[0-9a-f]{6}", name) is not None
 
 
 def _json_field(path: Path, key: str):

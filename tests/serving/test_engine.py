@@ -90,13 +90,18 @@ def indexed(world, gallery, tmp_path):  # noqa: F811
     return gallery, tmp_path / "index", secret
 
 
-def test_a_gallery_file_swapped_after_indexing_is_not_served(indexed, caplog):
+def app_client(folder, base_url: str = "http://testserver", **options):
+    """The app over the index ``folder`` through FastAPI's test client (a 500 answers, it does not raise)."""
     from fastapi.testclient import TestClient
 
     from src.serving.app import create_app
 
+    return TestClient(create_app(folder, **options), base_url=base_url, raise_server_exceptions=False)
+
+
+def test_a_gallery_file_swapped_after_indexing_is_not_served(indexed, caplog):
     gallery, folder, secret = indexed
-    client = TestClient(create_app(folder), raise_server_exceptions=False)
+    client = app_client(folder)
     index = load_index(folder)
     image_id, name, other = int(index.ids[0]), str(index.names[0]), gallery / str(index.names[1])
     original = (gallery / name).read_bytes()
@@ -126,22 +131,14 @@ def test_a_manifest_edited_to_another_gallery_serves_nothing_from_it(indexed, tm
         (elsewhere / str(name)).write_text("TOP-SECRET")
     manifest = json.loads((folder / "manifest.json").read_text())
     (folder / "manifest.json").write_text(json.dumps({**manifest, "gallery": str(elsewhere)}))
-    from fastapi.testclient import TestClient
-
-    from src.serving.app import create_app
-
-    client = TestClient(create_app(folder), raise_server_exceptions=False)
+    client = app_client(folder)
     for image_id in index.ids:
         response = client.get(f"/api/images/{image_id}")
         assert response.status_code == 404 and "is not available from the gallery folder" in response.json()["detail"]
 
 
 def test_an_id_beyond_int64_is_a_404_not_a_500(indexed):
-    from fastapi.testclient import TestClient
-
-    from src.serving.app import create_app
-
-    client = TestClient(create_app(indexed[1]), raise_server_exceptions=False)
+    client = app_client(indexed[1])
     for path in ("/api/search/id/99999999999999999999999999", "/api/images/99999999999999999999999999",
                  f"/api/search/id/{2**63}", "/api/search/id/-99999999999999999999999999"):
         response = client.get(path)
@@ -149,12 +146,7 @@ def test_an_id_beyond_int64_is_a_404_not_a_500(indexed):
 
 
 def test_only_the_bound_host_names_are_answered(indexed):
-    from fastapi.testclient import TestClient
-
-    from src.serving.app import create_app
-
-    app = create_app(indexed[1], allowed_hosts=["localhost", "127.0.0.1", "[::1]"])
-    client = TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False)
+    client = app_client(indexed[1], allowed_hosts=["localhost", "127.0.0.1", "[::1]"], base_url="http://127.0.0.1:8000")
     assert client.get("/api/info").status_code == 200
     assert client.get("/api/info", headers={"Host": "localhost:8000"}).status_code == 200
     for host in ("attacker.example", "attacker.example:8000", "127.0.0.1.attacker.example"):  # DNS rebinding

@@ -32,6 +32,24 @@ def _int_at_least(low):
     return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
+def _positive_duration(value) -> bool:
+    """A training time budget Lightning's Timer reads, above zero: ``DD:HH:MM:SS`` or timedelta keywords (a dict)."""
+    import re
+    from datetime import timedelta
+
+    if value is None:
+        return True
+    if isinstance(value, str):
+        found = re.fullmatch(r"(\d+):(\d\d):(\d\d):(\d\d)", value.strip())
+        parts = dict(zip(("days", "hours", "minutes", "seconds"), map(int, found.groups()))) if found else None
+    else:
+        parts = dict(value) if hasattr(value, "keys") else None
+    try:
+        return parts is not None and timedelta(**parts) > timedelta(0)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 RANGES = {
     "data.batch_size": (_int_at_least(1), "a whole number >= 1"),
     "data.eval_batch_size": (_int_at_least(1), "a whole number >= 1"),
@@ -46,6 +64,16 @@ RANGES = {
     "model.optimizer.lr": (lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
     "top_k": (_int_at_least(1), "a whole number >= 1"),
     "attributes.consensus_k": (_int_at_least(0), "a whole number >= 0"),
+    "trainer.max_time": (_positive_duration, "a duration above zero, DD:HH:MM:SS (e.g. 00:01:30:00), or null for none"),
+    # src.serve
+    "port": (lambda v: _int_at_least(1)(v) and v <= 65535, "a whole number from 1 to 65535"),
+    "workers": (_int_at_least(1), "a whole number >= 1"),
+    "max_upload_bytes": (_int_at_least(1), "a whole number >= 1"),
+    "max_pixels": (_int_at_least(1), "a whole number >= 1"),
+    "max_top_k": (_int_at_least(1), "a whole number >= 1"),
+    "max_decodes": (_int_at_least(1), "a whole number >= 1"),
+    "worker_healthcheck_timeout": (_int_at_least(1), "a whole number >= 1 (seconds)"),
+    "reload_every": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0 (seconds)"),
 }
 CPU_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "64-true", "64")
 

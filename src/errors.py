@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -20,7 +21,17 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 class KnownError(Exception):
-    """A problem with what the user gave; the message names the file or key and what to do."""
+    """A problem with what the user gave; the message names the file or key and what to do.
+
+    Raised in a DataLoader worker, torch re-raises it in the main process as ``type(err)(text)`` with the worker's
+    whole traceback as the text ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): the
+    message is then the original one line again (its last line, without the class name)."""
+
+    def __init__(self, *args):
+        if len(args) == 1 and isinstance(args[0], str) and args[0].startswith("Caught ") and "\nOriginal Traceback" in args[0]:
+            last = args[0].rstrip().splitlines()[-1]
+            args = (re.sub(r"^[\w.]+: ", "", last, count=1),)
+        super().__init__(*args)
 
 
 class ConfigError(KnownError, ValueError):
@@ -115,6 +126,19 @@ def is_ours(category: type[Warning], filename: str) -> bool:
         return False
 
 
+# gloo's words when a peer process of a DDP run is gone (killed, crashed): "Read error [127.0.0.1]:3784: Connection
+# reset by peer", "Connection closed by peer [127.0.0.1]:3784", ...
+_PEER_LOST = re.compile(r"gloo/transport/.*?\] (?:Read error |Write error )?(?:Connection closed by peer )?"
+                        r"(\[[^\]]*\]:\d+):? ?(Connection reset by peer|Broken pipe|Connection closed by peer|[^.]*)")
+
+
+def _rank() -> str:
+    distributed = sys.modules.get("torch.distributed")  # loaded by the run that failed; never imported here
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        return str(distributed.get_rank())
+    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "?"))
+
+
 def known_cause(err: BaseException | None) -> KnownError | None:
     """The KnownError behind ``err``, also when a library wrapped it (Hydra's instantiate wraps what a constructor
     raises in an InstantiationException); an OS error about a path the user chose (a read-only or full disk, no
@@ -126,6 +150,11 @@ def known_cause(err: BaseException | None) -> KnownError | None:
         if isinstance(err, OSError) and err.errno in _LOCATION_ERRNOS and err.filename:
             return KnownError(f"{err.filename}: {err.strerror} (choose a location this user can write to, or fix "
                               "its permissions; a folder is expected where the path names one)")
+        lost = _PEER_LOST.search(str(err)) if isinstance(err, RuntimeError) else None
+        if lost:
+            return KnownError(f"DDP: process rank {_rank()} lost another process of this run ({lost.group(1)}: "
+                              f"{lost.group(2)}): it was killed or crashed, its own output says why; resume the whole "
+                              "run with the same command and ckpt_path=last")
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None

@@ -157,11 +157,13 @@ def release(cfg: DictConfig) -> dict:
     from src.models.loading import MANIFEST, read_contract
 
     weights_dir = Path(cfg.weights_dir)
-    final = weights_dir / cfg.name
-    if final.suffix != ".pt" or final.name != Path(cfg.name).name:
-        raise ConfigError(f"name={cfg.name!r}: a file name ending in .pt (written under {weights_dir})")
+    name = str(cfg.name)
+    final = weights_dir / name
+    # ../x.pt or /abs/x.pt would write outside weights_dir, and its manifest would list a file it does not hold
+    if final.suffix != ".pt" or Path(name).name != name or name.startswith(".") or "\\" in name or "\x00" in name:
+        raise ConfigError(f"name={name!r}: a plain file name ending in .pt, no folder part (written under {weights_dir})")
     output_dir = Path(cfg.paths.output_dir)
-    out = output_dir / cfg.name  # made and measured in the run folder; weights/ changes only when all of it worked
+    out = output_dir / name  # made and measured in the run folder; weights/ changes only when all of it worked
     output_dir.mkdir(parents=True, exist_ok=True)
     weights_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = write_weights(cfg.ckpt_path, out, cfg.dtype)

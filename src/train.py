@@ -112,12 +112,12 @@ def _fit(cfg: DictConfig, datamodule: pl.LightningDataModule, output_dir: Path) 
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if cfg.get("validate_ckpt"):  # validation only, e.g. to compare 1 vs N processes on one checkpoint
-        trainer.validate(model, datamodule=datamodule, ckpt_path=cfg.validate_ckpt)
+        trainer.validate(model, datamodule=datamodule, ckpt_path=cfg.validate_ckpt, weights_only=True)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if trainer.is_global_zero:
             write_json(output_dir / "metrics.json", metrics)
         return metrics
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)  # data only
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None

@@ -15,6 +15,7 @@ from src.errors import ConfigError
     ("data.val_ratio=1.5", r"data.val_ratio=1.5: expected a number in \[0, 1\)"),
     ("trainer.precision=16-mixed", r"trainer.precision=16-mixed: not available on the CPU; use one of 32-true"),
     ("torch_threads=0", r"torch_threads=0: expected a positive whole number or auto"),
+    ("trainer.max_time=00:00:00:00", r"trainer.max_time='00:00:00:00': expected a duration above zero"),
 ])
 def test_settings_out_of_range_fail_before_any_data_is_read(make_cfg, tmp_path, override, message):
     from src.train import train
@@ -46,7 +47,10 @@ def settings(**values):
 def test_settings_in_range_pass():
     check_ranges(settings(data__batch_size=64, data__height=None, data__val_ratio=0, trainer__max_epochs=-1,
                           trainer__devices="auto", model__optimizer__lr=3e-4, top_k=1, attributes__consensus_k=0,
-                          trainer__precision="bf16-mixed", trainer__accelerator="cpu"))
+                          trainer__precision="bf16-mixed", trainer__accelerator="cpu", trainer__max_time="00:01:30:00",
+                          port=8000, workers=2, reload_every=0.5))
+    check_ranges(settings(trainer__max_time={"hours": 1, "minutes": 30}))
+    check_ranges(settings(trainer__max_time=None))
     check_ranges(OmegaConf.create({}))  # nothing to check
 
 
@@ -59,6 +63,15 @@ def test_settings_in_range_pass():
     ("trainer.devices", 0, r"trainer.devices=0: expected a whole number >= 1, -1 or auto"),
     ("model.optimizer.lr", 0, r"model.optimizer.lr=0: expected a number > 0"),
     ("top_k", 0, r"top_k=0: expected a whole number >= 1"),
+    ("trainer.max_time", "00:00:00:00", r"trainer.max_time='00:00:00:00': expected a duration above zero, DD:HH:MM:SS"),
+    ("trainer.max_time", "1:30", r"trainer.max_time='1:30': expected a duration above zero"),  # days=1, hours=30?
+    ("trainer.max_time", {"hours": 0}, r"trainer.max_time=\{'hours': 0\}: expected a duration above zero"),
+    ("trainer.max_time", {"fortnights": 1}, r"trainer.max_time=\{'fortnights': 1\}: expected a duration"),
+    ("port", -1, r"port=-1: expected a whole number from 1 to 65535"),
+    ("port", 99999, r"port=99999: expected a whole number from 1 to 65535"),
+    ("port", "abc", r"port='abc': expected a whole number from 1 to 65535"),
+    ("workers", "abc", r"workers='abc': expected a whole number >= 1"),
+    ("reload_every", 0, r"reload_every=0: expected a number > 0 \(seconds\)"),
 ])
 def test_a_setting_out_of_range_names_key_value_and_what_is_allowed(key, value, message):
     with pytest.raises(ConfigError, match=message):

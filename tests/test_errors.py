@@ -69,3 +69,36 @@ def test_a_failed_command_leaves_no_run_folder(command, tmp_path):
                           text=True, timeout=600)
     assert proc.returncode == 2 and proc.stderr.startswith("error: "), proc.stderr
     assert not run.exists() and (tmp_path / "outputs").is_dir()  # only the folder Hydra made for this run goes
+
+
+def test_a_known_error_in_a_data_loader_worker_stays_one_line(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from src.data.datasets import ImageDataset
+    from src.data.records import DataError, ImageRecord
+
+    bad = tmp_path / "0001_c1s1_000001_00.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 a truncated jpeg")
+    loader = DataLoader(ImageDataset([ImageRecord(bad, 1, 1)], 64, 32), num_workers=1)
+    with pytest.raises(DataError) as caught:
+        next(iter(loader))
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1 and message.startswith(f"{bad}: ") and "Traceback" not in message
+
+
+# what gloo raised in rank 0 when rank 1 was killed with SIGKILL (torch 2.14, two processes on one machine)
+GLOO_PEER_GONE = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:3784: "
+                  "Connection reset by peer. This is typically caused by a remote worker hanging or bugs in the "
+                  "application. Check the logs of the remote worker before reporting an error. GLHF! 🏖️")
+
+
+def test_a_ddp_peer_killed_is_one_line_saying_how_to_resume(monkeypatch):
+    from src.errors import known_cause
+
+    monkeypatch.setenv("RANK", "0")
+    known = known_cause(RuntimeError(GLOO_PEER_GONE))
+    assert known is not None and len(str(known).splitlines()) == 1
+    assert str(known) == ("DDP: process rank 0 lost another process of this run ([127.0.0.1]:3784: Connection reset by "
+                          "peer): it was killed or crashed, its own output says why; resume the whole run with the same "
+                          "command and ckpt_path=last")
+    assert known_cause(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # a bug keeps its traceback

@@ -178,3 +178,16 @@ def test_compare_answers_with_the_calibrated_probability_and_decision(calibrated
     missing = subprocess.run([sys.executable, "-m", "src.compare", str(images[0]), str(tmp_path / "nope.jpg"),
                               f"ckpt_path={path}"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert missing.returncode == 2 and "nope.jpg: image not found" in missing.stderr
+
+
+@pytest.mark.parametrize("name", ["../escaped.pt", "{abs}/escaped.pt", "sub/escaped.pt", ".hidden.pt"])
+def test_a_release_name_with_a_folder_part_is_refused(tmp_path, cache_dir, name):
+    from src.errors import ConfigError
+
+    name = name.format(abs=tmp_path)
+    weights = tmp_path / "weights" / "inner"
+    cfg = compose_config("release", [f"ckpt_path={tmp_path / 'any.ckpt'}", f"name='{name}'", f"weights_dir={weights}",
+                                     "training_command=x", "training_commit=x", "torch_threads=1"], tmp_path / "run", cache_dir)
+    with pytest.raises(ConfigError, match=r"name='.*escaped.pt'|name='.hidden.pt'"):
+        release(cfg)
+    assert not list(tmp_path.rglob("*.pt"))

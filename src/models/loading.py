@@ -1,4 +1,9 @@
-"""Loading trained networks from checkpoints safely (``weights_only=True``: tensors and plain data only)."""
+"""Loading trained networks from checkpoints safely: a checkpoint is data, never code.
+
+``torch.load(weights_only=True)`` reads tensors and plain data only, and the network config a checkpoint carries
+(``hyper_parameters.net``) may name only this project's networks and backbone factories (``NETWORK_TARGETS``, at
+every depth) before Hydra instantiates it: anything else is a one-line CheckpointError naming the file and the key.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +28,43 @@ WEIGHTS_VERSION = 1
 MANIFEST = "manifest.json"  # beside released weights: each file's SHA-256, checked at every load
 
 
+# What a checkpoint's network config may ask Hydra to build. A shared checkpoint naming anything else (``builtins.exec``,
+# ``torch.load``, ...) would run code of its author's choosing on the machine that loads it.
+NETWORK_TARGETS = frozenset({
+    "src.models.heads.MarketClassifier", "src.models.strong.StrongReidNet", "src.models.aggregator.ReportReidNet",
+    "src.models.backbones.timm_backbone", "src.models.backbones.torchvision_resnet",
+    "src.models.backbones.efficientnet_lite",
+})
+
+
+def check_network_config(config, path: str | Path, key: str = "hyper_parameters.net") -> None:
+    """A network config of a checkpoint is plain data whose every ``_target_`` is in NETWORK_TARGETS, with no other
+    Hydra directive (``_args_``, ``_partial_``, ...) and no interpolation; else a CheckpointError naming the key."""
+    if isinstance(config, dict):
+        target = config.get("_target_")
+        if "_target_" in config and not (isinstance(target, str) and target in NETWORK_TARGETS):
+            raise CheckpointError(f"{path}: {key}._target_={str(target)[:80]!r} is not a network of this "
+                                  "project; refused (a checkpoint is data, it may only name "
+                                  f"{', '.join(sorted(NETWORK_TARGETS))})")
+        for name, value in config.items():
+            if not isinstance(name, str) or (name.startswith("_") and name.endswith("_") and name != "_target_"):
+                raise CheckpointError(f"{path}: {key}.{str(name)[:40]} is not a setting of this project's networks; "
+                                      "refused (a checkpoint is data)")
+            check_network_config(value, path, f"{key}.{name}")
+    elif isinstance(config, list | tuple):
+        for i, value in enumerate(config):
+            check_network_config(value, path, f"{key}[{i}]")
+    elif isinstance(config, str) and "${" in config:
+        raise CheckpointError(f"{path}: {key}={config[:80]!r} is an interpolation; refused (a checkpoint is data)")
+    elif config is not None and not isinstance(config, bool | int | float | str):
+        raise CheckpointError(f"{path}: {key} holds a {type(config).__name__}, not plain data; refused")
+
+
 def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"{path}: a {'folder' if path.is_dir() else 'special file'}, not a checkpoint file "
+                              "(pass the .ckpt or .pt file itself, e.g. RUN/checkpoints/last.ckpt)")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     with open(path, "rb") as handle:
@@ -42,6 +82,9 @@ def read_checkpoint(path: str | Path) -> dict:
     if version > WEIGHTS_VERSION:
         raise CheckpointError(f"{path}: weights format version {version}, newer than this code reads "
                               f"({WEIGHTS_VERSION}); update the project")
+    hparams = checkpoint.get("hyper_parameters")
+    if isinstance(hparams, dict) and "net" in hparams:  # every consumer refuses a crafted network at read time
+        check_network_config(hparams["net"], path)
     for key, scale in (checkpoint.pop("quantized", None) or {}).items():  # int8 rows of released weights
         values = checkpoint["state_dict"][key]
         checkpoint["state_dict"][key] = values.float() * scale.view(-1, *[1] * (values.dim() - 1))
@@ -89,6 +132,7 @@ def _build(checkpoint: dict, path: str | Path, prefix: str, config_key: str = "n
     hparams = checkpoint.get("hyper_parameters", {})
     if config_key not in hparams:
         raise CheckpointError(f"{path}: no '{config_key}' in its hyper-parameters; not a checkpoint of this project's task")
+    check_network_config(hparams[config_key], path, f"hyper_parameters.{config_key}")
     net = instantiate(without_pretrained(hparams[config_key]))
     state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     missing, unexpected = net.load_state_dict(state, strict=False)

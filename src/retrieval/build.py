@@ -11,6 +11,7 @@ size, or more than 10% of an hnsw graph removed): then it is rebuilt from the st
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import warnings
@@ -36,6 +37,7 @@ from src.retrieval.store import (
     GalleryIndexError,
     IndexLock,
     UnreadableImagesWarning,
+    begin_generation,
     commit,
     generation_files,
     iter_rows,
@@ -45,6 +47,7 @@ from src.retrieval.store import (
     npy_shape,
     read_rows,
     records_frame,
+    remove_pending,
     write_embeddings,
     write_faiss,
     write_records,
@@ -283,18 +286,26 @@ def write_generation(folder: Path, meta: dict, records, chunks: Iterable[np.ndar
     """Write records, embeddings and faiss index as a new generation and commit it; the faiss index is ``update``'s
     with ``removed_ids`` deleted and the ``added`` rows added when possible, else built afresh. Returns which.
     Pass ``records`` as a temporary: it is released before the faiss index is built (a million rows hold ~0.5 GB)."""
-    generation = new_generation()
+    generation = begin_generation(folder)
     files = generation_files(folder, generation)
-    write_records(files["records"], records)
-    ids = records["id"].to_numpy(np.int64).copy()
-    del records
-    write_embeddings(files["embeddings"], chunks, len(ids), meta["dim"])
-    index, how = None, "updated"
-    if update is not None:
-        index = _updated_faiss(update, meta["kind"], files["embeddings"], ids, added, removed_ids, meta["metric"])
-    if index is None:
-        index, how = build_faiss(meta["kind"], meta["params"], files["embeddings"], ids, meta["metric"]), "built"
-    write_faiss(files["faiss"], index)
+    try:
+        write_records(files["records"], records)
+        ids = records["id"].to_numpy(np.int64).copy()
+        del records
+        write_embeddings(files["embeddings"], chunks, len(ids), meta["dim"])
+        index, how = None, "updated"
+        if update is not None:
+            index = _updated_faiss(update, meta["kind"], files["embeddings"], ids, added, removed_ids, meta["metric"])
+        if index is None:
+            index, how = build_faiss(meta["kind"], meta["params"], files["embeddings"], ids, meta["metric"]), "built"
+        write_faiss(files["faiss"], index)
+    except BaseException as err:  # a full disk, an interrupt: this generation's own files go, the old index stays
+        remove_pending(folder)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise GalleryIndexError(f"{folder}: {err.strerror} while writing a new index generation; its files were "
+                                    "removed and the previous index is unchanged (free space or choose another "
+                                    "output=)") from err
+        raise
     commit(folder, {**meta, "faiss_vectors": int(index.ntotal)}, generation)
     return how
 

@@ -25,6 +25,10 @@ def description_scores(probabilities: Mapping[str, np.ndarray], conditions: Mapp
     """(N,) float64: product over the described heads of the probability of the described classes."""
     if not conditions:
         raise FilterError("a description needs at least one attribute=value (e.g. upcolor=red,backpack=yes)")
+    for name, classes in conditions.items():  # a filter may pass nothing; a description would rank all at 0
+        if not classes:
+            raise FilterError(f"the description names {name} twice with no value in common (e.g. {name}=a,{name}=b): "
+                              f"no image can match it; for either value write {name}=a|b")
     scores = None
     for name, classes in conditions.items():
         p = np.asarray(probabilities[name], dtype=np.float64)[:, list(classes)].sum(1)

@@ -8,13 +8,17 @@
     <index>/embeddings-<generation>.npy   (N, D) float32 network embeddings, rows in records order
     <index>/faiss-<generation>.index      the faiss index over the records' ids (kinds.py)
     <index>/build.lock                    held (flock) while a build writes; a second build is refused
+    <index>/build.pending                 the generation a build is writing (removed at its commit)
     <index>/shards/                       plan and per-process shards of a running build
 
 The manifest holds the format version, the checkpoint (path and SHA-256), the input size, the metric, the
 embedding dimension, the faiss kind and its parameters, the gallery folder, the images that could not be read,
 and for every file its size in bytes. A build writes a new generation's files (each to a temporary name,
 fsynced, renamed), then replaces ``manifest.json`` the same way: that rename is the commit. A crash leaves the
-old index or the new one; files of other generations are removed after the commit. A reader checks every
+old index or the new one. A build only ever removes files it made, by the names recorded for them: the previous
+generation's (in the old manifest) after the commit, and a crashed build's (in ``build.pending``) before the next
+one; never a file by pattern. A new index needs a folder of its own: a folder holding other files (a gallery, say)
+is refused; files a user adds to an index folder later are left alone. A reader checks every
 file's size against the manifest before loading anything, so a truncated file is an error, never a partial load.
 hnsw cannot remove vectors: ids of removed images stay in its graph until a rebuild, and searches admit only
 the ids in the records (``GalleryIndex.tombstones``).
@@ -27,6 +31,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import socket
 from collections.abc import Iterable, Iterator
@@ -53,6 +58,7 @@ FORMAT = "market-par-reid gallery index"
 VERSION = 2
 MANIFEST = "manifest.json"
 LOCK = "build.lock"
+PENDING = "build.pending"
 SHARDS = "shards"
 FILES = ("records", "embeddings", "faiss")
 CHUNK_ROWS = 65_536
@@ -92,12 +98,14 @@ class IndexLock:
     def __enter__(self) -> IndexLock:
         if self.folder.exists() and not self.folder.is_dir():
             raise GalleryIndexError(f"{self.folder}: a file, not an index folder; pass another output=")
+        check_own_folder(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         try:
             self.handle = take_lock(self.folder / LOCK, f"build by pid {os.getpid()} on {socket.gethostname()} since {now()}")
         except Locked as held:
             raise GalleryIndexError(f"{self.folder}: another build is writing this index ({held.holder or 'another process'}); "
                                     "wait for it to finish or use another output=") from None
+        remove_pending(self.folder)  # what a crashed build left, by the names it recorded
         return self
 
     def __exit__(self, *exc) -> None:
@@ -414,7 +422,12 @@ def write_faiss(path: Path, index: faiss.Index) -> Path:
     import faiss
 
     with atomic_path(path) as tmp:
-        faiss.write_index(index, str(tmp))
+        try:
+            faiss.write_index(index, str(tmp))
+        except RuntimeError as err:  # faiss reports a failed fwrite (a full disk) as a RuntimeError with its C++ trace
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[-1][:200]
+            raise GalleryIndexError(f"{path}: faiss could not write the index ({reason}); free space on that disk or "
+                                    "choose another output=") from err
     return path
 
 
@@ -427,19 +440,83 @@ def generation_files(folder: Path, generation: str) -> dict[str, Path]:
             "faiss": folder / f"faiss-{generation}.index"}
 
 
+def check_own_folder(folder: Path) -> None:
+    """A folder without an index may hold only what a build of it leaves (its lock, a crashed build's recorded files,
+    an empty or planned ``shards/``): anything else is the user's, and an index is refused there (its clean-up
+    would live beside the user's files)."""
+    if not folder.is_dir() or (folder / MANIFEST).exists():
+        return
+    ours = {LOCK, PENDING, *(p.name for p in pending_files(folder))}
+    shards = folder / SHARDS
+    if shards.is_dir() and all(p.name.startswith(("plan.parquet", ".plan.parquet", "shard-", ".shard-"))
+                               for p in shards.iterdir()):  # a crashed first build's plan and shards
+        ours.add(SHARDS)
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in ours)
+    if foreign:
+        raise GalleryIndexError(f"{folder}: holds {len(foreign)} files that are not an index's (e.g. "
+                                f"{', '.join(foreign[:3])}); an index needs a folder of its own: pass a new or empty output=")
+
+
+def begin_generation(folder: Path) -> str:
+    """A new generation's name, recorded in ``build.pending`` before any of its files is written."""
+    generation = new_generation()
+    write_json(folder / PENDING, {"generation": generation})
+    return generation
+
+
+def pending_files(folder: Path) -> list[Path]:
+    """The files of the generation ``build.pending`` names (unless it is the committed one) and their temporary
+    names (``atomic_path``'s ``.<name>.<random>.tmp``): what an interrupted build of this folder made."""
+    generation = _json_field(folder / PENDING, "generation")
+    if not _is_generation(generation) or generation == _json_field(folder / MANIFEST, "generation"):
+        return []
+    names = {p.name for p in generation_files(folder, generation).values()}
+    return [p for p in folder.iterdir() if p.name in names or (
+        p.name.endswith(".tmp") and any(p.name.startswith(f".{name}.") for name in names))]
+
+
+def remove_pending(folder: Path) -> None:
+    for path in pending_files(folder):
+        path.unlink(missing_ok=True)
+    (folder / PENDING).unlink(missing_ok=True)
+
+
 def commit(folder: Path, meta: dict, generation: str) -> dict:
-    """Make ``generation``'s three files (already written) the index: write the manifest, then drop other generations."""
+    """Make ``generation``'s three files (already written) the index: write the manifest, then remove the previous
+    generation's files, by the names its manifest recorded (never other files of the folder)."""
     files = generation_files(folder, generation)
+    previous = _recorded_names(folder)
     meta = {"format": FORMAT, "version": VERSION, **meta, "generation": generation,
             "heads": {h.name: list(h.classes) for h in HEADS},
             "files": {role: {"name": path.name, "bytes": path.stat().st_size} for role, path in files.items()}}
     write_json(folder / MANIFEST, meta)
-    keep = {p.name for p in files.values()}
-    for path in folder.iterdir():
-        stale = path.name.split("-")[0] in FILES or (path.name.startswith(".") and path.name.endswith(".tmp"))
-        if path.is_file() and path.name not in keep and stale:  # older generations, leftovers of a crash
-            path.unlink(missing_ok=True)
+    for name in previous - {p.name for p in files.values()}:
+        (folder / name).unlink(missing_ok=True)
+    (folder / PENDING).unlink(missing_ok=True)
     return meta
+
+
+def _recorded_names(folder: Path) -> set[str]:
+    """The file names of the generation the folder's manifest records: only ``records-<generation>.parquet`` and
+    its two siblings, whatever else an edited manifest lists."""
+    generation = _json_field(folder / MANIFEST, "generation")
+    if not _is_generation(generation):
+        return set()
+    return {p.name for p in generation_files(folder, generation).values()}
+
+
+def _is_generation(name) -> bool:
+    """A generation name as ``new_generation`` makes them (a recorded name is never a path)."""
+    return isinstance(name, str) and re.fullmatch(r"\d{8}T\d{6}-[0-9a-f]{6}", name) is not None
+
+
+def _json_field(path: Path, key: str):
+    """``key`` of the JSON object in ``path``; None when the file is missing, unreadable or has no such key."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get(key) if isinstance(data, dict) else None
 
 
 def describe(index: GalleryIndex) -> str:

@@ -5,12 +5,14 @@ Safe by default: ``src.serve`` binds 127.0.0.1 and refuses another address witho
 request must carry it (``Authorization: Bearer TOKEN``, ``?token=TOKEN``, or the cookie the page sets when opened
 with ``?token=``). Uploads are capped in bytes (checked on ``Content-Length`` before the body is read) and pixels;
 a bad request gets a 4xx with a message naming the problem, never a stack trace. Gallery images are served by
-index id only.
+index id only, and only as a regular file inside the gallery folder (symlinks resolved) whose SHA-256 is the one the
+index recorded: a file swapped or linked elsewhere after indexing answers 404, with a warning in the server's log.
 """
 
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -19,10 +21,11 @@ from typing import Annotated
 import pandas as pd
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from src.data.attributes import HEADS
 from src.errors import KnownError
@@ -96,15 +99,31 @@ def _response(kind: str, result: dict, query: dict, filter, rerank: bool, starte
                           matches=_matches(served, result["matches"], field), timing_ms=timing)
 
 
+class HideToken(logging.Filter):
+    """uvicorn's access log shows ``token=***`` for a request opened with ``?token=``, never the token."""
+
+    QUERY = re.compile(r"((?:^|[?&])token=)[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.QUERY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def create_app(index: str | Path, token: str | None = None, limits: Limits | dict | None = None,
-               reload_every: float = 1.0) -> FastAPI:
-    """The app over the index folder ``index``; ``token``: required on every request when set."""
+               reload_every: float = 1.0, allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The app over the index folder ``index``; ``token``: required on every request when set; ``allowed_hosts``:
+    the Host header names answered (others get a 400: a page whose DNS name was rebound to this address reads
+    nothing), None for any."""
     limits = Limits(**limits) if isinstance(limits, dict) else limits or Limits()
     engine = Engine(index, limits, reload_every)
     app = FastAPI(title="market-par-reid person search",
                   description="Search a gallery index by photo or by description (predicted attributes). "
                               "Gallery images are served by index id only.", version="1")
     app.state.engine = engine
+    access_log = logging.getLogger("uvicorn.access")
+    if token is not None and not any(isinstance(f, HideToken) for f in access_log.filters):
+        access_log.addFilter(HideToken())
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -208,13 +227,16 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
     @app.get("/api/images/{image_id}", summary="A gallery image by its index id (never by path)",
              responses={404: {"description": "no such id"}})
     def image(image_id: int):
-        return FileResponse(engine.image_path(image_id), headers={"Cache-Control": "private, max-age=3600"})
+        data, media_type = engine.image(image_id)
+        return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon():
         return RedirectResponse("static/favicon.svg")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts, www_redirect=False)
     return app
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import mimetypes
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -32,6 +35,7 @@ from src.retrieval.filtering import filter_mask, parse_filter
 from src.retrieval.search import SHORTLIST, _query_network, nearest, rows_by_hash
 from src.retrieval.store import MANIFEST, GalleryIndex, GalleryIndexError, load_index, read_manifest
 
+log = logging.getLogger(__name__)
 RERANK = {"rerank": {"enabled": True, "k1": 20, "k2": 6, "lambda_value": 0.3}}
 
 
@@ -48,6 +52,7 @@ class Limits:
     max_upload_bytes: int = 8 * 1024 * 1024
     max_pixels: int = 4096 * 4096
     max_top_k: int = 200
+    max_decodes: int = 2  # uploads decoded at once per worker; the others wait (a decode can take ~100 MB)
 
 
 def check_upload(data: bytes, limits: Limits) -> tuple[int, int]:
@@ -107,6 +112,7 @@ class Engine:
 
     def __init__(self, folder: str | Path, limits: Limits = Limits(), reload_every: float = 1.0):
         self.folder, self.limits, self.reload_every = Path(folder), limits, reload_every
+        self._decoding = threading.BoundedSemaphore(limits.max_decodes)
         self._lock = threading.Lock()
         self._served = self._load(None)
         self._stamp = self._manifest_stamp()
@@ -152,7 +158,8 @@ class Engine:
         if not served.index.checkpoint:
             raise GalleryIndexError(f"{served.index.folder.name} was built from embeddings with no checkpoint: search it by "
                                     "description or by gallery id; a photo needs an index built by python -m src.index build")
-        image = decode_upload(data, served.index.height, served.index.width, self.limits)
+        with self._decoding:  # 60 parallel 4096x4096 uploads decoded at once would hold gigabytes
+            image = decode_upload(data, served.index.height, served.index.width, self.limits)
         net = served.network()
         with torch.inference_mode():
             embedding, logits = net.embed_and_classify(image[None])
@@ -210,23 +217,58 @@ class Engine:
                 "description": result.description, "timing": {"search": time.perf_counter() - mark}}
 
     def row_of_id(self, served: Served, image_id: int) -> int:
+        if not 0 <= image_id < 2**63:  # ids are int64: a larger number names no image (and would overflow numpy)
+            raise KeyError(f"no image with id {image_id} in the index ({len(served.index)} images)")
         row = int(served.index.rows_of(np.array([image_id]))[0])
         if row < 0:
             raise KeyError(f"no image with id {image_id} in the index ({len(served.index)} images)")
         return row
 
     def image_path(self, image_id: int) -> Path:
-        """The file of gallery image ``image_id``: its records name under the index's gallery folder; a name that
-        would leave the gallery (absolute, ``..``) is refused even if the records file says so."""
-        served = self.served
-        name = str(served.index.names[self.row_of_id(served, image_id)])
+        """The file of gallery image ``image_id``, symlinks resolved: its records name under the index's gallery
+        folder; a name that would leave the gallery (absolute, ``..``, a symlink pointing out) is refused (KeyError,
+        answered 404) even if the records file says so."""
+        return self._checked_path(self.served, image_id)[0]
+
+    def _checked_path(self, served: Served, image_id: int) -> tuple[Path, int]:
+        row = self.row_of_id(served, image_id)
+        name = str(served.index.names[row])
         parts = PurePosixPath(name).parts
         if not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name or "\x00" in name:
-            raise KeyError(f"image {image_id} has a name outside the gallery folder")
-        path = served.index.path(name)
-        if not path.is_file():
-            raise KeyError(f"image {image_id} ({name}) is no longer in the gallery folder")
-        return path
+            refuse(image_id, name, "a name outside the gallery folder")
+        try:
+            root = Path(served.index.gallery).resolve(strict=True)
+            path = (root / name).resolve(strict=True)
+        except (OSError, RuntimeError):  # gone, or a symlink loop
+            refuse(image_id, name, "no longer in the gallery folder")
+        if not path.is_relative_to(root):
+            refuse(image_id, name, f"a link to {path}, outside the gallery folder {root}")
+        return path, row
+
+    def image(self, image_id: int) -> tuple[bytes, str]:
+        """(bytes, media type) of gallery image ``image_id``: only a regular file inside the gallery folder whose
+        SHA-256 is the one the index recorded (the bytes served are the bytes checked, so a file swapped meanwhile is
+        not served); anything else is a KeyError (404) and a warning in the server's log."""
+        served = self.served
+        path, row = self._checked_path(served, image_id)
+        name = str(served.index.names[row])
+        try:
+            with open(path, "rb", opener=lambda file, flags: os.open(file, flags | os.O_NOFOLLOW)) as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    refuse(image_id, name, "not a regular file")
+                data = handle.read()
+        except OSError:
+            refuse(image_id, name, "not readable as a regular file")
+        if hashlib.sha256(data).hexdigest() != served.index.sha256[row]:
+            refuse(image_id, name, "changed since indexing (its SHA-256 is not the one the index recorded)")
+        return data, mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def refuse(image_id: int, name: str, why: str):
+    """A gallery image the app will not serve: one warning line in the server's log, a KeyError (404) to the client
+    that does not say where the file points."""
+    log.warning("image %d (%s) not served: %s", image_id, name, why)
+    raise KeyError(f"image {image_id} ({name}) is not available from the gallery folder")
 
 
 def predicted(probabilities: dict[str, np.ndarray]) -> dict[str, dict]:

@@ -27,6 +27,16 @@ def test_missing_checkpoint(tmp_path):
         load_attribute_net(tmp_path / "nothing.ckpt")
 
 
+def test_a_checkpoint_path_that_is_not_a_file_says_what_it_is(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.ckpt")  # reading it would block forever
+    with pytest.raises(CheckpointError, match="pipe.ckpt: a special file, not a checkpoint file"):
+        load_attribute_net(tmp_path / "pipe.ckpt")
+    with pytest.raises(CheckpointError, match=rf"{tmp_path}: a folder, not a checkpoint file \(pass the .ckpt"):
+        load_attribute_net(tmp_path)
+
+
 def test_not_a_checkpoint(tmp_path):
     path = tmp_path / "junk.ckpt"
     path.write_bytes(b"not a torch file")

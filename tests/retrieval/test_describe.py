@@ -91,3 +91,10 @@ def test_cli_ranks_by_description_without_a_query(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "src.search", f"index={index.folder}",
                            f"hydra.run.dir={tmp_path / 'run2'}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 2 and "pass query=IMG_OR_DIR" in proc.stderr + proc.stdout
+
+
+def test_a_description_that_contradicts_itself_is_one_line():
+    probabilities = {h.name: np.full((3, h.num_classes), 1 / h.num_classes) for h in HEADS}
+    with pytest.raises(FilterError, match=r"the description names hat twice with no value in common .*for either "
+                                          r"value write hat=a\|b"):
+        search_description(probabilities, np.zeros((3, len(HEADS)), np.int64), "hat=yes,hat=no")

@@ -93,6 +93,35 @@ def test_a_build_running_in_another_process_is_refused(world, gallery, tmp_path)
     assert build(world, gallery, output).written
 
 
+def test_a_gallery_folder_as_output_is_refused_and_keeps_every_file(world, gallery):  # noqa: F811
+    photo = next(gallery.iterdir())
+    shutil.copyfile(photo, gallery / "records-holiday.jpg")  # a user's photo named like an index file
+    (gallery / ".notes.tmp").write_text("mine")
+    before = sorted(p.name for p in gallery.iterdir())
+    with pytest.raises(GalleryIndexError, match=rf"{gallery}: holds {len(before)} files that are not an index's "
+                                                r"\(e\.g\. .*\); an index needs a folder of its own"):
+        build(world, gallery, gallery)
+    assert sorted(p.name for p in gallery.iterdir()) == before  # nothing removed, no lock left behind
+
+
+def test_an_update_removes_only_the_files_it_made(world, gallery, tmp_path):  # noqa: F811
+    output = tmp_path / "index"
+    build(world, gallery, output)
+    first = {p.name for p in output.iterdir()}
+    user = ["records-holiday.jpg", "embeddings-notes.txt", "faiss-x.index", ".draft.tmp"]
+    for name in user:  # files a user put into the index folder later, named like its own
+        (output / name).write_text("mine")
+    crashed = {"records": "records-20000101T000000-abcdef.parquet", "faiss": ".faiss-20000101T000000-abcdef.index.x1.tmp"}
+    (output / "build.pending").write_text(json.dumps({"generation": "20000101T000000-abcdef"}))  # a killed build's
+    for name in crashed.values():
+        (output / name).write_text("half")
+    (sorted(gallery.iterdir())[0]).unlink()  # a new generation
+    assert build(world, gallery, output).written
+    after = {p.name for p in output.iterdir()}
+    assert set(user) <= after and not set(crashed.values()) & after and "build.pending" not in after
+    assert not (first - {"manifest.json", "build.lock"}) & after  # the previous generation's files went
+
+
 def test_hnsw_removals_stay_out_of_the_results(world, gallery, tmp_path):
     output = tmp_path / "index"
     build(world, gallery, output, kind="hnsw")
@@ -152,3 +181,31 @@ def test_a_loaded_index_keeps_searching_while_a_build_replaces_it(small_index):
     assert (found.rows >= 0).all() and len(reader) == 200
     assert reader.rows([0, 5]).shape == (2, 32) and reader.probabilities["age"].shape == (200, 4)
     assert len(load_index(small_index.folder)) == 300
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_file_of_the_new_generation(small_index, monkeypatch):
+    import errno
+
+    import faiss
+
+    import src.retrieval.build
+
+    before = sorted(p.name for p in small_index.folder.iterdir())
+    vectors, _, _ = clustered(300, seed=1)
+
+    def no_space(*args, **kwargs):
+        raise RuntimeError("Error in faiss::FileIOWriter::operator() at impl/io.cpp:67:\nfwrite: No space left on device")
+
+    monkeypatch.setattr(faiss, "write_index", no_space)
+    with pytest.raises(GalleryIndexError, match=r"faiss-.*\.index: faiss could not write the index \(fwrite: No space"):
+        index_from_embeddings(small_index.folder, vectors, [f"{i}.jpg" for i in range(300)], random_probabilities(300))
+    assert sorted(p.name for p in small_index.folder.iterdir()) == before
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(src.retrieval.build, "write_embeddings", full)
+    with pytest.raises(GalleryIndexError, match=r"No space left on device while writing a new index generation; "
+                                                r"its files were removed and the previous index is unchanged"):
+        index_from_embeddings(small_index.folder, vectors, [f"{i}.jpg" for i in range(300)], random_probabilities(300))
+    assert sorted(p.name for p in small_index.folder.iterdir()) == before and len(load_index(small_index.folder)) == 200

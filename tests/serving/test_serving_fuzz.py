@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from src.data.records import file_digest
 from src.retrieval.build import index_from_embeddings
 from src.serving.app import create_app
 from tests.retrieval.worlds import random_probabilities
@@ -110,8 +111,9 @@ def test_records_naming_a_file_outside_the_gallery_are_refused(tmp_path, served_
     shutil.copyfile(served_index["outside"], gallery / "ok.jpg")
     (tmp_path / "secret.txt").write_text(SECRET)
     names = ["ok.jpg", "../secret.txt", str(tmp_path / "secret.txt"), "sub/../../secret.txt", "a\\..\\..\\secret.txt"]
+    hashes = [file_digest(gallery / "ok.jpg"), *(file_digest(tmp_path / "secret.txt") for _ in names[1:])]
     index_from_embeddings(tmp_path / "index", np.eye(len(names), 4, dtype=np.float32), names,
-                          random_probabilities(len(names)), gallery=str(gallery))
+                          random_probabilities(len(names)), gallery=str(gallery), sha256=hashes)
     with TestClient(create_app(tmp_path / "index"), raise_server_exceptions=False) as client:
         assert client.get("/api/images/0").status_code == 200
         for image_id in range(1, len(names)):

@@ -1,6 +1,6 @@
-"""Every command the README shows runs here at tiny scale, through the same entry point.
+"""Every command the README and the docs/ pages show runs here at tiny scale, through the same entry point.
 
-Each README command is parsed into its entry point and overrides; placeholders (PATH, DIR, FILE, the real-run
+Each documented command is parsed into its entry point and overrides; placeholders (PATH, DIR, FILE, the real-run
 paths of the Results section) are replaced by tiny artefacts made once per session, and only sizes shrink
 (``TINY``: one epoch of two batches, few identities, a 12-identity copy of the course data). The command then
 goes through the entry point's own ``main`` with the config Hydra composes from those overrides, or through a
@@ -29,7 +29,7 @@ import pytest
 from src.config import compose_config
 from tests.conftest import ATTRIBUTE_MAT, COURSE, ROOT, SAMPLES, made_once
 
-README = ROOT / "README.md"
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]  # the front page and every docs page
 TRAIN_TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
               "data.num_workers=0"]
 SYNTHETIC_TINY = ["data.source.num_train_ids=24", "data.source.num_test_ids=6"]
@@ -62,10 +62,12 @@ COMMAND = re.compile(r"([A-Z_]+=\S+\s+)*((\.venv/bin/)?python|torchrun)\b")  # e
 
 
 def readme_commands() -> list[str]:
-    """The python and torchrun commands of the README's code blocks (``$ `` prompts of example outputs included),
-    one per command with continuation lines joined and trailing comments dropped."""
+    """The python and torchrun commands of the code blocks of README.md and docs/*.md (``$ `` prompts of example
+    outputs included), one per command with continuation lines joined and trailing comments dropped."""
     commands = []
-    for block in re.findall(r"```(?:bash)?\n(.*?)```", README.read_text(), re.S):
+    fenced = [re.findall(r"^```(\w*)\n(.*?)^```", page.read_text(), re.S | re.M) for page in PAGES]
+    blocks = [block for page in fenced for language, block in page if language in ("", "bash")]  # not http, json
+    for block in blocks:
         for line in re.sub(r"\\\n\s*", " ", block).splitlines():
             line = line.strip().removeprefix("$ ")
             if COMMAND.match(line):

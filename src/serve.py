@@ -12,11 +12,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import sys
 import warnings
 
 import hydra
 from omegaconf import DictConfig
 
+from src.cli_help import answer_help, check_required
 from src.errors import ConfigError, one_line_errors
 
 LOOPBACK_NAMES = {"localhost"}
@@ -82,4 +84,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    answer_help(sys.argv)
+    check_required(sys.argv)
     main()

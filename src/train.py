@@ -11,6 +11,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.cli_help import answer_help, check_required
 from src.config import check_ranges
 from src.errors import check_overrides, one_line_errors
 from src.io.atomic import write_json, write_text
@@ -120,5 +121,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    answer_help(sys.argv)
+    check_required(sys.argv)
     check_overrides(sys.argv)
     main()

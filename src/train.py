@@ -115,7 +115,11 @@ def _fit(cfg: DictConfig, datamodule: pl.LightningDataModule, output_dir: Path) 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @one_line_errors
 def main(cfg: DictConfig) -> float | None:
+    from src.run_folder import is_rank_zero
+
     metrics = train(cfg)
+    if is_rank_zero():  # the last line of a training: where its checkpoints, metrics, curves and predictions are
+        print(f"run folder: {cfg.paths.output_dir}")
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 

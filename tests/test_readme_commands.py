@@ -61,18 +61,23 @@ EXPECTED_ERRORS = {
 COMMAND = re.compile(r"([A-Z_]+=\S+\s+)*((\.venv/bin/)?python|torchrun)\b")  # env assignments may come first
 
 
-def readme_commands() -> list[str]:
-    """The python and torchrun commands of the code blocks of README.md and docs/*.md (``$ `` prompts of example
-    outputs included), one per command with continuation lines joined and trailing comments dropped."""
+def page_commands(page: Path) -> list[str]:
+    """The python and torchrun commands of a markdown page's shell code blocks (``$ `` prompts of example outputs
+    included; not http or json blocks), one per command with continuation lines joined and trailing comments dropped."""
     commands = []
-    fenced = [re.findall(r"^```(\w*)\n(.*?)^```", page.read_text(), re.S | re.M) for page in PAGES]
-    blocks = [block for page in fenced for language, block in page if language in ("", "bash")]  # not http, json
-    for block in blocks:
+    for language, block in re.findall(r"^```(\w*)\n(.*?)^```", page.read_text(), re.S | re.M):
+        if language not in ("", "bash"):
+            continue
         for line in re.sub(r"\\\n\s*", " ", block).splitlines():
             line = line.strip().removeprefix("$ ")
             if COMMAND.match(line):
                 commands.append(" ".join(re.sub(r"\s+#.*$", "", line).split()))
-    return list(dict.fromkeys(commands))
+    return commands
+
+
+def readme_commands() -> list[str]:
+    """The commands of README.md and every docs/*.md page, each once."""
+    return list(dict.fromkeys(command for page in PAGES for command in page_commands(page)))
 
 
 # ------------------------------------------------------------------------------------------------ tiny artefacts
@@ -292,6 +297,15 @@ def tiny_overrides(entry: str, tokens: list[str]) -> list[str]:
 @pytest.fixture(scope="module")
 def artefacts(run_folder, cache_dir) -> Artefacts:
     return Artefacts(run_folder / "readme", cache_dir)
+
+
+def test_commands_are_read_from_every_page():
+    """README.md and each docs page that shows shell commands contribute theirs; a page's blocks of another language
+    (the HTTP API's request and answer) are not commands."""
+    pages = {page.name: page_commands(page) for page in PAGES}
+    assert all(pages[name] for name in ("README.md", "getting_started.md", "training.md", "evaluation.md",
+                                        "search_and_app.md", "released_weights.md")), pages
+    assert not any(c.startswith(("GET", "POST", "{")) for commands in pages.values() for c in commands)
 
 
 def test_every_readme_command_is_run_here():

@@ -19,6 +19,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.cli_help import answer_help, check_required
 from src.config import check_ranges
 from src.errors import ConfigError, check_overrides, one_line_errors
 from src.io.atomic import atomic_path, write_json
@@ -250,5 +251,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    answer_help(sys.argv)
+    check_required(sys.argv)
     check_overrides(sys.argv)
     main()

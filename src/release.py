@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig
 
+from src.cli_help import answer_help, check_required
 from src.errors import ConfigError, check_overrides, one_line_errors
 from src.io.atomic import atomic_path, write_json
 
@@ -246,5 +247,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    answer_help(sys.argv)
+    check_required(sys.argv)
     check_overrides(sys.argv)
     main()

@@ -17,6 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from src.cli_help import answer_help, check_required
 from src.config import check_ranges
 from src.errors import ConfigError, check_overrides, one_line_errors
 from src.io.atomic import check_writable, write_csv
@@ -84,6 +85,8 @@ def describe_main(cfg: DictConfig, index) -> None:
 
 
 if __name__ == "__main__":
+    answer_help(sys.argv)
     sys.argv = hydra_argv(sys.argv)
+    check_required(sys.argv)
     check_overrides(sys.argv)
     main()

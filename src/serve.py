@@ -20,6 +20,7 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
+from src.cli_help import answer_help, check_required
 from src.errors import ConfigError, one_line_errors
 
 LOOPBACK_NAMES = {"localhost"}
@@ -127,5 +128,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    answer_help(sys.argv)
     sys.argv = token_out_of_argv(sys.argv)
+    check_required(sys.argv)
     main()

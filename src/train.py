@@ -11,6 +11,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.cli_help import answer_help, check_required
 from src.config import check_ranges
 from src.errors import check_overrides, one_line_errors
 from src.io.atomic import write_json, write_text
@@ -133,11 +134,17 @@ def _fit(cfg: DictConfig, datamodule: pl.LightningDataModule, output_dir: Path) 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @one_line_errors
 def main(cfg: DictConfig) -> float | None:
+    from src.run_folder import is_rank_zero
+
     metrics = train(cfg)
+    if is_rank_zero():  # the last line of a training: where its checkpoints, metrics, curves and predictions are
+        print(f"run folder: {cfg.paths.output_dir}")
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 
 
 if __name__ == "__main__":
+    answer_help(sys.argv)
+    check_required(sys.argv)
     check_overrides(sys.argv)
     main()

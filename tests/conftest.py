@@ -26,6 +26,17 @@ needs_shared = pytest.mark.skipif(
 )
 
 
+def pytest_addoption(parser, pluginmanager) -> None:
+    """``pytest -p no:xdist`` runs the suite in one process: pyproject.toml's ``-n auto --dist worksteal`` are then
+    accepted and ignored instead of an "unrecognized arguments" error."""
+    if not pluginmanager.hasplugin("xdist"):
+        group = parser.getgroup("xdist (not loaded)")
+        # _addoption as xdist itself: pytest reserves lowercase short options for plugins
+        group._addoption("-n", "--numprocesses", dest="numprocesses", default=None, help="ignored: xdist is not loaded")
+        group.addoption("--dist", dest="dist", default=None, help="ignored: xdist is not loaded")
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: unknown, and not an error, when xdist is not loaded
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto``: one test process per core, at most 4, and at most one per 6 GiB of memory (a process that holds
     the tiny networks and images of its modules peaks near 5 GiB)."""

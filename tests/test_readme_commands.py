@@ -1,6 +1,6 @@
-"""Every command the README shows runs here at tiny scale, through the same entry point.
+"""Every command the README and the docs/ pages show runs here at tiny scale, through the same entry point.
 
-Each README command is parsed into its entry point and overrides; placeholders (PATH, DIR, FILE, the real-run
+Each documented command is parsed into its entry point and overrides; placeholders (PATH, DIR, FILE, the real-run
 paths of the Results section) are replaced by tiny artefacts made once per session, and only sizes shrink
 (``TINY``: one epoch of two batches, few identities, a 12-identity copy of the course data). The command then
 goes through the entry point's own ``main`` with the config Hydra composes from those overrides, or through a
@@ -29,7 +29,7 @@ import pytest
 from src.config import compose_config
 from tests.conftest import ATTRIBUTE_MAT, COURSE, ROOT, SAMPLES, made_once
 
-README = ROOT / "README.md"
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]  # the front page and every docs page
 TRAIN_TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
               "data.num_workers=0"]
 SYNTHETIC_TINY = ["data.source.num_train_ids=24", "data.source.num_test_ids=6"]
@@ -61,16 +61,23 @@ EXPECTED_ERRORS = {
 COMMAND = re.compile(r"([A-Z_]+=\S+\s+)*((\.venv/bin/)?python|torchrun)\b")  # env assignments may come first
 
 
-def readme_commands() -> list[str]:
-    """The python and torchrun commands of the README's code blocks (``$ `` prompts of example outputs included),
-    one per command with continuation lines joined and trailing comments dropped."""
+def page_commands(page: Path) -> list[str]:
+    """The python and torchrun commands of a markdown page's shell code blocks (``$ `` prompts of example outputs
+    included; not http or json blocks), one per command with continuation lines joined and trailing comments dropped."""
     commands = []
-    for block in re.findall(r"```(?:bash)?\n(.*?)```", README.read_text(), re.S):
+    for language, block in re.findall(r"^```(\w*)\n(.*?)^```", page.read_text(), re.S | re.M):
+        if language not in ("", "bash"):
+            continue
         for line in re.sub(r"\\\n\s*", " ", block).splitlines():
             line = line.strip().removeprefix("$ ")
             if COMMAND.match(line):
                 commands.append(" ".join(re.sub(r"\s+#.*$", "", line).split()))
-    return list(dict.fromkeys(commands))
+    return commands
+
+
+def readme_commands() -> list[str]:
+    """The commands of README.md and every docs/*.md page, each once."""
+    return list(dict.fromkeys(command for page in PAGES for command in page_commands(page)))
 
 
 # ------------------------------------------------------------------------------------------------ tiny artefacts
@@ -290,6 +297,15 @@ def tiny_overrides(entry: str, tokens: list[str]) -> list[str]:
 @pytest.fixture(scope="module")
 def artefacts(run_folder, cache_dir) -> Artefacts:
     return Artefacts(run_folder / "readme", cache_dir)
+
+
+def test_commands_are_read_from_every_page():
+    """README.md and each docs page that shows shell commands contribute theirs; a page's blocks of another language
+    (the HTTP API's request and answer) are not commands."""
+    pages = {page.name: page_commands(page) for page in PAGES}
+    assert all(pages[name] for name in ("README.md", "getting_started.md", "training.md", "evaluation.md",
+                                        "search_and_app.md", "released_weights.md")), pages
+    assert not any(c.startswith(("GET", "POST", "{")) for commands in pages.values() for c in commands)
 
 
 def test_every_readme_command_is_run_here():

@@ -286,3 +286,16 @@ def test_progress_bar_off_without_removing_its_callback(make_cfg):
 
     metrics = train(make_cfg(["task=attributes", "debug=fast", *SMALL_DATA, "trainer.enable_progress_bar=false"]))
     assert 0.0 <= metrics["val/mean_acc"] <= 1.0
+
+
+def test_a_training_ends_with_its_run_folder_and_shows_no_model_summary(make_cfg, tmp_path, capfd, caplog):
+    """The last line of ``python -m src.train`` says where the run went; Lightning's layer table stays out."""
+    from src.train import main
+    from tests.conftest import SMALL_DATA
+
+    caplog.set_level("INFO")
+    main(make_cfg(["task=attributes", "debug=fast", *SMALL_DATA]))
+    out, err = capfd.readouterr()
+    assert out.strip().splitlines()[-1] == f"run folder: {tmp_path / 'run'}", out
+    shown = out + err + caplog.text  # Lightning logs the summary (rank_zero_info)
+    assert "Total params" not in shown and "Trainable params" not in shown, shown

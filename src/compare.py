@@ -7,6 +7,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from src.cli_help import answer_help, check_required
 from src.config import check_ranges
 from src.errors import ConfigError, check_overrides, one_line_errors
 from src.models.shipped import checkpoint_or_shipped
@@ -37,6 +38,8 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    answer_help(sys.argv)
     sys.argv = hydra_argv(sys.argv)
+    check_required(sys.argv)
     check_overrides(sys.argv)
     main()

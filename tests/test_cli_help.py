@@ -12,9 +12,9 @@ import pytest
 from src.cli_help import check_required, help_text
 from tests.conftest import ROOT
 
-COMMANDS = ["train", "eval", "predict", "export", "index", "search", "serve", "release"]
+COMMANDS = ["train", "eval", "predict", "export", "index", "search", "serve", "release", "compare"]
 MAIN_KEY = {"train": "predict_test", "eval": "ckpt_path", "predict": "input", "export": "ckpt_path",
-            "index": "gallery", "search": "top_k", "serve": "port", "release": "name"}
+            "index": "gallery", "search": "top_k", "serve": "port", "release": "name", "compare": "far"}
 
 
 def run_module(*argv: str) -> subprocess.CompletedProcess:
@@ -43,7 +43,7 @@ def test_help_answers_bare_through_the_command_line(command):
 @pytest.mark.parametrize(("argv", "expected"), [
     (["src/train.py"], "error: task: required, one of attributes | reid | reid_strong"),
     (["src/eval.py", "ckpt_path=x.ckpt"], "error: task: required, one of attributes | reid | reid_strong"),
-    (["src/eval.py", "task=reid"], "error: ckpt_path: required"),
+    (["src/release.py", "name=x.pt"], "error: ckpt_path, training_command, training_commit: required"),
     (["src/serve.py"], "error: index: required"),
     (["src/search.py", "query=q.jpg"], "error: index: required"),
     (["src/predict.py", "ckpt_path=x.ckpt"], "error: input: required"),

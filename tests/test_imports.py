@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.retrieval.worlds import build, gallery, world  # noqa: F401  (fixtures)
 
-ENTRY_POINTS = ("train", "eval", "predict", "index", "search", "export", "serve", "release")
+ENTRY_POINTS = ("train", "eval", "predict", "index", "search", "export", "serve", "release", "compare")
 HEAVY = ("torch", "torchvision", "torchvision.models", "pytorch_lightning", "faiss", "matplotlib", "pandas", "timm",
          "scipy", "sklearn", "uvicorn", "fastapi")
 PROBE = """

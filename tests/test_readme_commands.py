@@ -42,6 +42,11 @@ COVERED_ELSEWHERE = {
     "python bench/bench_description_search.py --ckpt CKPT": "tests/bench/test_serving_benches.py",
     "python bench/bench_serve_load.py --gallery 100000 --clients 1 4 16 --duration 60 --workers 2":
         "tests/bench/test_serving_benches.py",
+    # the staged recipe's stages are src.train child processes: tests/test_recipe.py runs this command at tiny scale
+    # (synthetic data), killed inside each stage and continued with ckpt_path=last
+    "python -m src.train experiment=reid_best": "tests/test_recipe.py",
+    "python -m src.train experiment=reid_best ckpt_path=last hydra.run.dir=outputs/reid_strong/runs/RUN":
+        "tests/test_recipe.py",
 }
 
 
@@ -256,6 +261,8 @@ def substitute(tokens: list[str], art: Artefacts, out: Path) -> list[str]:
             value = art.synthetic / "test" if key != "data.root" else art.synthetic
         elif key == "query":
             value = art.synthetic / "queries"
+        elif key == "images":  # src.compare A.jpg B.jpg: two gallery images
+            value = "[" + ",".join(f"'{p}'" for p in sorted((art.synthetic / "test").iterdir())[:2]) + "]"
         elif key == "index" or (key == "output" and "action=info" in tokens):
             value = art.index_dir
         elif key == "output" and value in ("FILE", "FOLDER", "gal_index", "two"):

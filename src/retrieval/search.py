@@ -150,17 +150,23 @@ class SearchResult:
     p_same: list[list[float]] | None = None  # per match: calibrated P(same identity) of its plain embedding distance
 
 
-def match_probabilities(index: GalleryIndex, q: np.ndarray, matches: list[list[tuple[int, float]]], ckpt_path=None
-                        ) -> list[list[float]] | None:
-    """P(same identity) of every match from the plain embedding distance (the network's calibration, src.release),
-    whatever re-ranking, expansion or filter ordered the list: a pair scores the same in every search. None when the
-    checkpoint carries no calibration or is not at hand."""
-    from src.metrics.distance import pairwise_distance
-    from src.metrics.verification import p_same
+def index_calibration(index: GalleryIndex, ckpt_path=None) -> dict | None:
+    """The calibration (plain distances) of the network that embeds the queries; None when it carries none or is not
+    at hand (an index built from embeddings, a moved checkpoint)."""
     from src.models.loading import read_calibration
 
-    path = Path(ckpt_path or index.checkpoint)
-    calibration = read_calibration(path, "plain") if path.is_file() else None
+    path = Path(ckpt_path or index.checkpoint or "")
+    return read_calibration(path, "plain") if index.checkpoint and path.is_file() else None
+
+
+def match_probabilities(index: GalleryIndex, q: np.ndarray, matches: list[list[tuple[int, float]]],
+                        calibration: dict | None) -> list[list[float]] | None:
+    """P(same identity) of every match from the plain embedding distance (the network's calibration, src.release),
+    whatever re-ranking, expansion or filter ordered the list: a pair scores the same in every search. None without
+    a calibration."""
+    from src.metrics.distance import pairwise_distance
+    from src.metrics.verification import p_same
+
     if calibration is None:
         return None
     out = []
@@ -271,7 +277,7 @@ def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 
     if not (rerank or query_expansion or metric != index.metric):
         found = nearest(index, q, top_k, exclude=excluded, **options)
         result.matches = [found.pairs(i) for i in range(len(names))]
-        result.p_same = match_probabilities(index, q, result.matches, ckpt_path)
+        result.p_same = match_probabilities(index, q, result.matches, index_calibration(index, ckpt_path))
         return result
     extra = max(len(e) for e in excluded)
     found = nearest(index, q, max(top_k, shortlist) + extra, **options)
@@ -285,7 +291,7 @@ def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 
             finite = torch.isfinite(values[:top_k])
             result.matches[i] = [(int(pool[c]), float(d)) for c, d in
                                  zip(order[:top_k][finite].tolist(), values[:top_k][finite].tolist())]
-    result.p_same = match_probabilities(index, q, result.matches, ckpt_path)
+    result.p_same = match_probabilities(index, q, result.matches, index_calibration(index, ckpt_path))
     return result
 
 

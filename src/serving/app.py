@@ -43,6 +43,7 @@ class Match(BaseModel):
     id: int
     name: str
     distance: float | None = None  # image queries: the index metric's distance (smaller is closer)
+    p_same: float | None = None  # image queries: calibrated P(same identity) of the plain distance (released networks)
     score: float | None = None  # description queries: product of the described probabilities (larger is better)
     camera: int | None
     attributes: dict[str, str]
@@ -74,7 +75,17 @@ class Info(BaseModel):
     limits: dict[str, int]
 
 
-def _matches(served: Served, matches: list[tuple[int, float]], field: str) -> list[Match]:
+class CompareResponse(BaseModel):
+    metric: str
+    distance: float
+    p_same: float | None  # null: the served network carries no calibration (a training checkpoint)
+    same: bool | None  # the decision at the operating point: distance <= threshold
+    far: float
+    threshold: float | None
+
+
+def _matches(served: Served, matches: list[tuple[int, float]], field: str, p_same: list[float] | None = None
+             ) -> list[Match]:
     index = served.index
     if not matches:
         return []
@@ -84,6 +95,7 @@ def _matches(served: Served, matches: list[tuple[int, float]], field: str) -> li
     for rank, ((row, value), (_, record)) in enumerate(zip(matches, table.iterrows()), start=1):
         camera = record["camera"]
         out.append(Match(rank=rank, id=int(index.ids[row]), name=str(record["name"]), **{field: value},
+                         p_same=None if p_same is None else p_same[rank - 1],
                          camera=None if pd.isna(camera) else int(camera),
                          attributes={h.name: str(record[h.name]) for h in HEADS}, image=f"api/images/{int(index.ids[row])}"))
     return out
@@ -96,7 +108,7 @@ def _response(kind: str, result: dict, query: dict, filter, rerank: bool, starte
     timing["total"] = round(1000 * (time.perf_counter() - started), 2)
     return SearchResponse(kind=kind, query=query, filter=filter or None, rerank=rerank, gallery_size=len(served.index),
                           passing=result["passing"], generation=served.generation,
-                          matches=_matches(served, result["matches"], field), timing_ms=timing)
+                          matches=_matches(served, result["matches"], field, result.get("p_same")), timing_ms=timing)
 
 
 class HideToken(logging.Filter):
@@ -139,9 +151,10 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
                 return JSONResponse({"detail": "Content-Length required for uploads"}, status_code=411)
             if not length.isdigit():
                 return JSONResponse({"detail": f"Content-Length {length!r} is not a number of bytes"}, status_code=400)
-            if int(length) > limits.max_upload_bytes + FORM_OVERHEAD:
+            files = 2 if request.url.path.endswith("/api/compare") else 1  # each file within the limit
+            if int(length) > files * limits.max_upload_bytes + FORM_OVERHEAD:
                 return JSONResponse({"detail": f"request of {length} bytes is over the upload limit of "
-                                               f"{limits.max_upload_bytes} bytes"}, status_code=413)
+                                               f"{limits.max_upload_bytes} bytes per image"}, status_code=413)
         try:
             response = await call_next(request)
         except Exception:  # noqa: BLE001 (a bug must not show a stack trace to the client; it is logged here)
@@ -223,6 +236,18 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
         data = await file.read(limits.max_upload_bytes + 1)
         _, probabilities, _ = await run_in_threadpool(engine.embed, data)
         return {"attributes": predicted(probabilities), "timing_ms": {"total": round(1000 * (time.perf_counter() - started), 2)}}
+
+    @app.post("/api/compare", response_model=CompareResponse,
+              summary="Same person or not: two uploaded photos -> distance, calibrated P(same identity), decision",
+              responses={400: {"description": "empty, truncated or undecodable image; no operating point at far"},
+                         413: {"description": "upload over the byte or pixel limit"}, 415: {"description": "not an image"}})
+    async def compare(first: Annotated[UploadFile, File(description="a photo of a person")],
+                      second: Annotated[UploadFile, File(description="another photo")],
+                      far: Annotated[float, Form(gt=0, lt=1, description="false accept rate of the decision")] = 0.01
+                      ) -> CompareResponse:
+        one = await first.read(limits.max_upload_bytes + 1)
+        two = await second.read(limits.max_upload_bytes + 1)
+        return CompareResponse(**await run_in_threadpool(engine.compare_uploads, one, two, far))
 
     @app.get("/api/images/{image_id}", summary="A gallery image by its index id (never by path)",
              responses={404: {"description": "no such id"}})

@@ -29,11 +29,13 @@ from torchvision.transforms.v2 import functional as F
 from src.data.attributes import HEAD_NAMES, HEADS
 from src.data.datasets import decode_resized
 from src.data.records import DataError
+from src.metrics.distance import pairwise_distance
 from src.metrics.postprocess import retrieval_distances
 from src.retrieval.describe import search_description
 from src.retrieval.filtering import filter_mask, parse_filter
-from src.retrieval.search import SHORTLIST, _query_network, nearest, rows_by_hash
+from src.retrieval.search import SHORTLIST, _query_network, index_calibration, match_probabilities, nearest, rows_by_hash
 from src.retrieval.store import MANIFEST, GalleryIndex, GalleryIndexError, load_index, read_manifest
+from src.retrieval.verify import decide
 
 log = logging.getLogger(__name__)
 RERANK = {"rerank": {"enabled": True, "k1": 20, "k2": 6, "lambda_value": 0.3}}
@@ -97,6 +99,7 @@ class Served:
     probabilities: dict[str, np.ndarray]
     net: object = None
     net_lock: threading.Lock = field(default_factory=threading.Lock)
+    calibration: dict | None = None  # the network's P(same identity) of plain distances (released files carry one)
 
     def network(self):
         with self.net_lock:
@@ -128,7 +131,7 @@ class Engine:
     def _load(self, previous: Served | None) -> Served:
         index = load_index(self.folder)
         index.faiss  # noqa: B018 (read now, not by the first query)
-        served = Served(index, index.meta["generation"], index.probabilities)
+        served = Served(index, index.meta["generation"], index.probabilities, calibration=index_calibration(index))
         if previous is not None and previous.net is not None and previous.index.checkpoint_sha256 == index.checkpoint_sha256:
             served.net = previous.net
         elif index.checkpoint and Path(index.checkpoint).is_file():
@@ -186,6 +189,18 @@ class Engine:
         keep = torch.isfinite(values[:top_k])
         return [(int(pool[c]), float(d)) for c, d in zip(order[:top_k][keep].tolist(), values[:top_k][keep].tolist())], num_passing
 
+    @staticmethod
+    def probabilities(served: Served, q: np.ndarray, matches: list[tuple[int, float]]) -> list[float] | None:
+        found = match_probabilities(served.index, q, [matches], served.calibration)
+        return None if found is None else found[0]
+
+    def compare_uploads(self, first: bytes, second: bytes, far: float) -> dict:
+        """Same person or not for two uploaded photos: distance, calibrated P(same identity), decision at ``far``."""
+        a, _, served = self.embed(first)
+        b, _, _ = self.embed(second)
+        distance = float(pairwise_distance(torch.from_numpy(a), torch.from_numpy(b), served.index.metric)[0, 0])
+        return {"metric": served.index.metric, **decide(distance, served.calibration, far)}
+
     def search_upload(self, data: bytes, top_k: int, filter=None, rerank: bool = False) -> dict:
         timing = {}
         started = time.perf_counter()
@@ -197,6 +212,7 @@ class Engine:
         matches, num_passing = self.rank(served, q, excluded, top_k, filter, rerank)
         timing["search"] = time.perf_counter() - mark
         return {"served": served, "matches": matches, "passing": num_passing, "timing": timing,
+                "p_same": self.probabilities(served, q, matches),
                 "query": {"attributes": predicted(probabilities), "own_copies": [int(served.index.ids[r]) for r in excluded]}}
 
     def search_row(self, row: int, top_k: int, filter=None, rerank: bool = False, served: Served | None = None) -> dict:
@@ -206,7 +222,7 @@ class Engine:
         copies = rows_by_hash(served.index, [served.index.sha256[row]])
         excluded = sorted({row, *next(iter(copies.values()), [])})
         matches, num_passing = self.rank(served, q, excluded, top_k, filter, rerank)
-        return {"served": served, "matches": matches, "passing": num_passing,
+        return {"served": served, "matches": matches, "passing": num_passing, "p_same": self.probabilities(served, q, matches),
                 "timing": {"search": time.perf_counter() - mark}}
 
     def search_description(self, description, top_k: int, filter=None) -> dict:

@@ -196,3 +196,40 @@ def test_another_address_needs_a_token(served_index, monkeypatch):  # noqa: F811
     assert app_config(cfg)["token"] == "a-long-enough-token-123"
     cfg.host, cfg.token = "::1", None
     assert app_config(cfg)["token"] is None
+
+
+CALIBRATION = {"method": "isotonic", "distance": [0.0, 0.3, 0.6, 2.0], "p_same": [1.0, 0.7, 0.1, 0.0],
+               "operating_points": {"far_0.01": {"far": 0.01, "tar": 0.7, "threshold": 0.35}}}
+
+
+def test_matches_and_compare_answer_with_the_calibrated_probability(served_index, monkeypatch):  # noqa: F811
+    from src.metrics.verification import p_same
+
+    monkeypatch.setattr("src.serving.engine.index_calibration", lambda index: CALIBRATION)
+    gallery = served_index["gallery"] / "course" / "000003.jpg"
+    with TestClient(create_app(served_index["index"]), raise_server_exceptions=False) as client:
+        plain = upload(client, served_index["outside"], top_k=5).json()["matches"]
+        assert [m["p_same"] for m in plain] == pytest.approx(list(p_same(CALIBRATION, [m["distance"] for m in plain])))
+        reranked = upload(client, served_index["outside"], top_k=5, rerank="true").json()["matches"]
+        by_id = {m["id"]: m["p_same"] for m in plain}
+        assert all(m["p_same"] == pytest.approx(by_id[m["id"]]) for m in reranked if m["id"] in by_id)
+        files = {"first": ("a.jpg", served_index["outside"].read_bytes()), "second": ("b.jpg", gallery.read_bytes())}
+        answer = client.post("/api/compare", files=files, data={"far": "0.01"})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["p_same"] == pytest.approx(float(p_same(CALIBRATION, [body["distance"]])[0]))
+        assert body["same"] == (body["distance"] <= 0.35) and body["threshold"] == 0.35
+        same = client.post("/api/compare", files={"first": files["second"], "second": files["second"]}).json()
+        assert same["distance"] == pytest.approx(0, abs=1e-2) and same["same"] and same["p_same"] == pytest.approx(1)
+        unknown = client.post("/api/compare", files=files, data={"far": "0.05"})
+        assert unknown.status_code == 400 and "far=0.05: no operating point" in unknown.json()["detail"]
+        bad = client.post("/api/compare", files={"first": files["first"], "second": ("c.jpg", b"not an image")})
+        assert bad.status_code == 415 and "not an image" in bad.json()["detail"]
+        assert client.post("/api/compare", files={"first": files["first"]}).status_code == 422
+
+
+def test_an_uncalibrated_network_answers_distances_only(client, served_index):  # noqa: F811
+    assert all(m["p_same"] is None for m in upload(client, served_index["outside"], top_k=3).json()["matches"])
+    image = served_index["outside"].read_bytes()
+    body = client.post("/api/compare", files={"first": ("a.jpg", image), "second": ("b.jpg", image)}).json()
+    assert body["p_same"] is None and body["same"] is None and body["distance"] == pytest.approx(0, abs=1e-2)

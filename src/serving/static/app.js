@@ -50,7 +50,9 @@ function show(result) {
     img.alt = match.name;
     const value = document.createElement("div");
     value.className = "value";
-    value.textContent = `#${match.rank} ` + (match.distance !== null ? `d=${match.distance.toFixed(3)}` : `p=${match.score.toFixed(3)}`)
+    value.textContent = `#${match.rank} ` + (match.p_same != null ? `same person ${(100 * match.p_same).toFixed(0)}%`
+      : match.distance !== null ? `d=${match.distance.toFixed(3)}` : `p=${match.score.toFixed(3)}`)
+    if (match.distance !== null) value.title = `distance ${match.distance.toFixed(4)}`
       + (match.camera !== null ? ` · cam ${match.camera}` : "");
     const attrs = document.createElement("div");
     attrs.className = "attrs";

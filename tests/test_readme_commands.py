@@ -292,8 +292,8 @@ def tiny_overrides(entry: str, tokens: list[str]) -> list[str]:
     if entry == "release":  # measured on the tiny synthetic data the substituted checkpoint was trained on
         overrides = ",".join(f"'{o}'" for o in [*SYNTHETIC_TINY, "data.num_workers=0"])
         return ["evaluate.data=synthetic", f"evaluate.overrides=[{overrides}]"]
-    if entry != "train":  # search, index and serve have no data group
-        return [] if entry in ("search", "index", "serve") or any(t.startswith("data=market") for t in tokens) else SYNTHETIC_TINY
+    if entry != "train":  # search, index, serve and compare have no data group
+        return [] if entry in ("search", "index", "serve", "compare") or any(t.startswith("data=market") for t in tokens) else SYNTHETIC_TINY
     data = [] if any(t.startswith(("data=market", "experiment=")) for t in tokens) else SYNTHETIC_TINY
     if any(t.startswith("data.unlabelled=") for t in tokens):  # one clustering round, before the second epoch
         rounds = ["trainer.max_epochs=2", "callbacks.pseudo_labels.start_epoch=1", "callbacks.pseudo_labels.min_samples=2"]
@@ -384,6 +384,7 @@ def test_readme_command_runs_at_tiny_scale(command, artefacts, tmp_path, capsys)
         overrides = [o for o in overrides if not (o.startswith("trainer.max_epochs=") and int(o.split("=")[1]) > 2)]
     extra = [o for o in tiny_overrides(entry, overrides) if o.split("=")[0] not in {x.split("=")[0] for x in overrides}]
     extra.append(f"paths.root_dir={tmp_path}")  # default output locations (outputs/index/...) inside the test's folder
+    extra.append(f"paths.weights_dir={ROOT / 'weights'}")  # commands without ckpt_path use the shipped networks
     expected = EXPECTED_ERRORS.get(command)
     try:
         run(entry, overrides + extra, tmp_path / "run", artefacts.cache)
@@ -394,6 +395,8 @@ def test_readme_command_runs_at_tiny_scale(command, artefacts, tmp_path, capsys)
     assert expected is None, f"expected the documented error {expected!r}"
     if " info " in command:  # describes an index: prints only
         assert "images" in capsys.readouterr().out
+    elif entry == "compare":  # prints its answer only
+        assert " vs " in capsys.readouterr().out
     else:
         assert [p for p in tmp_path.rglob("*") if p.is_file()], "the command wrote nothing"
 

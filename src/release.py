@@ -151,7 +151,7 @@ def eval_config(cfg: DictConfig, ckpt_path: str | Path, kind: str, output_dir: P
 def release(cfg: DictConfig) -> dict:
     from hydra.utils import instantiate
 
-    from src.eval import evaluate
+    from src.evaluation import evaluate
     from src.runtime import apply_threads
 
     apply_threads(cfg.get("torch_threads"))  # checked before torch loads

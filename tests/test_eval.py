@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from src.config import compose_config
-from src.eval import evaluate
+from src.evaluation import evaluate
 from tests.conftest import ROOT
 from tests.models.test_loading import save_attribute_checkpoint
 from tests.retrieval.worlds import TINY_NET

@@ -75,3 +75,17 @@ def test_index_info_and_a_refused_search_load_neither_torch_nor_faiss(world, gal
         assert refused["status"] == 2 and refused["stderr"].startswith("error: "), refused["stderr"]
         assert not {"torch", "faiss", "torchvision", "matplotlib"} & set(refused["loaded"]), bad
         assert not (tmp_path / "run").exists()  # the failed search left no run folder
+
+
+def test_no_module_imports_an_entry_point():
+    """Entry points call the rooms below them; no module of src/ imports one (``src/eval.py`` -> ``src.evaluation``)."""
+    import ast
+
+    entries = {f"src.{name}" for name in ENTRY_POINTS}
+    offenders = []
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.relative_to(ROOT)} imports {n}" for n in names if n in entries]
+    assert offenders == []

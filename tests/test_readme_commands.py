@@ -293,7 +293,8 @@ def tiny_overrides(entry: str, tokens: list[str]) -> list[str]:
         overrides = ",".join(f"'{o}'" for o in [*SYNTHETIC_TINY, "data.num_workers=0"])
         return ["evaluate.data=synthetic", f"evaluate.overrides=[{overrides}]"]
     if entry != "train":  # search, index, serve and compare have no data group
-        return [] if entry in ("search", "index", "serve", "compare") or any(t.startswith("data=market") for t in tokens) else SYNTHETIC_TINY
+        no_data = entry in ("search", "index", "serve", "compare") or any(t.startswith("data=market") for t in tokens)
+        return [] if no_data else SYNTHETIC_TINY
     data = [] if any(t.startswith(("data=market", "experiment=")) for t in tokens) else SYNTHETIC_TINY
     if any(t.startswith("data.unlabelled=") for t in tokens):  # one clustering round, before the second epoch
         rounds = ["trainer.max_epochs=2", "callbacks.pseudo_labels.start_epoch=1", "callbacks.pseudo_labels.min_samples=2"]

@@ -63,7 +63,7 @@ def test_the_release_summary_prints_the_parity(released):
 
 
 def test_released_file_reproduces_its_manifest_metrics_through_src_eval(released, cache_dir, tmp_path):
-    from src.eval import evaluate
+    from src.evaluation import evaluate
 
     _, out, entry = released
     cfg = compose_config("eval", ["task=reid_strong", f"ckpt_path={out}", "data=synthetic", "split=val", *SYNTHETIC,

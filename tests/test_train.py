@@ -148,7 +148,7 @@ def test_strong_model_learns_identities_and_attributes(tmp_path, cache_dir):
     assert (tmp_path / "strong" / "retrieval_vs_time.png").stat().st_size > 0
 
     # src.eval split=val recomputes the last validation from last.ckpt; split=train holds the other identities
-    from src.eval import evaluate
+    from src.evaluation import evaluate
 
     base = [
         "task=reid_strong",
@@ -188,7 +188,7 @@ def test_strong_model_learns_identities_and_attributes(tmp_path, cache_dir):
 
 
 def test_eval_with_reranking_and_query_expansion(trained_attributes, tmp_path, cache_dir):
-    from src.eval import evaluate
+    from src.evaluation import evaluate
     from tests.conftest import compose_config
 
     cfg, _, out = trained_attributes
@@ -209,7 +209,7 @@ def test_eval_with_reranking_and_query_expansion(trained_attributes, tmp_path, c
 def test_attribute_ensemble_averages_the_networks(trained_attributes, tmp_path, cache_dir):
     from src.data.records import image_records
     from src.deliverables import predict_attributes
-    from src.eval import evaluate
+    from src.evaluation import evaluate
     from src.models.loading import CheckpointError
     from tests.conftest import compose_config
 

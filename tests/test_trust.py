@@ -45,7 +45,7 @@ def test_checkpoint_records_its_contract(tiny_run):
 
 
 def test_eval_uses_the_trained_size_and_warns_on_another(tiny_run, tmp_path, cache_dir, recwarn):
-    from src.eval import evaluate
+    from src.evaluation import evaluate
 
     default = evaluate(eval_cfg(tiny_run[1], tmp_path / "a", cache_dir, "split=val"))
     assert default["input_size"] == [64, 32]
@@ -58,7 +58,7 @@ def test_eval_uses_the_trained_size_and_warns_on_another(tiny_run, tmp_path, cac
 
 
 def test_eval_split_follows_the_checkpoint_and_refuses_another(tiny_run, tmp_path, cache_dir):
-    from src.eval import evaluate
+    from src.evaluation import evaluate
 
     val = evaluate(eval_cfg(tiny_run[1], tmp_path / "val", cache_dir, "split=val"))
     assert val["num_identities"] == 6 and val["split_settings"] == {"val_ratio": 0.25, "split_seed": 0}

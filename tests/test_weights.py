@@ -44,7 +44,7 @@ def heavy(name: str):
 @needs_shared
 @pytest.mark.parametrize("name", [heavy(name) for name in sorted(ENTRIES)])
 def test_shipped_weights_reproduce_their_manifest_val_metrics(name, tmp_path, cache_dir):
-    from src.eval import evaluate
+    from src.evaluation import evaluate
 
     entry = ENTRIES[name]
     task = "reid_strong" if entry["kind"] == "reid" else "attributes"

@@ -62,7 +62,7 @@ def test_other_hydra_directives_and_interpolations_are_refused(tmp_path):
 
 def _eval(ckpt, tmp_path, cache_dir):
     from src.config import compose_config
-    from src.eval import evaluate
+    from src.evaluation import evaluate
 
     data = [o for o in SMALL_DATA if not o.startswith(("logger=", "model."))]
     evaluate(compose_config("eval", ["task=reid_strong", f"ckpt_path={ckpt}", *data], tmp_path / "eval", cache_dir))

@@ -14,7 +14,7 @@ import torch
 from src.config import compose_config
 from src.data.records import DataError
 from src.data.synthetic import generate_synthetic_dataset
-from src.eval import evaluate
+from src.evaluation import evaluate
 from src.models.loading import CheckpointError, InputSizeWarning
 from src.retrieval.build import build_index
 from src.retrieval.store import load_index

@@ -18,7 +18,7 @@ import sys
 import warnings
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.cli_help import answer_help, check_required
 from src.errors import ConfigError, one_line_errors
@@ -54,7 +54,12 @@ def app_config(cfg: DictConfig) -> dict:
             "limits": {"max_upload_bytes": int(cfg.max_upload_bytes), "max_pixels": int(cfg.max_pixels),
                        "max_top_k": int(cfg.max_top_k), "max_decodes": int(cfg.max_decodes)},
             "reload_every": float(cfg.reload_every), "torch_threads": int(cfg.torch_threads),
-            "allowed_hosts": allowed_hosts(cfg)}
+            "allowed_hosts": allowed_hosts(cfg), "postprocess": postprocess_settings(cfg)}
+
+
+def postprocess_settings(cfg: DictConfig) -> dict | None:
+    """conf/postprocess as composed for the app's re-ranking toggle (None: the file's defaults)."""
+    return OmegaConf.to_container(cfg.postprocess) if cfg.get("postprocess") is not None else None
 
 
 def allowed_hosts(cfg: DictConfig) -> list[str]:

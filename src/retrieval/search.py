@@ -26,7 +26,7 @@ import torch
 from src.data.attributes import HEAD_NAMES, HEADS
 from src.data.records import DataError, file_digest, image_paths
 from src.inference import embed_files
-from src.metrics.postprocess import exclude_own_copies, own_copy_columns, retrieval_distances
+from src.metrics.postprocess import retrieval_distances
 from src.models.loading import load_network
 from src.retrieval import kinds
 from src.retrieval.checks import check_search
@@ -188,7 +188,7 @@ def query_files(query: str | Path, subfolders: bool = True) -> tuple[Path, list[
     return folder, [p.relative_to(folder).as_posix() for p in paths]
 
 
-def _query_network(index: GalleryIndex, ckpt_path: str | Path | None):
+def query_network(index: GalleryIndex, ckpt_path: str | Path | None):
     path = Path(ckpt_path or index.checkpoint)
     if not path.is_file():
         raise GalleryIndexError(f"checkpoint {path} (the one the index was built with) not found; pass ckpt_path=PATH "
@@ -225,7 +225,7 @@ def embed_queries(index: GalleryIndex, folder: Path, names: list[str], *, ckpt_p
     todo = [i for i, h in enumerate(hashes) if h not in in_index]
     bad: dict[int, str] = {}
     if todo:
-        net = _query_network(index, ckpt_path)
+        net = query_network(index, ckpt_path)
         fresh = embed_files(net, [folder / names[i] for i in todo], index.height, index.width,
                             batch_size=batch_size, num_workers=num_workers, desc="embedding queries")
         ok = [todo[i] for i in fresh.ok]
@@ -273,26 +273,41 @@ def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 
     copies = rows_by_hash(index, hashes)
     excluded = [[r for r in copies.get(h, []) if passing is None or passing[r]] for h in hashes]
     result.excluded = excluded
-    options = dict(passing=passing, nprobe=nprobe, ef_search=ef_search, refine=refine, exact_below=exact_below)
-    if not (rerank or query_expansion or metric != index.metric):
-        found = nearest(index, q, top_k, exclude=excluded, **options)
-        result.matches = [found.pairs(i) for i in range(len(names))]
-        result.p_same = match_probabilities(index, q, result.matches, index_calibration(index, ckpt_path))
-        return result
-    extra = max(len(e) for e in excluded)
-    found = nearest(index, q, max(top_k, shortlist) + extra, **options)
-    for group, pool in _pools(found.rows, max_pool):
-        distances = retrieval_distances(torch.from_numpy(np.ascontiguousarray(q[group])),
-                                        torch.from_numpy(np.ascontiguousarray(index.rows(pool))), metric, postprocess)
-        distances, _ = exclude_own_copies(torch.as_tensor(distances), [hashes[i] for i in group],
-                                          own_copy_columns([str(h) for h in index.sha256[pool]]))
-        for offset, i in enumerate(group):
-            values, order = torch.sort(distances[offset], stable=True)
-            finite = torch.isfinite(values[:top_k])
-            result.matches[i] = [(int(pool[c]), float(d)) for c, d in
-                                 zip(order[:top_k][finite].tolist(), values[:top_k][finite].tolist())]
+    result.matches = rank(index, q, top_k, exclude=excluded, passing=passing, postprocess=postprocess, metric=metric,
+                          shortlist=shortlist, max_pool=max_pool, nprobe=nprobe, ef_search=ef_search, refine=refine,
+                          exact_below=exact_below)
     result.p_same = match_probabilities(index, q, result.matches, index_calibration(index, ckpt_path))
     return result
+
+
+def rank(index: GalleryIndex, q: np.ndarray, top_k: int, *, exclude: Sequence[Sequence[int]],
+         passing: np.ndarray | None = None, postprocess: Mapping | None = None, metric: str | None = None,
+         shortlist: int = SHORTLIST, max_pool: int = MAX_POOL, **faiss_options) -> list[list[tuple[int, float]]]:
+    """The one ranking of every caller (src.search, the app): each query's ``top_k`` (gallery row, distance), nearest
+    first, among the ``passing`` rows, its ``exclude`` rows (own copies) left out. Re-ranking, query expansion or
+    another metric than the index's work on each query's best ``shortlist`` candidates (pooled over consecutive
+    queries up to ``max_pool`` images); ``faiss_options``: ``nearest``'s nprobe, ef_search, refine, exact_below."""
+    postprocess = postprocess or {}
+    metric = metric or index.metric
+    if not ((postprocess.get("rerank") or {}).get("enabled") or (postprocess.get("query_expansion") or {}).get("enabled")
+            or metric != index.metric):
+        found = nearest(index, q, top_k, passing=passing, exclude=exclude, **faiss_options)
+        return [found.pairs(i) for i in range(len(q))]
+    found = nearest(index, q, max(top_k, shortlist) + max((len(e) for e in exclude), default=0), passing=passing,
+                    **faiss_options)
+    matches: list[list[tuple[int, float]]] = [[] for _ in range(len(q))]
+    for group, pool in _pools(found.rows, max_pool):
+        distances = torch.as_tensor(retrieval_distances(torch.from_numpy(np.ascontiguousarray(q[group])),
+                                                        torch.from_numpy(np.ascontiguousarray(index.rows(pool))), metric,
+                                                        postprocess)).clone()
+        for offset, i in enumerate(group):
+            row = distances[offset]
+            row[torch.from_numpy(np.isin(pool, np.asarray(exclude[i], np.int64)))] = float("inf")
+            values, order = torch.sort(row, stable=True)
+            finite = torch.isfinite(values[:top_k])
+            matches[i] = [(int(pool[c]), float(d)) for c, d in
+                          zip(order[:top_k][finite].tolist(), values[:top_k][finite].tolist())]
+    return matches
 
 
 def _pools(rows: np.ndarray, max_pool: int):

@@ -123,12 +123,13 @@ class HideToken(logging.Filter):
 
 
 def create_app(index: str | Path, token: str | None = None, limits: Limits | dict | None = None,
-               reload_every: float = 1.0, allowed_hosts: list[str] | None = None) -> FastAPI:
+               reload_every: float = 1.0, allowed_hosts: list[str] | None = None, postprocess: dict | None = None
+               ) -> FastAPI:
     """The app over the index folder ``index``; ``token``: required on every request when set; ``allowed_hosts``:
     the Host header names answered (others get a 400: a page whose DNS name was rebound to this address reads
-    nothing), None for any."""
+    nothing), None for any; ``postprocess``: the re-ranking toggle's settings (conf/postprocess)."""
     limits = Limits(**limits) if isinstance(limits, dict) else limits or Limits()
-    engine = Engine(index, limits, reload_every)
+    engine = Engine(index, limits, reload_every, postprocess)
     app = FastAPI(title="market-par-reid person search",
                   description="Search a gallery index by photo or by description (predicted attributes). "
                               "Gallery images are served by index id only.", version="1")

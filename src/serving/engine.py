@@ -30,15 +30,24 @@ from src.data.attributes import HEAD_NAMES, HEADS
 from src.data.datasets import decode_resized
 from src.data.records import DataError
 from src.metrics.distance import pairwise_distance
-from src.metrics.postprocess import retrieval_distances
 from src.retrieval.describe import search_description
 from src.retrieval.filtering import filter_mask, parse_filter
-from src.retrieval.search import SHORTLIST, _query_network, index_calibration, match_probabilities, nearest, rows_by_hash
+from src.retrieval.search import index_calibration, match_probabilities, query_network, rank, rows_by_hash
 from src.retrieval.store import MANIFEST, GalleryIndex, GalleryIndexError, load_index, read_manifest
 from src.retrieval.verify import decide
 
 log = logging.getLogger(__name__)
-RERANK = {"rerank": {"enabled": True, "k1": 20, "k2": 6, "lambda_value": 0.3}}
+POSTPROCESS = Path(__file__).resolve().parents[2] / "conf" / "postprocess" / "default.yaml"
+
+
+def reranking(postprocess: dict | None = None) -> dict:
+    """The retrieval post-processing of the page's re-ranking toggle: ``postprocess`` (``src.serve`` composes
+    ``conf/postprocess``), else conf/postprocess/default.yaml, with re-ranking on."""
+    if postprocess is None:
+        from omegaconf import OmegaConf
+
+        postprocess = OmegaConf.to_container(OmegaConf.load(POSTPROCESS))
+    return {**postprocess, "rerank": {**postprocess.get("rerank", {}), "enabled": True}}
 
 
 class UploadError(ValueError):
@@ -104,7 +113,7 @@ class Served:
     def network(self):
         with self.net_lock:
             if self.net is None:
-                self.net = _query_network(self.index, None)  # its SHA-256 must be the index's
+                self.net = query_network(self.index, None)  # its SHA-256 must be the index's
             return self.net
 
 
@@ -113,8 +122,10 @@ class Engine:
     generation (a build committed) is loaded and swapped in whole, while running requests finish on the old one
     (its files stay open: see ``store.load_index``)."""
 
-    def __init__(self, folder: str | Path, limits: Limits = Limits(), reload_every: float = 1.0):
+    def __init__(self, folder: str | Path, limits: Limits = Limits(), reload_every: float = 1.0,
+                 postprocess: dict | None = None):
         self.folder, self.limits, self.reload_every = Path(folder), limits, reload_every
+        self.postprocess = reranking(postprocess)
         self._decoding = threading.BoundedSemaphore(limits.max_decodes)
         self._lock = threading.Lock()
         self._served = self._load(None)
@@ -178,16 +189,8 @@ class Engine:
         if num_passing == 0:
             return [], 0
         exclude = [r for r in exclude if passing is None or passing[r]]
-        if not rerank:
-            return nearest(index, q, top_k, passing=passing, exclude=[exclude]).pairs(0), num_passing
-        found = nearest(index, q, max(top_k, SHORTLIST) + len(exclude), passing=passing)
-        pool = found.rows[0][found.rows[0] >= 0]
-        distances = retrieval_distances(torch.from_numpy(q), torch.from_numpy(index.rows(pool)), index.metric, RERANK)
-        distances = torch.as_tensor(distances)[0].clone()
-        distances[torch.from_numpy(np.isin(pool, exclude))] = float("inf")
-        values, order = torch.sort(distances, stable=True)
-        keep = torch.isfinite(values[:top_k])
-        return [(int(pool[c]), float(d)) for c, d in zip(order[:top_k][keep].tolist(), values[:top_k][keep].tolist())], num_passing
+        postprocess = self.postprocess if rerank else None  # the page's re-ranking toggle: conf/postprocess's settings
+        return rank(index, q, top_k, exclude=[exclude], passing=passing, postprocess=postprocess)[0], num_passing
 
     @staticmethod
     def probabilities(served: Served, q: np.ndarray, matches: list[tuple[int, float]]) -> list[float] | None:

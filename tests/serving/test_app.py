@@ -233,3 +233,16 @@ def test_an_uncalibrated_network_answers_distances_only(client, served_index):  
     image = served_index["outside"].read_bytes()
     body = client.post("/api/compare", files={"first": ("a.jpg", image), "second": ("b.jpg", image)}).json()
     assert body["p_same"] is None and body["same"] is None and body["distance"] == pytest.approx(0, abs=1e-2)
+
+
+def test_the_rerank_toggle_ranks_as_src_search_with_conf_postprocess(served_index, index):  # noqa: F811
+    """One ranking function: the app's toggle and src.search give the same list for the same postprocess settings."""
+    settings = {"rerank": {"enabled": False, "k1": 6, "k2": 3, "lambda_value": 0.5},
+                "query_expansion": {"enabled": False, "top_k": 5, "alpha": 3.0, "expand_gallery": False}}
+    with TestClient(create_app(served_index["index"], postprocess=settings), raise_server_exceptions=False) as client:
+        response = upload(client, served_index["outside"], top_k=6, rerank="true")
+    on = {**settings, "rerank": {**settings["rerank"], "enabled": True}}
+    expected = search(index, served_index["outside"], top_k=6, postprocess=on)
+    assert names(response) == [index.names[r] for r, _ in expected.matches[0]]
+    np.testing.assert_allclose([m["distance"] for m in response.json()["matches"]], [d for _, d in expected.matches[0]],
+                               rtol=1e-4)

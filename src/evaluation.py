@@ -127,13 +127,16 @@ def evaluate(cfg: DictConfig) -> dict:
     probabilities = neighbour_consensus(embeddings, probabilities, consensus_k, metric, rerank=consensus_rerank)
     labels = torch.tensor([r.labels for r in records])
     accuracy = {name: float((probabilities[name].argmax(1) == labels[:, i]).float().mean()) for i, name in enumerate(HEAD_NAMES)}
+    balanced = balanced_accuracy(probabilities, labels)
     result: dict = {"checkpoint": str(cfg.ckpt_path), "data_root": str(datamodule.source.root), "split": split,
                     "input_size": [height, width], "contract": contract.as_dict(), "split_settings": settings,
                     "num_images": len(records), "num_identities": len({r.pid for r in records}),
                     "attribute_options": {"flip_test": flip_test, "consensus_k": consensus_k, "consensus_rerank": consensus_rerank,
                                           "ensemble": [{"ckpt": c, "height": h, "width": w} for c, h, w in members],
                                           "ensemble_with_main": with_main},
-                    "attribute_accuracy": accuracy, "mean_attribute_accuracy": float(np.mean(list(accuracy.values())))}
+                    "attribute_accuracy": accuracy, "mean_attribute_accuracy": float(np.mean(list(accuracy.values()))),
+                    "attribute_balanced_accuracy": balanced,
+                    "mean_balanced_accuracy": float(np.mean(list(balanced.values())))}
     if embeddings is not None:
         query, gallery = query_gallery_split(records, cfg.data.split_seed)
         pids = np.array([r.pid for r in records])
@@ -150,6 +153,17 @@ def evaluate(cfg: DictConfig) -> dict:
                                                   camids[query], camids[gallery], cfg.data.split_seed, result)
     write_json(Path(cfg.paths.output_dir) / "eval_metrics.json", result)
     return result
+
+
+def balanced_accuracy(probabilities: dict, labels) -> dict[str, float]:
+    """Per head, the mean of the per-class recalls over the classes present (mA, the attribute field's metric: for a
+    binary attribute (TPR + TNR) / 2), so a head that always answers the common class scores 50%, not its share."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from src.data.attributes import HEAD_NAMES
+
+    return {name: float(balanced_accuracy_score(labels[:, i].numpy(), probabilities[name].argmax(1).numpy()))
+            for i, name in enumerate(HEAD_NAMES)}
 
 
 def write_rankings(output_dir: Path, options, records: list, query, gallery, distmat, cmc, result: dict) -> list[str]:
@@ -235,4 +249,6 @@ def summary(result: dict) -> str:
                  f"consensus_k={options['consensus_k']}{' re-ranked' if options.get('consensus_rerank') else ''}"
                  f"{ensemble_note(options)}): " + ", ".join(
         f"{k} {100 * v:.1f}" for k, v in result["attribute_accuracy"].items()))
+    if "mean_balanced_accuracy" in result:
+        lines.append(f"balanced attribute accuracy (mA, mean per-class recall) {100 * result['mean_balanced_accuracy']:.2f}%")
     return "\n".join(lines)

@@ -79,3 +79,18 @@ def test_a_reid_task_on_an_attributes_checkpoint_is_a_one_line_error(tmp_path):
     assert len(lines) == 1 and lines[0].startswith(f"error: {ckpt}: holds an attributes checkpoint, task=reid_strong "
                                                    "needs a re-ID checkpoint"), done.stderr
     assert not (tmp_path / "run" / "eval_metrics.json").exists()
+
+
+def test_balanced_accuracy_of_a_hand_computed_case():
+    """mA: a head answering the common class everywhere scores 50% on two classes, whatever their shares."""
+    import torch
+
+    from src.data.attributes import HEAD_NAMES
+    from src.evaluation import balanced_accuracy
+
+    labels = torch.zeros(10, len(HEAD_NAMES), dtype=torch.long)
+    labels[:2, :] = 1  # 2 of 10 in class 1
+    probabilities = {name: torch.tensor([[0.9, 0.1]] * 10) for name in HEAD_NAMES}  # always class 0: accuracy 80%
+    assert balanced_accuracy(probabilities, labels) == {name: 0.5 for name in HEAD_NAMES}
+    probabilities = {name: torch.tensor([[0.1, 0.9]] * 2 + [[0.9, 0.1]] * 7 + [[0.1, 0.9]]) for name in HEAD_NAMES}
+    assert balanced_accuracy(probabilities, labels) == {name: (1 + 7 / 8) / 2 for name in HEAD_NAMES}

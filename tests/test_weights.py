@@ -61,3 +61,19 @@ def test_shipped_weights_reproduce_their_manifest_val_metrics(name, tmp_path, ca
     print(name, {k: f"{100 * v:.2f} (manifest {100 * entry['val'][k]:.2f})" for k, v in measured.items()})
     for key, value in measured.items():
         assert abs(100 * value - 100 * entry["val"][key]) <= 0.2, (name, key, value, entry["val"][key])
+
+
+@needs_weights
+def test_the_best_re_id_file_carries_a_calibration_measured_on_other_identities():
+    """The re-ID network the commands use by default answers P(same identity): its calibration is in the file, and
+    the manifest records its ECE and operating points measured on validation identities not used to fit it."""
+    from src.models.loading import read_calibration
+
+    name = "strong_reid_128x64.pt"
+    entry = ENTRIES[name]
+    for mode in ("plain", "rerank"):
+        calibration = read_calibration(WEIGHTS / name, mode)
+        assert calibration is not None and set(calibration["operating_points"]) == {"far_0.01", "far_0.001"}, mode
+        check = entry["verification"][mode]
+        assert check["test_identities"] >= 50 and check["ece"] <= 0.03, (mode, check)
+        assert check["operating_points"] == calibration["operating_points"], mode

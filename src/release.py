@@ -219,7 +219,7 @@ def release(cfg: DictConfig) -> dict:
     manifest_path = weights_dir / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     manifest.setdefault("license_note", "Trained on Market-1501 images (Zheng et al., ICCV 2015), released for research "
-                                        "use only; attribute labels of the course version (README, Released weights).")
+                                        "use only; attribute labels of the course version (weights/README.md, docs/released_weights.md).")
     manifest.setdefault("files", {})[cfg.name] = entry
     write_json(manifest_path, manifest)
     return entry

@@ -77,3 +77,24 @@ def test_the_best_re_id_file_carries_a_calibration_measured_on_other_identities(
         check = entry["verification"][mode]
         assert check["test_identities"] >= 50 and check["ece"] <= 0.03, (mode, check)
         assert check["operating_points"] == calibration["operating_points"], mode
+
+
+@needs_weights
+def test_the_readme_results_table_shows_what_ships():
+    """Each README row of a weights/ file states that file's size and manifest numbers (measured from the file)."""
+    import re
+
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `weights/")]
+    assert {re.match(r"\| `weights/([^`]+)`", row).group(1) for row in rows} == set(ENTRIES)
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        name = re.match(r"`weights/([^`]+)`", cells[0]).group(1)
+        entry, val = ENTRIES[name], ENTRIES[name]["val"]
+
+        def shown(key, val=val):
+            return f"{100 * val[key]:.2f}" if key in val else "-"
+
+        assert cells[2] == f"{entry['bytes'] / 2**20:.2f} MB", name
+        assert cells[3:6] == [shown("mAP"), shown("rank1"), shown("mAP_rerank")], name
+        mean = shown("attribute_mean") + (f" ({shown('attribute_mean_consensus')})" if "attribute_mean_consensus" in val else "")
+        assert cells[6].replace("*", "") == mean, name

@@ -180,8 +180,8 @@ def test_every_match_scores_its_plain_distance_whatever_reorders_the_list(world,
     by_row = {row: p for (row, _), p in zip(plain.matches[0], plain.p_same[0])}
     for (row, _), p in zip(reranked.matches[0], reranked.p_same[0]):
         if row in by_row:
-            assert p == pytest.approx(by_row[row])
-    assert plain.p_same[0] == pytest.approx(list(p_same(calibration, [d for _, d in plain.matches[0]])), abs=1e-5)
+            assert p == pytest.approx(by_row[row], abs=1e-4)
+    assert plain.p_same[0] == pytest.approx(list(p_same(calibration, [d for _, d in plain.matches[0]])), abs=1e-4)
     assert "p_same" in results_frame(plain).columns and "p_same" in format_results(plain)
     build(world, gallery, tmp_path / "uncalibrated")
     assert search(tmp_path / "uncalibrated", query, top_k=5).p_same is None

@@ -209,10 +209,10 @@ def test_matches_and_compare_answer_with_the_calibrated_probability(served_index
     gallery = served_index["gallery"] / "course" / "000003.jpg"
     with TestClient(create_app(served_index["index"]), raise_server_exceptions=False) as client:
         plain = upload(client, served_index["outside"], top_k=5).json()["matches"]
-        assert [m["p_same"] for m in plain] == pytest.approx(list(p_same(CALIBRATION, [m["distance"] for m in plain])))
+        assert [m["p_same"] for m in plain] == pytest.approx(list(p_same(CALIBRATION, [m["distance"] for m in plain])), abs=1e-4)
         reranked = upload(client, served_index["outside"], top_k=5, rerank="true").json()["matches"]
         by_id = {m["id"]: m["p_same"] for m in plain}
-        assert all(m["p_same"] == pytest.approx(by_id[m["id"]]) for m in reranked if m["id"] in by_id)
+        assert all(m["p_same"] == pytest.approx(by_id[m["id"]], abs=1e-4) for m in reranked if m["id"] in by_id)
         files = {"first": ("a.jpg", served_index["outside"].read_bytes()), "second": ("b.jpg", gallery.read_bytes())}
         answer = client.post("/api/compare", files=files, data={"far": "0.01"})
         assert answer.status_code == 200, answer.text
@@ -220,7 +220,7 @@ def test_matches_and_compare_answer_with_the_calibrated_probability(served_index
         assert body["p_same"] == pytest.approx(float(p_same(CALIBRATION, [body["distance"]])[0]))
         assert body["same"] == (body["distance"] <= 0.35) and body["threshold"] == 0.35
         same = client.post("/api/compare", files={"first": files["second"], "second": files["second"]}).json()
-        assert same["distance"] == pytest.approx(0, abs=1e-2) and same["same"] and same["p_same"] == pytest.approx(1)
+        assert same["distance"] == pytest.approx(0, abs=1e-2) and same["same"] and same["p_same"] == pytest.approx(1, abs=1e-2)
         unknown = client.post("/api/compare", files=files, data={"far": "0.05"})
         assert unknown.status_code == 400 and "far=0.05: no operating point" in unknown.json()["detail"]
         bad = client.post("/api/compare", files={"first": files["first"], "second": ("c.jpg", b"not an image")})

@@ -146,8 +146,11 @@ def evaluate(cfg: DictConfig) -> dict:
         result.update({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rank.items()})
         result.update(num_queries=len(query), num_gallery=len(gallery), metric=metric,
                       postprocess=OmegaConf.to_container(cfg.get("postprocess") or {}))
+        from src.models.loading import read_calibration
+
+        mode = "rerank" if (cfg.get("postprocess") or {}).get("rerank", {}).get("enabled") else "plain"
         result["files"] = write_rankings(Path(cfg.paths.output_dir), cfg.get("outputs") or {}, records, query, gallery,
-                                         distmat, rank["cmc"], result)
+                                         distmat, rank["cmc"], result, read_calibration(cfg.ckpt_path, mode))
         if cfg.get("verification", {}).get("enabled", True):
             result["verification"] = verification(Path(cfg.paths.output_dir), distmat, pids[query], pids[gallery],
                                                   camids[query], camids[gallery], cfg.data.split_seed, result)
@@ -166,7 +169,8 @@ def balanced_accuracy(probabilities: dict, labels) -> dict[str, float]:
             for i, name in enumerate(HEAD_NAMES)}
 
 
-def write_rankings(output_dir: Path, options, records: list, query, gallery, distmat, cmc, result: dict) -> list[str]:
+def write_rankings(output_dir: Path, options, records: list, query, gallery, distmat, cmc, result: dict,
+                   calibration: dict | None = None) -> list[str]:
     """What a re-ID user looks at besides the scores: ``rankings.csv`` (each query's top-k valid gallery images:
     query, rank, gallery, distance, same identity), ``rank_lists.png`` (the best and worst queries by AP, drawn as
     in a training run) and, when asked, ``distmat.npy`` with its row and column names."""
@@ -189,8 +193,14 @@ def write_rankings(output_dir: Path, options, records: list, query, gallery, dis
              "distance": float(distances[q, g]), "same_identity": bool(pids[gallery[g]] == pids[query[q]]),
              "query_ap": float(aps[q])}
             for q, ranked in enumerate(lists) for rank, g in enumerate(ranked, start=1)]
-    files = [str(write_csv(output_dir / "rankings.csv", pd.DataFrame(rows, columns=[
-        "query", "rank", "gallery", "distance", "same_identity", "query_ap"])))]
+    columns = ["query", "rank", "gallery", "distance", "same_identity", "query_ap"]
+    if calibration is not None:  # the released network's P(same identity) of these distances (plain or re-ranked)
+        from src.metrics.verification import p_same
+
+        for row, probability in zip(rows, p_same(calibration, [r["distance"] for r in rows])):
+            row["p_same"] = float(probability)
+        columns.insert(4, "p_same")
+    files = [str(write_csv(output_dir / "rankings.csv", pd.DataFrame(rows, columns=columns)))]
     if chosen and chosen["rows"]:
         title = (f"{result['split']} split, mAP {100 * result['mAP']:.2f}%: the {len(chosen['rows']) // 2} best and worst "
                  "queries by AP\n(green: same identity, red: another; the query's identity on its own camera is left out)")

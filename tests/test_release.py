@@ -191,3 +191,17 @@ def test_a_release_name_with_a_folder_part_is_refused(tmp_path, cache_dir, name)
     with pytest.raises(ConfigError, match=r"name='.*escaped.pt'|name='.hidden.pt'"):
         release(cfg)
     assert not list(tmp_path.rglob("*.pt"))
+
+
+def test_eval_rankings_carry_the_released_probability(calibrated, tmp_path, cache_dir):
+    import pandas as pd
+
+    from src.evaluation import evaluate
+    from src.metrics.verification import p_same
+
+    cfg = compose_config("eval", ["task=reid_strong", f"ckpt_path={calibrated}", "data=synthetic", *SYNTHETIC, "split=val",
+                                  "torch_threads=1"], tmp_path / "eval", cache_dir)
+    evaluate(cfg)
+    table = pd.read_csv(tmp_path / "eval" / "rankings.csv")
+    assert list(table.columns[:5]) == ["query", "rank", "gallery", "distance", "p_same"] and len(table)
+    assert table["p_same"].tolist() == pytest.approx(list(p_same(CALIBRATION, table["distance"])))

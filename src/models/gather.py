@@ -53,3 +53,17 @@ class _GatherWithGradients(torch.autograd.Function):
         dist.all_reduce(gradient)
         start = dist.get_rank() * ctx.rows
         return gradient[start : start + ctx.rows]
+
+
+class SumOverRanks(torch.autograd.Function):
+    """All-reduce sum whose backward is the all-reduce sum of the gradients (every rank's loss depends on the sum)."""
+
+    @staticmethod
+    def forward(ctx, values: torch.Tensor) -> torch.Tensor:
+        total = values.contiguous().clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
+        return SumOverRanks.forward(ctx, gradient)

@@ -3,7 +3,7 @@
 torch's SyncBatchNorm (Lightning's `sync_batchnorm=True`) refuses CPU tensors, and its converter replaces timm's
 BatchNormAct2d by a plain SyncBatchNorm, dropping the activation. This plugin keeps every batch-norm module (and
 its state-dict keys) and only routes its training forward through one all-reduce of the per-channel sum, sum of
-squares and count, differentiable (torch.distributed.nn), so the step equals one process on the global batch.
+squares and count, differentiable, so the step equals one process on the global batch.
 """
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import types
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 from pytorch_lightning.plugins import LayerSync
 from timm.layers import BatchNormAct2d
 from torch import nn
+
+from src.models.gather import SumOverRanks
 
 
 def global_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
@@ -24,7 +25,7 @@ def global_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> t
     values = x.float()
     local = torch.cat([values.sum(dims), (values * values).sum(dims),
                        values.new_tensor([values.numel() / channels])])
-    total = dist_nn.all_reduce(local)
+    total = SumOverRanks.apply(local)
     count = total[-1]
     mean = total[:channels] / count
     var = (total[channels:2 * channels] / count - mean * mean).clamp_min(0)

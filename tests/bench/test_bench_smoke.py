@@ -21,6 +21,7 @@ OWN_SCRIPTS = {
     "bench_bot_reference.py": "| plain BoT reference | 3 | 48 |",
     "bench_training_variants.py": "| frozen stages 2 (stem + blocks 0-1) | `model.net.backbone.frozen_stages=2` |",
     "bench_startup.py": "| src.search torch_threads=0 |",
+    "bench_sync_batchnorm.py": "| global batch (trainer=ddp default) |",
 }
 
 # where the other benchmarks with a --small mode are smoke-tested

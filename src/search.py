@@ -74,6 +74,7 @@ def main(cfg: DictConfig) -> None:
 
 def describe_main(cfg: DictConfig, index) -> None:
     from src.retrieval.describe import describe_index, description_frame, format_description
+    from src.retrieval.outputs import write_description_outputs
 
     if not cfg.get("filter"):
         raise ConfigError("pass query=IMG_OR_DIR to search by image, or a description filter=\"upcolor=red,gender=female\" "
@@ -81,7 +82,8 @@ def describe_main(cfg: DictConfig, index) -> None:
     result = describe_index(index, cfg.filter, cfg.top_k)
     print(format_description(result, index))
     path = write_csv(Path(cfg.paths.output_dir) / "search_results.csv", description_frame(result, index))
-    print(f"\nwrote {path}")
+    written = write_description_outputs(result, index, cfg.paths.output_dir, grids=cfg.visual.grids, html=cfg.visual.html)
+    print(f"\nwrote {', '.join(map(str, [path, *written.values()]))}")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ RANGES = {
     "max_upload_bytes": (_int_at_least(1), "a whole number >= 1"),
     "max_pixels": (_int_at_least(1), "a whole number >= 1"),
     "max_top_k": (_int_at_least(1), "a whole number >= 1"),
+    "max_rank": (_int_at_least(1), "a whole number >= 1"),
     "max_decodes": (_int_at_least(1), "a whole number >= 1"),
     "worker_healthcheck_timeout": (_int_at_least(1), "a whole number >= 1 (seconds)"),
     "reload_every": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0 (seconds)"),

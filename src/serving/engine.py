@@ -234,8 +234,8 @@ class Engine:
         served = self.served
         mark = time.perf_counter()
         result = search_description(served.probabilities, served.index.attributes, description, top_k, filter)
-        return {"served": served, "matches": result.matches, "passing": result.num_passing,
-                "description": result.description, "timing": {"search": time.perf_counter() - mark}}
+        return {"served": served, "matches": result.matches, "passing": result.num_passing, "description": result.description,
+                "conditions": result.conditions, "timing": {"search": time.perf_counter() - mark}}
 
     def row_of_id(self, served: Served, image_id: int) -> int:
         if not 0 <= image_id < 2**63:  # ids are int64: a larger number names no image (and would overflow numpy)

@@ -27,7 +27,6 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from swagger_ui_bundle import swagger_ui_path
 
 from src.data.attributes import HEADS
 from src.errors import KnownError
@@ -217,7 +216,7 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
         return FileResponse(STATIC / "index.html")
 
     @app.get("/docs", include_in_schema=False)
-    def docs():  # Swagger UI from the swagger-ui-bundle package's files, never from a CDN: it works offline
+    def docs():  # Swagger UI from the fastapi-offline package's files (Swagger UI 5), never from a CDN: it works offline
         return get_swagger_ui_html(openapi_url="openapi.json", title=f"{app.title} - API",
                                    swagger_js_url="static/swagger/swagger-ui-bundle.js",
                                    swagger_css_url="static/swagger/swagger-ui.css", swagger_favicon_url="static/favicon.svg")
@@ -299,7 +298,7 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
     def favicon():
         return RedirectResponse("static/favicon.svg")
 
-    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+    app.mount("/static/swagger", StaticFiles(packages=[("fastapi_offline", "static")]), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts, www_redirect=False)

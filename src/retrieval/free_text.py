@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 from src.data.attributes import HEAD_BY_NAME
+from src.retrieval.filtering import FilterError
 
 COLOURS = {"black": "black", "white": "white", "red": "red", "purple": "purple", "violet": "purple", "yellow": "yellow",
            "gray": "gray", "grey": "gray", "blue": "blue", "navy": "blue", "green": "green", "pink": "pink",
@@ -57,6 +58,22 @@ def parse_text(text: str) -> TextQuery:
         i += length
     query.description = ",".join(f"{name}={value}" for name, value in chosen.items())
     return query
+
+
+def describe_text(text: str) -> TextQuery:
+    """``parse_text``, refusing (FilterError) a text in which nothing was understood, saying which words were not."""
+    parsed = parse_text(text)
+    if not parsed.description:
+        raise FilterError(f"nothing understood in {text!r}" + (f" (not understood: {'; '.join(parsed.unknown)})"
+                                                               if parsed.unknown else "")
+                          + '; try e.g. "woman, red top, black trousers, backpack"')
+    return parsed
+
+
+def said_back(query: TextQuery) -> str:
+    """What was understood and what was not, in one line: ``understood: woman; red top -> red upper-body clothing``."""
+    understood = "; ".join(words if words == meaning else f"{words} -> {meaning}" for words, meaning in query.understood)
+    return f"understood: {understood}" + (f"; not understood: {'; '.join(query.unknown)}" if query.unknown else "")
 
 
 def _readable(name: str, value: str) -> str:

@@ -31,7 +31,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from src.data.attributes import HEADS
 from src.errors import KnownError
 from src.retrieval.filtering import readable_filter
-from src.retrieval.free_text import parse_text
+from src.retrieval.free_text import describe_text
 from src.serving.engine import Engine, Limits, Served, UploadError, check_upload, predicted
 
 STATIC = Path(__file__).parent / "static"
@@ -307,15 +307,12 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
 
 def described(description: str | None, text: str | None) -> dict:
     """The query of a description search: ``description`` as given, or parsed from free ``text`` with what was
-    understood and the words that were not; a KnownError (400) when neither or both are given or nothing was understood."""
+    understood and the words that were not; a KnownError (400) when neither or both are given, or nothing was understood."""
     if (description is None) == (text is None):
         raise KnownError("pass description=attribute=value,... or text=free words (e.g. woman, red top, backpack), one of the two")
     if text is None:
         return {"description": description}
-    parsed = parse_text(text)
-    if not parsed.description:
-        raise KnownError(f"nothing understood in {text!r}" + (f" (not understood: {'; '.join(parsed.unknown)})" if parsed.unknown else "")
-                         + '; try e.g. "woman, red top, black trousers, backpack"')
+    parsed = describe_text(text)
     return {"description": parsed.description, "text": text, "understood": [{"words": w, "meaning": m} for w, m in parsed.understood],
             "unknown": parsed.unknown}
 

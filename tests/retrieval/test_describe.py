@@ -96,6 +96,17 @@ def test_cli_ranks_by_description_without_a_query(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "src.search", f"index={index.folder}",
                            f"hydra.run.dir={tmp_path / 'run2'}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 2 and "pass query=IMG_OR_DIR" in proc.stderr + proc.stdout
+    # the same description in words, said back
+    proc = subprocess.run([sys.executable, "-m", "src.search", f"index={index.folder}", "text=a woman, no hat, glittery",
+                           "top_k=5", f"hydra.run.dir={tmp_path / 'run3'}"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("understood: woman; no hat; not understood: glittery\n")
+    assert pd.read_csv(tmp_path / "run3" / "search_results.csv")["gallery"].tolist() == csv["gallery"].tolist()
+    proc = subprocess.run([sys.executable, "-m", "src.search", f"index={index.folder}", "text=glittery",
+                           f"hydra.run.dir={tmp_path / 'run4'}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip() == ("error: nothing understood in 'glittery' (not understood: "
+                                                            'glittery); try e.g. "woman, red top, black trousers, backpack"')
 
 
 def test_a_description_that_contradicts_itself_is_one_line():

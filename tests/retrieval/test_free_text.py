@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from src.data.attributes import HEADS
-from src.retrieval.filtering import parse_filter
-from src.retrieval.free_text import COLOURS, LOWER, UPPER, WORDS, parse_text
+from src.retrieval.filtering import FilterError, parse_filter
+from src.retrieval.free_text import COLOURS, LOWER, UPPER, WORDS, describe_text, parse_text, said_back
 
 
 @pytest.mark.parametrize(("text", "description", "understood"), [
@@ -54,3 +54,11 @@ def test_every_class_has_a_readable_value_and_phrase():
         assert len(head.values) == len(head.phrases) == head.num_classes and all(head.values) and all(head.phrases)
         assert not any("_" in text for text in (*head.values, *head.phrases)), head.name  # no code names
         assert head.readable()["label"] == head.meaning
+
+
+def test_what_was_understood_is_said_back_and_nothing_understood_is_refused():
+    assert said_back(parse_text("woman, red top, sparkly")) == ("understood: woman; red top -> red upper-body clothing; "
+                                                                "not understood: sparkly")
+    with pytest.raises(FilterError, match=r"^nothing understood in 'sparkly red' \(not understood: sparkly; red \(a colour"):
+        describe_text("sparkly red")
+    assert describe_text("woman").description == "gender=female"

@@ -1,7 +1,8 @@
 """The page in a real browser (Debian's chromium driven by Playwright), offline (every request to another host is
 refused): readable attribute labels, a photo by file and by drag-and-drop, a filter, the larger view of a result and a
 search from it, a free-text description shown back as understood, more results, CSV export, the search in the URL
-(back button, shared link), errors replacing stale results, and the API page from local files; screenshots to docs/."""
+(back button, shared link), errors replacing stale results, and the API page from local files; screenshots to docs/
+(``git checkout docs/*.png`` after a run unless the page changed)."""
 
 from __future__ import annotations
 
@@ -134,6 +135,8 @@ def test_photo_filter_view_and_search_from_a_result(page, server, served_index):
     assert facts["gender"] == "woman" and facts["rank"] == "#1" and "camera" in facts and "distance" in facts
     assert len(facts) == 2 + 12 + 1 and "length of lower-body clothing" in facts
     assert page.evaluate("document.getElementById('file').value").endswith("outside.jpg")
+    page.wait_for_function("document.getElementById('view-image').complete")
+    page.screenshot(path=str(DOCS / "search_app_view.png"))
     page.click("#view-search")
     wait_for_status(page, f"results for gallery image {name}")
     after = tiles(page)

@@ -1,5 +1,6 @@
 """The person-search app: a FastAPI application over one index folder (``src.serving.engine``) serving a plain
-HTML/JS page (``static/``, no build step) and a JSON API documented at ``/docs`` (OpenAPI).
+HTML/JS page (``static/``, no build step) and a JSON API documented at ``/docs`` (OpenAPI; Swagger UI from the
+fastapi-offline package's files, so it loads with no internet).
 
 Safe by default: ``src.serve`` binds 127.0.0.1 and refuses another address without a token; with a token every
 request must carry it (``Authorization: Bearer TOKEN``, ``?token=TOKEN``, or the cookie the page sets when opened
@@ -193,6 +194,7 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
 
     TopK = Annotated[int, Query(ge=1, le=limits.max_top_k, description="results to return")]
     Offset = Annotated[int, Query(ge=0, le=limits.max_rank - 1, description="results to skip first (paging)")]
+    Filter = Annotated[str | None, Query(max_length=500, description='predicted attributes, e.g. "upcolor=red,backpack=yes"')]
 
     def deepest(top_k: int, offset: int) -> int:
         """The results a page of ``top_k`` after ``offset`` needs ranked; paging stops at ``max_rank``."""
@@ -209,7 +211,6 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
         except UploadError as err:
             raise UploadError(err.status, f"{file.filename or 'the upload'}: {err}") from None
         return data
-    Filter = Annotated[str | None, Query(max_length=500, description='predicted attributes, e.g. "upcolor=red,backpack=yes"')]
 
     @app.get("/", include_in_schema=False)
     def page():

@@ -64,6 +64,7 @@ RANGES = {
     "model.optimizer.lr": (lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
     "top_k": (_int_at_least(1), "a whole number >= 1"),
     "attributes.consensus_k": (_int_at_least(0), "a whole number >= 0"),
+    "min_p_same": (lambda v: v is None or (isinstance(v, (int, float)) and 0 < v <= 1), "a probability in (0, 1], or null"),
     "trainer.max_time": (_positive_duration, "a duration above zero, DD:HH:MM:SS (e.g. 00:01:30:00), or null for none"),
     # src.serve
     "port": (lambda v: _int_at_least(1)(v) and v <= 65535, "a whole number from 1 to 65535"),
@@ -71,6 +72,7 @@ RANGES = {
     "max_upload_bytes": (_int_at_least(1), "a whole number >= 1"),
     "max_pixels": (_int_at_least(1), "a whole number >= 1"),
     "max_top_k": (_int_at_least(1), "a whole number >= 1"),
+    "max_rank": (_int_at_least(1), "a whole number >= 1"),
     "max_decodes": (_int_at_least(1), "a whole number >= 1"),
     "worker_healthcheck_timeout": (_int_at_least(1), "a whole number >= 1 (seconds)"),
     "reload_every": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0 (seconds)"),

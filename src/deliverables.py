@@ -7,6 +7,7 @@ input size it was trained at (another size only when given, with one warning), a
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ from src.io.classification import probabilities_frame, readable_rows, write_clas
 from src.io.reid import reid_lines, write_reid_txt
 from src.metrics.consensus import check_consensus_k, neighbour_consensus
 from src.models.loading import load_network
+
+log = logging.getLogger(__name__)
 
 
 def readable_records(records: list[ImageRecord], skip_corrupt: bool) -> list[ImageRecord]:
@@ -79,30 +82,54 @@ def write_attribute_outputs(output_dir: str | Path, names: list[str], probs: dic
     return csv_path
 
 
+def reid_cut(ckpt_path: str | Path, threshold: float | None, min_p_same: float) -> float:
+    """The distance threshold of ``reid_test.txt`` at a calibrated P(same identity) of ``min_p_same`` (plain
+    distances), read from the calibration ``ckpt_path`` carries; a ConfigError when it carries none."""
+    from src.metrics.verification import distance_at
+    from src.models.loading import read_calibration
+
+    if threshold is not None:
+        raise ConfigError(f"threshold={threshold} and min_p_same={min_p_same}: pass one of the two cuts")
+    calibration = read_calibration(ckpt_path, "plain")
+    if calibration is None:
+        raise ConfigError(f"{ckpt_path}: carries no calibration, so min_p_same={min_p_same} has no distance; use a "
+                          "released re-ID file (python -m src.release writes one), or pass threshold=VALUE")
+    try:
+        cut = distance_at(calibration, min_p_same)
+    except ValueError as err:
+        raise ConfigError(f"{ckpt_path}: min_p_same={min_p_same}: {err}") from None
+    log.info("reid_test.txt: matches with P(same identity) >= %g, distance <= %.4f", min_p_same, cut)
+    return cut
+
+
 def predict_reid(
     ckpt_path: str | Path, query_records: list[ImageRecord], gallery_records: list[ImageRecord],
     output_dir: str | Path, *, height: int | None = None, width: int | None = None, threshold: float | None = None,
     batch_size: int = 256, num_workers: int = 2, metric: str | None = None, flip_test: bool = True,
     consensus_k: int = 0, consensus_rerank: bool = False, ensemble=(), ensemble_with_main: bool = True,
-    skip_corrupt: bool = False,
+    skip_corrupt: bool = False, min_p_same: float | None = None,
 ) -> Path:
     """Write ``reid_test.txt``: for each query, the gallery images closer than the threshold (own copy excluded),
     and the gallery's attribute predictions (classification_test.csv ...) from the same network pass.
 
     ``threshold=None`` takes the one the threshold sweep stored in the checkpoint, ``metric=None`` the
-    distance the model was validated with. ``flip_test`` / ``consensus_*`` / ``ensemble*``: as in
-    ``predict_attributes``, for the gallery's attributes (the neighbours are other gallery images).
+    distance the model was validated with. ``min_p_same`` cuts instead at the distance whose calibrated P(same
+    identity) is ``min_p_same`` (the calibration a released re-ID file carries: ``reid_cut``). ``flip_test`` /
+    ``consensus_*`` / ``ensemble*``: as in ``predict_attributes``, for the gallery's attributes.
     """
     net, contract = load_network(ckpt_path)
     if not contract.embeds:
         raise ConfigError(f"{ckpt_path}: a {contract.kind} checkpoint gives no re-ID embeddings; pass a task=reid or "
                           "task=reid_strong checkpoint")
+    threshold = reid_cut(ckpt_path, threshold, min_p_same) if min_p_same is not None else threshold
     threshold = contract.threshold if threshold is None else threshold
     if threshold is None:
         raise ConfigError(f"{ckpt_path}: holds no swept threshold; pass threshold=VALUE")
     height, width = contract.input_size(height, width)
     members = ensemble_members(ensemble)
     metric = metric or contract.metric
+    if min_p_same is not None and metric != contract.metric:
+        raise ConfigError(f"metric={metric}: the calibration of min_p_same is of {contract.metric} distances")
     query_records = readable_records(query_records, skip_corrupt)
     gallery_records = readable_records(gallery_records, skip_corrupt)
     check_consensus_k(consensus_k, len(gallery_records), True, ckpt_path, "the gallery")

@@ -1,4 +1,5 @@
-"""Attribute prediction: ``python -m src.predict ckpt_path=PATH input=DIR_OR_IMAGE``."""
+"""Attribute prediction: ``python -m src.predict ckpt_path=PATH input=DIR_OR_IMAGE``; with ``queries=DIR`` also the
+report's ``reid_test.txt`` (the queries' matches in ``input``, cut at ``threshold`` or at ``min_p_same``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from omegaconf import DictConfig
 
 from src.cli_help import answer_help, check_required
 from src.config import check_ranges
-from src.errors import check_overrides, one_line_errors
+from src.errors import ConfigError, check_overrides, one_line_errors
 from src.models.shipped import checkpoint_or_shipped
 from src.runtime import apply_threads
 
@@ -19,18 +20,24 @@ from src.runtime import apply_threads
 def main(cfg: DictConfig) -> None:
     check_ranges(cfg)  # before the libraries load: a config error answers at once
     from src.data.records import image_records
-    from src.deliverables import predict_attributes
+    from src.deliverables import predict_attributes, predict_reid
 
     apply_threads(cfg.get("torch_threads"))
-    ckpt_path = checkpoint_or_shipped(cfg.ckpt_path, cfg.paths, "attributes", "src.predict")
-    path = predict_attributes(
-        ckpt_path, image_records(cfg.input, subfolders=cfg.subfolders), cfg.paths.output_dir,
-        height=cfg.data.height, width=cfg.data.width,
-        batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers,
-        flip_test=cfg.attributes.flip_test, consensus_k=cfg.attributes.consensus_k,
-        consensus_rerank=cfg.attributes.consensus_rerank, ensemble=cfg.attributes.ensemble,
-        ensemble_with_main=cfg.attributes.ensemble_with_main, skip_corrupt=cfg.data.skip_corrupt,
-    )
+    queries = cfg.get("queries")
+    if not queries and (cfg.threshold is not None or cfg.min_p_same is not None):
+        raise ConfigError("threshold and min_p_same cut reid_test.txt: pass queries=DIR (the query images) too")
+    ckpt_path = checkpoint_or_shipped(cfg.ckpt_path, cfg.paths, "reid" if queries else "attributes", "src.predict")
+    options = dict(height=cfg.data.height, width=cfg.data.width, batch_size=cfg.data.eval_batch_size,
+                   num_workers=cfg.data.num_workers, flip_test=cfg.attributes.flip_test,
+                   consensus_k=cfg.attributes.consensus_k, consensus_rerank=cfg.attributes.consensus_rerank,
+                   ensemble=cfg.attributes.ensemble, ensemble_with_main=cfg.attributes.ensemble_with_main,
+                   skip_corrupt=cfg.data.skip_corrupt)
+    records = image_records(cfg.input, subfolders=cfg.subfolders)
+    if queries:  # the report's reid_test.txt: input is the gallery
+        path = predict_reid(ckpt_path, image_records(queries, subfolders=cfg.subfolders), records, cfg.paths.output_dir,
+                            threshold=cfg.threshold, min_p_same=cfg.min_p_same, **options)
+    else:
+        path = predict_attributes(ckpt_path, records, cfg.paths.output_dir, **options)
     print(f"wrote {path}")
 
 

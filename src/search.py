@@ -1,6 +1,7 @@
 """Search a gallery index: ``python -m src.search index=FOLDER query=IMG_OR_DIR top_k=20 [filter="upcolor=red,backpack=yes"]
-[postprocess.rerank.enabled=true] [postprocess.query_expansion.enabled=true]``; without ``query``, ``filter`` is a
-description that ranks the whole gallery by its predicted attribute probabilities (``src/retrieval/describe.py``).
+[postprocess.rerank.enabled=true] [postprocess.query_expansion.enabled=true]``; without ``query``, ``filter`` (or free
+words: ``text="woman, red top"``) is a description that ranks the whole gallery by its predicted attribute
+probabilities (``src/retrieval/describe.py``).
 
 Prints the ranked matches with their distances, and writes into the run folder ``search_results.csv`` (query, rank,
 gallery image, distance, the gallery image's predicted attributes), ``search.html`` (a self-contained report) and
@@ -25,12 +26,14 @@ from src.runtime import apply_threads
 
 
 def hydra_argv(argv: list[str]) -> list[str]:
-    """Quote an unquoted ``filter=a=b,c=d`` for Hydra (whose grammar reads ``=`` and ``,`` as syntax)."""
+    """Quote an unquoted ``filter=a=b,c=d`` or ``text=woman, red top`` for Hydra (whose grammar reads ``=`` and ``,`` as
+    syntax)."""
     out = []
     for arg in argv:
-        if arg.startswith("filter=") and arg[7:] and arg[7] not in "'\"{[" and ("=" in arg[7:] or "," in arg[7:]):
-            value = arg[7:].replace("\\", "\\\\").replace("'", "\\'")
-            arg = f"filter='{value}'"
+        key, _, value = arg.partition("=")
+        if key in ("filter", "text") and value and value[0] not in "'\"{[" and ("=" in value or "," in value):
+            value = value.replace("\\", "\\\\").replace("'", "\\'")
+            arg = f"{key}='{value}'"
         out.append(arg)
     return out
 
@@ -52,6 +55,8 @@ def main(cfg: DictConfig) -> None:
     from src.retrieval.kinds import use_threads
 
     use_threads(apply_threads(cfg.get("torch_threads")))
+    if cfg.get("text") and cfg.get("query") is not None:
+        raise ConfigError("text= is a description in words, for a search without query=; with a photo use filter=")
     if cfg.get("query") is None:  # search by description: rank the gallery by its predicted attributes
         return describe_main(cfg, index)
     from src.retrieval.outputs import format_results, result_identities, write_search_outputs
@@ -74,14 +79,22 @@ def main(cfg: DictConfig) -> None:
 
 def describe_main(cfg: DictConfig, index) -> None:
     from src.retrieval.describe import describe_index, description_frame, format_description
+    from src.retrieval.free_text import describe_text, said_back
+    from src.retrieval.outputs import write_description_outputs
 
-    if not cfg.get("filter"):
+    description, filter = cfg.get("filter"), None
+    if cfg.get("text"):  # free words (src/retrieval/free_text.py); a filter then keeps only the images matching it
+        parsed = describe_text(cfg.text)
+        print(said_back(parsed))
+        description, filter = parsed.description, description
+    if not description:
         raise ConfigError("pass query=IMG_OR_DIR to search by image, or a description filter=\"upcolor=red,gender=female\" "
-                          "(no query) to rank the gallery by its predicted attributes")
-    result = describe_index(index, cfg.filter, cfg.top_k)
+                          "or text=\"woman, red top\" (no query) to rank the gallery by its predicted attributes")
+    result = describe_index(index, description, cfg.top_k, filter)
     print(format_description(result, index))
     path = write_csv(Path(cfg.paths.output_dir) / "search_results.csv", description_frame(result, index))
-    print(f"\nwrote {path}")
+    written = write_description_outputs(result, index, cfg.paths.output_dir, grids=cfg.visual.grids, html=cfg.visual.html)
+    print(f"\nwrote {', '.join(map(str, [path, *written.values()]))}")
 
 
 if __name__ == "__main__":

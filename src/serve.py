@@ -52,7 +52,7 @@ def app_config(cfg: DictConfig) -> dict:
     check_gallery_files(load_index(cfg.index))  # a missing or broken index is an error now, not in every worker
     return {"index": os.path.abspath(cfg.index), "token": None if token is None else str(token),
             "limits": {"max_upload_bytes": int(cfg.max_upload_bytes), "max_pixels": int(cfg.max_pixels),
-                       "max_top_k": int(cfg.max_top_k), "max_decodes": int(cfg.max_decodes)},
+                       "max_top_k": int(cfg.max_top_k), "max_rank": int(cfg.max_rank), "max_decodes": int(cfg.max_decodes)},
             "reload_every": float(cfg.reload_every), "torch_threads": int(cfg.torch_threads),
             "allowed_hosts": allowed_hosts(cfg), "postprocess": postprocess_settings(cfg)}
 

@@ -83,3 +83,28 @@ def test_corrupt_images_fail_naming_them_or_are_skipped_when_asked(attribute_ckp
 def test_neighbour_consensus_needs_a_reid_checkpoint(attribute_ckpt, folders, tmp_path):
     with pytest.raises(ConfigError, match=r"attributes.ckpt: attributes.consensus_k needs re-ID embeddings"):
         predict_attributes(attribute_ckpt, folders[0], tmp_path / "out", consensus_k=2, **SIZE)
+
+
+def test_reid_lines_cut_at_a_calibrated_probability(reid_ckpt, folders, tmp_path):
+    """``min_p_same`` cuts at the distance the calibration the file carries gives that probability: everything when
+    no distance falls below it, the same lines as ``threshold=`` at that distance, and a one-line refusal without one."""
+    from src.metrics.verification import distance_at
+    from src.release import add_calibration
+
+    gallery, queries = folders
+    with pytest.raises(ConfigError, match=r"reid.ckpt: carries no calibration, so min_p_same=0.5 has no distance"):
+        predict_reid(reid_ckpt, queries, gallery, tmp_path / "none", min_p_same=0.5, **SIZE)
+    with pytest.raises(ConfigError, match=r"threshold=1.0 and min_p_same=0.5: pass one of the two cuts"):
+        predict_reid(reid_ckpt, queries, gallery, tmp_path / "none", threshold=1.0, min_p_same=0.5, **SIZE)
+    assert not (tmp_path / "none").exists()
+    everything = predict_reid(reid_ckpt, queries, gallery, tmp_path / "all", threshold=1e9, **SIZE).read_text()
+    wide = {"distance": [0.0, 1e6], "p_same": [1.0, 0.0]}  # p >= 0.5 up to 5e5: every pair
+    add_calibration(reid_ckpt, {"plain": wide})
+    assert predict_reid(reid_ckpt, queries, gallery, tmp_path / "wide", min_p_same=0.5, **SIZE).read_text() == everything
+    narrow = {"distance": [0.0, 1e-9], "p_same": [1.0, 0.0]}  # p >= 0.5 only below 5e-10: no pair but own copies
+    add_calibration(reid_ckpt, {"plain": narrow})
+    lines = predict_reid(reid_ckpt, queries, gallery, tmp_path / "narrow", min_p_same=0.5, **SIZE).read_text()
+    assert lines == "q0.png: \nq1.png: \n" and distance_at(narrow, 0.5) == pytest.approx(5e-10)
+    with pytest.raises(ConfigError, match=r"min_p_same=0.5: no distance reaches P\(same identity\) 0.5"):
+        add_calibration(reid_ckpt, {"plain": {"distance": [0.0, 1.0], "p_same": [0.4, 0.0]}})
+        predict_reid(reid_ckpt, queries, gallery, tmp_path / "low", min_p_same=0.5, **SIZE)

@@ -354,6 +354,8 @@ def test_hydra_argv_quotes_the_filter():
     assert hydra_argv(["x", "filter=upcolor=red,backpack=yes", "top_k=3"]) == ["x", "filter='upcolor=red,backpack=yes'", "top_k=3"]
     assert hydra_argv(["x", "filter={upcolor:red}"]) == ["x", "filter={upcolor:red}"]
     assert hydra_argv(["x", "filter='a=b'"]) == ["x", "filter='a=b'"]
+    assert hydra_argv(["x", "text=woman, John's red top"]) == ["x", "text='woman, John\\'s red top'"]
+    assert hydra_argv(["x", "text=woman"]) == ["x", "text=woman"]
 
 
 def test_command_line(world, tmp_path, capsys):

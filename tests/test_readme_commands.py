@@ -259,7 +259,7 @@ def substitute(tokens: list[str], art: Artefacts, out: Path) -> list[str]:
             value = art.course
         elif key in ("gallery", "input", "data.root") and value in ("DIR", "DIR_OR_IMAGE", "gal", "syn/test"):
             value = art.synthetic / "test" if key != "data.root" else art.synthetic
-        elif key == "query":
+        elif key in ("query", "queries"):
             value = art.synthetic / "queries"
         elif key == "images":  # src.compare A.jpg B.jpg: two gallery images
             value = "[" + ",".join(f"'{p}'" for p in sorted((art.synthetic / "test").iterdir())[:2]) + "]"
@@ -400,6 +400,8 @@ def test_readme_command_runs_at_tiny_scale(command, artefacts, tmp_path, capsys)
         assert " vs " in capsys.readouterr().out
     else:
         assert [p for p in tmp_path.rglob("*") if p.is_file()], "the command wrote nothing"
+    if entry == "predict" and "queries=" in command:  # the report's re-ID file, one line per query
+        assert len(next(tmp_path.rglob("reid_test.txt")).read_text().splitlines()) == len(list((artefacts.synthetic / "queries").iterdir()))
 
 
 def assert_summary_holds_the_sweep(summary: pd.DataFrame, sweep: list[str]) -> None:

@@ -24,35 +24,52 @@ CSV_COLUMNS = ("id", "age", *BINARY_COLUMNS, *UPPER_COLOURS, *LOWER_COLOURS)
 @dataclass(frozen=True)
 class Head:
     """One attribute: its CSV name, what it describes, and its classes in label order (class i is CSV value i + 1
-    for binary columns)."""
+    for binary columns); for people, each class's ``values`` (under ``meaning``, e.g. in a drop-down) and ``phrases``
+    (standing alone, e.g. in a description): the one readable wording the app and the description CLI use."""
 
     name: str
     classes: tuple[str, ...]
     meaning: str = ""
+    values: tuple[str, ...] = ()
+    phrases: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def readable(self) -> dict:
+        return {"label": self.meaning, "values": dict(zip(self.classes, self.values)),
+                "phrases": dict(zip(self.classes, self.phrases))}
 
+
+def _colours(classes: tuple[str, ...], part: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return (tuple("several colours" if c == "multicolor" else c for c in classes),
+            tuple(f"{'multicoloured' if c == 'multicolor' else c} {part}" for c in classes))
+
+
+NO_YES = ("no", "yes")
 # The Market-1501 attribute definitions (Lin et al.): CSV value 1 is the first class, 2 the second.
 BINARY_HEADS = (
-    Head("backpack", ("no", "yes"), "carrying a backpack"),
-    Head("bag", ("no", "yes"), "carrying a bag"),
-    Head("handbag", ("no", "yes"), "carrying a handbag"),
-    Head("clothes", ("dress", "pants"), "type of lower-body clothing"),
-    Head("down", ("long_lower", "short_lower"), "length of lower-body clothing"),
-    Head("up", ("long_sleeve", "short_sleeve"), "sleeve length"),
-    Head("hair", ("short_hair", "long_hair"), "hair length"),
-    Head("hat", ("no", "yes"), "wearing a hat"),
-    Head("gender", ("male", "female"), "gender"),
+    Head("backpack", NO_YES, "carrying a backpack", NO_YES, ("no backpack", "backpack")),
+    Head("bag", NO_YES, "carrying a bag", NO_YES, ("no bag", "bag")),
+    Head("handbag", NO_YES, "carrying a handbag", NO_YES, ("no handbag", "handbag")),
+    Head("clothes", ("dress", "pants"), "type of lower-body clothing", ("dress or skirt", "trousers or shorts"),
+         ("dress or skirt", "trousers or shorts")),
+    Head("down", ("long_lower", "short_lower"), "length of lower-body clothing", ("long", "short"),
+         ("long lower-body clothing", "short lower-body clothing")),
+    Head("up", ("long_sleeve", "short_sleeve"), "sleeve length", ("long", "short"), ("long sleeves", "short sleeves")),
+    Head("hair", ("short_hair", "long_hair"), "hair length", ("short", "long"), ("short hair", "long hair")),
+    Head("hat", NO_YES, "wearing a hat", NO_YES, ("no hat", "hat")),
+    Head("gender", ("male", "female"), "gender", ("man", "woman"), ("man", "woman")),
 )
 assert tuple(h.name for h in BINARY_HEADS) == BINARY_COLUMNS
+_UP, _DOWN = tuple(c[2:] for c in UPPER_COLOURS) + ("multicolor",), tuple(c[4:] for c in LOWER_COLOURS) + ("multicolor",)
 HEADS: tuple[Head, ...] = (
-    Head("age", ("young", "teenager", "adult", "old"), "age group"),
+    Head("age", ("young", "teenager", "adult", "old"), "age group", ("child", "teenager", "adult", "old"),
+         ("child", "teenager", "adult", "old person")),
     *BINARY_HEADS,
-    Head("upcolor", tuple(c[2:] for c in UPPER_COLOURS) + ("multicolor",), "upper-body colour"),
-    Head("downcolor", tuple(c[4:] for c in LOWER_COLOURS) + ("multicolor",), "lower-body colour"),
+    Head("upcolor", _UP, "upper-body colour", *_colours(_UP, "upper-body clothing")),
+    Head("downcolor", _DOWN, "lower-body colour", *_colours(_DOWN, "lower-body clothing")),
 )
 HEAD_NAMES: tuple[str, ...] = tuple(h.name for h in HEADS)
 HEAD_BY_NAME: dict[str, Head] = {h.name: h for h in HEADS}

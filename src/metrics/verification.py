@@ -50,6 +50,19 @@ def p_same(calibration: dict, distances) -> np.ndarray:
     return np.interp(np.asarray(distances, dtype=np.float64), calibration["distance"], calibration["p_same"])
 
 
+def distance_at(calibration: dict, min_p_same: float) -> float:
+    """The largest distance whose P(same identity) is at least ``min_p_same`` (the inverse of ``p_same`` on its
+    knots): a cut at it keeps exactly the pairs the calibration gives ``min_p_same`` or more; inf when every distance
+    does; ValueError when none does."""
+    d, p = np.asarray(calibration["distance"], dtype=np.float64), np.asarray(calibration["p_same"], dtype=np.float64)
+    if p[0] < min_p_same:
+        raise ValueError(f"no distance reaches P(same identity) {min_p_same:g}: the calibration's highest is {p[0]:.4g}")
+    last = int(np.flatnonzero(p >= min_p_same)[-1])
+    if last == len(p) - 1:
+        return float("inf")
+    return float(d[last] + (p[last] - min_p_same) / (p[last] - p[last + 1]) * (d[last + 1] - d[last]))
+
+
 def expected_calibration_error(probabilities, same, bins: int = 10) -> float:
     """ECE over equal-width probability bins: sum over bins of (share of pairs) x |mean probability - match rate|."""
     probabilities, same = np.asarray(probabilities, dtype=np.float64), np.asarray(same, dtype=np.float64)

@@ -18,7 +18,7 @@ import numpy as np
 
 from src.data.attributes import HEAD_NAMES
 from src.io.visual import short_caption
-from src.retrieval.filtering import FilterError, describe_filter, filter_mask, parse_filter
+from src.retrieval.filtering import FilterError, describe_filter, filter_mask, parse_filter, readable_filter
 
 
 def description_scores(probabilities: Mapping[str, np.ndarray], conditions: Mapping[str, Sequence[int]]) -> np.ndarray:
@@ -104,8 +104,9 @@ def describe_index(index, description, top_k: int = 20, filter=None) -> Descript
 
 def format_description(result: DescriptionResult, index) -> str:
     """The ranked gallery images of a description search as a readable table."""
-    lines = [f"description {result.description}: {len(index)} gallery images ranked by the product of their predicted "
-             f"probabilities; {result.num_passing} have all these predicted attributes", ""]
+    lines = [f"description {result.description} ({readable_filter(result.conditions)}): {len(index)} gallery images "
+             f"ranked by the product of their predicted probabilities; {result.num_passing} have all these predicted "
+             "attributes", ""]
     if not result.matches:
         return "\n".join([*lines, "  no match"])
     width = max(7, *(len(index.names[r]) for r, _ in result.matches))

@@ -69,6 +69,11 @@ def describe_filter(conditions: Mapping[str, Sequence[int]]) -> str:
                     for name, classes in conditions.items())
 
 
+def readable_filter(conditions: Mapping[str, Sequence[int]]) -> str:
+    """The conditions in words: ``upcolor=red,gender=female`` -> ``red upper-body clothing, woman`` (``a|b``: ``A or B``)."""
+    return ", ".join(" or ".join(HEAD_BY_NAME[name].phrases[c] for c in classes) for name, classes in conditions.items())
+
+
 def filter_mask(attributes, conditions: Mapping[str, Sequence[int]]) -> np.ndarray:
     """Rows of ``attributes`` (N, 12 class indices, HEAD_NAMES order) that satisfy every condition (bool array)."""
     attributes = np.asarray(attributes)

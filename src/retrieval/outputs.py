@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from src.data.attributes import HEAD_NAMES, HEADS
 from src.data.records import DataError, parse_market_name
 from src.io.atomic import write_csv
-from src.io.visual import RankRow, Tile, rank_figure, save_png, short_caption, thumbnail, write_html_report
-from src.retrieval.filtering import describe_filter
+from src.io.visual import THUMB_SIZE, RankRow, Tile, rank_figure, save_png, short_caption, thumbnail, write_html_report
+from src.retrieval.filtering import describe_filter, readable_filter
 from src.retrieval.search import SearchResult
 from src.retrieval.store import MissingGalleryFilesWarning
 
@@ -128,10 +130,34 @@ def rank_rows(result: SearchResult, queries: Sequence[int], query_pids=None, gal
         for rank, (row, distance) in enumerate(result.matches[q], start=1):
             correct = None if query_pids is None or gallery_pids is None else same_identity(query_pids[q], gallery_pids[row])
             score = f"p {result.p_same[q][rank - 1]:.2f}" if result.p_same is not None else f"{distance:.3f}"
-            tiles.append(Tile(thumbnail(result.index.path(result.index.names[row])), f"#{rank} {score}",
-                              f"{_short(result.index.names[row])}\n{short_caption(result.index.attributes[row])}", correct))
+            tiles.append(gallery_tile(result.index, row, f"#{rank} {score}", correct))
         rows.append(RankRow(query, tiles))
     return rows
+
+
+def gallery_tile(index, row: int, title: str, correct: bool | None = None) -> Tile:
+    """The thumbnail of gallery row ``row`` with its short name and predicted attributes."""
+    return Tile(thumbnail(index.path(index.names[row])), title,
+                f"{_short(index.names[row])}\n{short_caption(index.attributes[row])}", correct)
+
+
+def write_description_outputs(result, index, output_dir: str | Path, *, grids: bool = True, html: bool = True,
+                              per_line: int = 10) -> dict[str, Path]:
+    """``grids/description.png`` and ``search.html`` of a description search (``describe.DescriptionResult``): the
+    description in words where a photo query has its picture, then the ranked gallery images with their scores."""
+    words = readable_filter(result.conditions)
+    query = Tile(np.full((*THUMB_SIZE[::-1], 3), 255, dtype=np.uint8), "description", textwrap.fill(words, 14))
+    row = RankRow(query, [gallery_tile(index, r, f"#{rank} p {score:.2f}") for rank, (r, score) in enumerate(result.matches, 1)])
+    title = f"description {result.description} ({words}): top {len(result.matches)} of {len(index)} gallery images"
+    written = {}
+    if grids:
+        written["grid"] = save_png(Path(output_dir) / "grids" / "description.png", rank_figure([row], per_line, title))
+    if html:
+        meta = {"gallery": index.gallery, "description": f"{result.description} ({words})",
+                "score": "the product of the described attributes' predicted probabilities"}
+        written["html"] = write_html_report(Path(output_dir) / "search.html", [row], "Gallery search by description", meta,
+                                            [title])
+    return written
 
 
 def _short(name: str, width: int = 13) -> str:

@@ -1,5 +1,6 @@
 """The person-search app: a FastAPI application over one index folder (``src.serving.engine``) serving a plain
-HTML/JS page (``static/``, no build step) and a JSON API documented at ``/docs`` (OpenAPI).
+HTML/JS page (``static/``, no build step) and a JSON API documented at ``/docs`` (OpenAPI; Swagger UI from the
+fastapi-offline package's files, so it loads with no internet).
 
 Safe by default: ``src.serve`` binds 127.0.0.1 and refuses another address without a token; with a token every
 request must carry it (``Authorization: Bearer TOKEN``, ``?token=TOKEN``, or the cookie the page sets when opened
@@ -21,6 +22,7 @@ from typing import Annotated
 import pandas as pd
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -29,7 +31,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from src.data.attributes import HEADS
 from src.errors import KnownError
-from src.serving.engine import Engine, Limits, Served, UploadError, predicted
+from src.retrieval.filtering import readable_filter
+from src.retrieval.free_text import describe_text
+from src.serving.engine import Engine, Limits, Served, UploadError, check_upload, predicted
 
 STATIC = Path(__file__).parent / "static"
 TOKEN_COOKIE = "mpr_token"
@@ -58,6 +62,7 @@ class SearchResponse(BaseModel):
     gallery_size: int
     passing: int
     generation: str
+    offset: int = 0  # the results before these (paging): the first match has rank offset + 1
     matches: list[Match]
     timing_ms: dict[str, float]
 
@@ -72,6 +77,7 @@ class Info(BaseModel):
     generation: str
     searchable_by_image: bool
     attributes: dict[str, list[str]]
+    labels: dict[str, dict]  # per attribute: its readable label, and per class its readable value and phrase
     limits: dict[str, int]
 
 
@@ -84,31 +90,34 @@ class CompareResponse(BaseModel):
     threshold: float | None
 
 
-def _matches(served: Served, matches: list[tuple[int, float]], field: str, p_same: list[float] | None = None
-             ) -> list[Match]:
+def _matches(served: Served, matches: list[tuple[int, float]], field: str, p_same: list[float] | None = None,
+             offset: int = 0) -> list[Match]:
     index = served.index
     if not matches:
         return []
     rows = [r for r, _ in matches]
     table = index.records.iloc[rows]
     out = []
-    for rank, ((row, value), (_, record)) in enumerate(zip(matches, table.iterrows()), start=1):
+    for i, ((row, value), (_, record)) in enumerate(zip(matches, table.iterrows())):
         camera = record["camera"]
-        out.append(Match(rank=rank, id=int(index.ids[row]), name=str(record["name"]), **{field: value},
-                         p_same=None if p_same is None else p_same[rank - 1],
+        out.append(Match(rank=offset + i + 1, id=int(index.ids[row]), name=str(record["name"]), **{field: value},
+                         p_same=None if p_same is None else p_same[i],
                          camera=None if pd.isna(camera) else int(camera),
                          attributes={h.name: str(record[h.name]) for h in HEADS}, image=f"api/images/{int(index.ids[row])}"))
     return out
 
 
-def _response(kind: str, result: dict, query: dict, filter, rerank: bool, started: float, field: str = "distance"
-              ) -> SearchResponse:
+def _response(kind: str, result: dict, query: dict, filter, rerank: bool, started: float, field: str = "distance",
+              offset: int = 0) -> SearchResponse:
+    """The answer to a search of ``offset + top_k`` results: the ones after the first ``offset`` (paging)."""
     served = result["served"]
     timing = {k: round(1000 * v, 2) for k, v in result["timing"].items()}
     timing["total"] = round(1000 * (time.perf_counter() - started), 2)
+    p_same = result.get("p_same")
     return SearchResponse(kind=kind, query=query, filter=filter or None, rerank=rerank, gallery_size=len(served.index),
-                          passing=result["passing"], generation=served.generation,
-                          matches=_matches(served, result["matches"], field, result.get("p_same")), timing_ms=timing)
+                          passing=result["passing"], generation=served.generation, offset=offset,
+                          matches=_matches(served, result["matches"][offset:], field, p_same and p_same[offset:], offset),
+                          timing_ms=timing)
 
 
 class HideToken(logging.Filter):
@@ -132,7 +141,7 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
     engine = Engine(index, limits, reload_every, postprocess)
     app = FastAPI(title="market-par-reid person search",
                   description="Search a gallery index by photo or by description (predicted attributes). "
-                              "Gallery images are served by index id only.", version="1")
+                              "Gallery images are served by index id only.", version="1", docs_url=None, redoc_url=None)
     app.state.engine = engine
     access_log = logging.getLogger("uvicorn.access")
     if token is not None and not any(isinstance(f, HideToken) for f in access_log.filters):
@@ -184,11 +193,34 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
         return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=422)
 
     TopK = Annotated[int, Query(ge=1, le=limits.max_top_k, description="results to return")]
+    Offset = Annotated[int, Query(ge=0, le=limits.max_rank - 1, description="results to skip first (paging)")]
     Filter = Annotated[str | None, Query(max_length=500, description='predicted attributes, e.g. "upcolor=red,backpack=yes"')]
+
+    def deepest(top_k: int, offset: int) -> int:
+        """The results a page of ``top_k`` after ``offset`` needs ranked; paging stops at ``max_rank``."""
+        if offset + top_k > limits.max_rank:
+            raise KnownError(f"offset {offset} + top_k {top_k} is past rank {limits.max_rank}, the deepest this server "
+                             "pages to (max_rank)")
+        return offset + top_k
+
+    async def upload(file: UploadFile) -> bytes:
+        """The uploaded bytes, checked (size, header, pixels); an UploadError naming the file and what is wrong."""
+        data = await file.read(limits.max_upload_bytes + 1)
+        try:
+            check_upload(data, limits)
+        except UploadError as err:
+            raise UploadError(err.status, f"{file.filename or 'the upload'}: {err}") from None
+        return data
 
     @app.get("/", include_in_schema=False)
     def page():
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():  # Swagger UI from the fastapi-offline package's files (Swagger UI 5), never from a CDN: it works offline
+        return get_swagger_ui_html(openapi_url="openapi.json", title=f"{app.title} - API",
+                                   swagger_js_url="static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="static/swagger/swagger-ui.css", swagger_favicon_url="static/favicon.svg")
 
     @app.get("/api/info", response_model=Info, summary="The served index: size, kind, input size, attribute values")
     def info() -> Info:
@@ -197,8 +229,9 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
         return Info(folder=str(index.folder.name), images=len(index), kind=index.kind, metric=index.metric,
                     height=index.height, width=index.width, generation=served.generation,
                     searchable_by_image=bool(index.checkpoint), attributes={h.name: list(h.classes) for h in HEADS},
+                    labels={h.name: h.readable() for h in HEADS},
                     limits={"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
-                            "max_top_k": limits.max_top_k})
+                            "max_top_k": limits.max_top_k, "max_rank": limits.max_rank})
 
     @app.post("/api/search/image", response_model=SearchResponse, summary="Search by an uploaded photo",
               responses={400: {"description": "empty, truncated or undecodable image; bad filter"},
@@ -206,35 +239,42 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
     async def search_image(file: Annotated[UploadFile, File(description="the query photo")],
                            top_k: Annotated[int, Form(ge=1, le=limits.max_top_k)] = 20,
                            filter: Annotated[str | None, Form(max_length=500)] = None,
-                           rerank: Annotated[bool, Form()] = False) -> SearchResponse:
+                           rerank: Annotated[bool, Form()] = False,
+                           offset: Annotated[int, Form(ge=0, le=limits.max_rank - 1)] = 0) -> SearchResponse:
         started = time.perf_counter()
-        data = await file.read(limits.max_upload_bytes + 1)
-        result = await run_in_threadpool(engine.search_upload, data, top_k, filter, rerank)
-        return _response("image", result, result["query"], filter, rerank, started)
+        data = await upload(file)
+        result = await run_in_threadpool(engine.search_upload, data, deepest(top_k, offset), filter, rerank)
+        return _response("image", result, result["query"], filter, rerank, started, offset=offset)
 
     @app.get("/api/search/id/{image_id}", response_model=SearchResponse, summary="Search from a gallery image (by id)")
-    def search_id(image_id: int, top_k: TopK = 20, filter: Filter = None, rerank: bool = False) -> SearchResponse:
+    def search_id(image_id: int, top_k: TopK = 20, filter: Filter = None, rerank: bool = False, offset: Offset = 0
+                  ) -> SearchResponse:
         started = time.perf_counter()
         served = engine.served
         row = engine.row_of_id(served, image_id)
-        result = engine.search_row(row, top_k, filter, rerank, served)
-        return _response("id", result, {"id": image_id, "name": str(served.index.names[row])}, filter, rerank, started)
+        result = engine.search_row(row, deepest(top_k, offset), filter, rerank, served)
+        return _response("id", result, {"id": image_id, "name": str(served.index.names[row])}, filter, rerank, started,
+                         offset=offset)
 
     @app.get("/api/search/description", response_model=SearchResponse,
              summary="Search by description: rank the gallery by its predicted attribute probabilities")
-    def search_description(description: Annotated[str, Query(min_length=1, max_length=500,
-                                                             description='e.g. "upcolor=red,backpack=yes,gender=female"')],
-                           top_k: TopK = 20, filter: Filter = None) -> SearchResponse:
+    def search_description(description: Annotated[str | None, Query(min_length=1, max_length=500,
+                                                                    description='e.g. "upcolor=red,backpack=yes"')] = None,
+                           text: Annotated[str | None, Query(max_length=500, description='free text instead, e.g. '
+                                                             '"woman, red top, backpack"')] = None,
+                           top_k: TopK = 20, filter: Filter = None, offset: Offset = 0) -> SearchResponse:
         started = time.perf_counter()
-        result = engine.search_description(description, top_k, filter)
-        return _response("description", result, {"description": result["description"]}, filter, False, started, "score")
+        query = described(description, text)
+        result = engine.search_description(query["description"], deepest(top_k, offset), filter)
+        query.update(description=result["description"], readable=readable_filter(result["conditions"]))
+        return _response("description", result, query, filter, False, started, "score", offset)
 
     @app.post("/api/attributes", summary="Predicted attributes of an uploaded photo",
               responses={400: {"description": "empty, truncated or undecodable image"},
                          413: {"description": "upload over the byte or pixel limit"}, 415: {"description": "not an image"}})
     async def attributes(file: Annotated[UploadFile, File(description="a photo of a person")]) -> dict:
         started = time.perf_counter()
-        data = await file.read(limits.max_upload_bytes + 1)
+        data = await upload(file)
         _, probabilities, _ = await run_in_threadpool(engine.embed, data)
         return {"attributes": predicted(probabilities), "timing_ms": {"total": round(1000 * (time.perf_counter() - started), 2)}}
 
@@ -246,8 +286,7 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
                       second: Annotated[UploadFile, File(description="another photo")],
                       far: Annotated[float, Form(gt=0, lt=1, description="false accept rate of the decision")] = 0.01
                       ) -> CompareResponse:
-        one = await first.read(limits.max_upload_bytes + 1)
-        two = await second.read(limits.max_upload_bytes + 1)
+        one, two = await upload(first), await upload(second)
         return CompareResponse(**await run_in_threadpool(engine.compare_uploads, one, two, far))
 
     @app.get("/api/images/{image_id}", summary="A gallery image by its index id (never by path)",
@@ -260,10 +299,23 @@ def create_app(index: str | Path, token: str | None = None, limits: Limits | dic
     def favicon():
         return RedirectResponse("static/favicon.svg")
 
+    app.mount("/static/swagger", StaticFiles(packages=[("fastapi_offline", "static")]), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts, www_redirect=False)
     return app
+
+
+def described(description: str | None, text: str | None) -> dict:
+    """The query of a description search: ``description`` as given, or parsed from free ``text`` with what was
+    understood and the words that were not; a KnownError (400) when neither or both are given, or nothing was understood."""
+    if (description is None) == (text is None):
+        raise KnownError("pass description=attribute=value,... or text=free words (e.g. woman, red top, backpack), one of the two")
+    if text is None:
+        return {"description": description}
+    parsed = describe_text(text)
+    return {"description": parsed.description, "text": text, "understood": [{"words": w, "meaning": m} for w, m in parsed.understood],
+            "unknown": parsed.unknown}
 
 
 def app_from_environment() -> FastAPI:

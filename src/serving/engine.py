@@ -63,6 +63,7 @@ class Limits:
     max_upload_bytes: int = 8 * 1024 * 1024
     max_pixels: int = 4096 * 4096
     max_top_k: int = 200
+    max_rank: int = 1000  # the deepest rank paging reaches (offset + top_k)
     max_decodes: int = 2  # uploads decoded at once per worker; the others wait (a decode can take ~100 MB)
 
 
@@ -76,7 +77,8 @@ def check_upload(data: bytes, limits: Limits) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as image:  # reads the header only
             width, height, kind = *image.size, image.format
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise UploadError(415, f"not an image this server reads (JPEG, PNG, BMP, WebP, ...): {err}") from None
+        why = f"no image format starts with {data[:12]!r}" if isinstance(err, UnidentifiedImageError) else str(err)
+        raise UploadError(415, f"not an image this server reads (JPEG, PNG, BMP, WebP, ...): {why}") from None
     if width * height > limits.max_pixels:
         raise UploadError(413, f"{kind} image of {width}x{height} = {width * height} pixels is over the limit of "
                                f"{limits.max_pixels} pixels")
@@ -232,8 +234,8 @@ class Engine:
         served = self.served
         mark = time.perf_counter()
         result = search_description(served.probabilities, served.index.attributes, description, top_k, filter)
-        return {"served": served, "matches": result.matches, "passing": result.num_passing,
-                "description": result.description, "timing": {"search": time.perf_counter() - mark}}
+        return {"served": served, "matches": result.matches, "passing": result.num_passing, "description": result.description,
+                "conditions": result.conditions, "timing": {"search": time.perf_counter() - mark}}
 
     def row_of_id(self, served: Served, image_id: int) -> int:
         if not 0 <= image_id < 2**63:  # ids are int64: a larger number names no image (and would overflow numpy)

@@ -8,6 +8,7 @@ import pytest
 from src.metrics.verification import (
     check_calibration,
     cross_camera_pairs,
+    distance_at,
     expected_calibration_error,
     fit_calibration,
     identity_halves,
@@ -75,3 +76,16 @@ def test_report_on_a_separable_world_is_calibrated():
 def test_a_damaged_calibration_is_refused(calibration, message):
     with pytest.raises(ValueError, match=message):
         check_calibration(calibration)
+
+
+def test_distance_at_inverts_the_calibration():
+    calibration = {"distance": [0.1, 0.3, 0.6, 0.8], "p_same": [0.95, 0.5, 0.5, 0.01]}
+    assert distance_at(calibration, 0.75) == pytest.approx(0.1 + 0.2 * 0.2 / 0.45)  # on the first segment
+    assert distance_at(calibration, 0.5) == pytest.approx(0.6)  # the end of a plateau at exactly 0.5
+    for probability in (0.9, 0.7, 0.4, 0.02):
+        cut = distance_at(calibration, probability)
+        assert p_same(calibration, [cut])[0] == pytest.approx(probability)
+        assert p_same(calibration, [cut + 1e-6])[0] < probability <= p_same(calibration, [cut - 1e-6])[0]
+    assert distance_at(calibration, 0.01) == float("inf")  # every distance has p >= 0.01 (constant beyond the knots)
+    with pytest.raises(ValueError, match="no distance reaches P.same identity. 0.99: the calibration's highest is 0.95"):
+        distance_at(calibration, 0.99)

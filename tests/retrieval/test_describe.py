@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from src.data.attributes import HEAD_NAMES, HEADS
 from src.retrieval.build import index_from_embeddings
@@ -87,10 +88,25 @@ def test_cli_ranks_by_description_without_a_query(tmp_path):
     expected = np.argsort(-(probs["gender"][:, 1].astype(np.float64) * probs["hat"][:, 0]), kind="stable")[:5]
     csv = pd.read_csv(tmp_path / "run" / "search_results.csv")
     assert csv["gallery"].tolist() == [f"{i:03d}.jpg" for i in expected]
-    assert csv["gallery"].iloc[0] in proc.stdout and "description gender=female,hat=no" in proc.stdout
+    assert csv["gallery"].iloc[0] in proc.stdout and "description gender=female,hat=no (woman, no hat)" in proc.stdout
+    # as a photo query does, it draws its grid and the HTML page (the description in words where a photo would be)
+    grid, page = tmp_path / "run" / "grids" / "description.png", tmp_path / "run" / "search.html"
+    assert Image.open(grid).size[0] > 400 and f"wrote {tmp_path / 'run' / 'search_results.csv'}, {grid}, {page}" in proc.stdout
+    assert page.read_text().count("<figure") == 6 and "woman, no hat" in page.read_text()
     proc = subprocess.run([sys.executable, "-m", "src.search", f"index={index.folder}",
                            f"hydra.run.dir={tmp_path / 'run2'}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 2 and "pass query=IMG_OR_DIR" in proc.stderr + proc.stdout
+    # the same description in words, said back
+    proc = subprocess.run([sys.executable, "-m", "src.search", f"index={index.folder}", "text=a woman, no hat, glittery",
+                           "top_k=5", f"hydra.run.dir={tmp_path / 'run3'}"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("understood: woman; no hat; not understood: glittery\n")
+    assert pd.read_csv(tmp_path / "run3" / "search_results.csv")["gallery"].tolist() == csv["gallery"].tolist()
+    proc = subprocess.run([sys.executable, "-m", "src.search", f"index={index.folder}", "text=glittery",
+                           f"hydra.run.dir={tmp_path / 'run4'}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip() == ("error: nothing understood in 'glittery' (not understood: "
+                                                            'glittery); try e.g. "woman, red top, black trousers, backpack"')
 
 
 def test_a_description_that_contradicts_itself_is_one_line():

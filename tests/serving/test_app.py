@@ -5,6 +5,7 @@ the token; the OpenAPI page."""
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -54,7 +55,16 @@ def test_info_and_the_openapi_page(client, index):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/search/image", "/api/search/id/{image_id}", "/api/search/description", "/api/attributes",
             "/api/images/{image_id}", "/api/info"} <= set(paths)
-    assert client.get("/docs").status_code == 200 and "swagger" in client.get("/docs").text.lower()
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    # served from this server's files, no CDN: it works offline
+    assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", docs.text)
+    assert assets and not [a for a in assets if "//" in a], assets
+    for asset in assets:
+        assert client.get(f"/{asset}").status_code == 200, asset
+    assert info["labels"]["down"]["label"] == "length of lower-body clothing"
+    assert info["labels"]["down"]["phrases"]["long_lower"] == "long lower-body clothing"
+    assert info["labels"]["upcolor"]["values"]["multicolor"] == "several colours"
     page = client.get("/")
     assert page.status_code == 200 and "static/app.js" in page.text
     assert client.get("/static/app.js").status_code == 200
@@ -118,6 +128,41 @@ def test_description_ranks_by_the_product_of_predicted_probabilities(client, ind
     assert values == sorted(values, reverse=True) and all(m["distance"] is None for m in response.json()["matches"])
     bad = client.get("/api/search/description", params={"description": "gender=robot"})
     assert bad.status_code == 400 and "valid values: male, female" in bad.json()["detail"]
+    assert response.json()["query"]["readable"] == "woman, no backpack"
+
+
+def test_free_text_is_parsed_into_the_description_and_shown_back(client, index):
+    text = client.get("/api/search/description", params={"text": "a woman, sparkly, without backpack", "top_k": 7}).json()
+    same = client.get("/api/search/description", params={"description": "gender=female,backpack=no", "top_k": 7}).json()
+    assert text["matches"] == same["matches"]
+    assert text["query"] == {"description": "gender=female,backpack=no", "text": "a woman, sparkly, without backpack",
+                             "understood": [{"words": "woman", "meaning": "woman"},
+                                            {"words": "without backpack", "meaning": "no backpack"}],
+                             "unknown": ["sparkly"], "readable": "woman, no backpack"}
+    nothing = client.get("/api/search/description", params={"text": "sparkly red"})
+    assert nothing.status_code == 400 and nothing.json()["detail"] == (
+        "nothing understood in 'sparkly red' (not understood: sparkly; red (a colour of what? e.g. red top, red "
+        'trousers)); try e.g. "woman, red top, black trousers, backpack"')
+    for params in ({}, {"text": "woman", "description": "gender=female"}):
+        answer = client.get("/api/search/description", params=params)
+        assert answer.status_code == 400 and "one of the two" in answer.json()["detail"]
+
+
+def test_paging_continues_the_ranking(client, index):
+    image_id = int(index.ids[4])
+    whole = client.get(f"/api/search/id/{image_id}", params={"top_k": 12}).json()["matches"]
+    pages = [client.get(f"/api/search/id/{image_id}", params={"top_k": 5, "offset": offset}).json() for offset in (0, 5, 10)]
+    assert [page["offset"] for page in pages] == [0, 5, 10]
+    assert [m for page in pages for m in page["matches"]][:12] == whole and whole[5]["rank"] == 6
+    assert len(pages[2]["matches"]) == 5 and pages[2]["matches"][0]["rank"] == 11
+    described = [client.get("/api/search/description", params={"description": "hat=no", "top_k": 4, "offset": offset}).json()
+                 for offset in (0, 4)]
+    assert [m["id"] for page in described for m in page["matches"]] == [
+        m["id"] for m in client.get("/api/search/description", params={"description": "hat=no", "top_k": 8}).json()["matches"]]
+    photo = [upload(client, index.path(index.names[4]), top_k=3, offset=offset).json()["matches"] for offset in (0, 3)]
+    assert [m["name"] for m in photo[0] + photo[1]] == [m["name"] for m in whole[:6]]
+    past = client.get(f"/api/search/id/{image_id}", params={"top_k": 200, "offset": 900})
+    assert past.status_code == 400 and "past rank 1000, the deepest this server pages to" in past.json()["detail"]
 
 
 def test_attributes_of_an_upload_are_the_indexed_ones(client, index):
@@ -162,6 +207,9 @@ def test_bad_uploads_get_a_clear_4xx(served_index):  # noqa: F811
                 assert response.status_code == status, (name, route, response.text)
                 assert message in response.json()["detail"], (name, response.text)
                 assert "Traceback" not in response.text and "/tmp" not in response.json()["detail"]
+                assert " object at 0x" not in response.text
+        text = client.post("/api/search/image", files={"file": ("notes.jpg", b"hello, I am not an image")}).json()["detail"]
+        assert text == "notes.jpg: not an image this server reads (JPEG, PNG, BMP, WebP, ...): no image format starts with b'hello, I am '"
         assert client.post("/api/search/image").status_code == 422  # no file
         assert upload(client, good, top_k=0).status_code == 422
         assert upload(client, good, top_k=5).status_code == 200  # still serving

@@ -31,7 +31,7 @@ class StrongReidModule(RetrievalValidation):
         triplet_margin: float | None = 0.3,
         triplet_weight: float = 1.0,
         triplet_feature: str = "pre_bn",
-        triplet_across_ranks: bool = False,
+        triplet_across_ranks: bool = True,
         center_weight: float = 0.0,
         attribute_weight: float = 1.0,
         pseudo_attribute_weight: float = 0.0,

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-
-import hydra
 from omegaconf import DictConfig
 
-from src.cli_help import answer_help, check_required
-from src.config import check_ranges
-from src.errors import check_overrides, one_line_errors
+from src.cli import command
 from src.models.shipped import checkpoint_or_shipped
 from src.runtime import apply_threads
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
-@one_line_errors
+@command("predict")
 def main(cfg: DictConfig) -> None:
-    check_ranges(cfg)  # before the libraries load: a config error answers at once
     from src.data.records import image_records
     from src.deliverables import predict_attributes
 
@@ -35,7 +28,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    answer_help(sys.argv)
-    check_required(sys.argv)
-    check_overrides(sys.argv)
     main()

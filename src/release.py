@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import hydra
 from omegaconf import DictConfig
 
-from src.cli_help import answer_help, check_required
-from src.errors import ConfigError, check_overrides, one_line_errors
+from src.cli import command
+from src.errors import ConfigError
 from src.io.atomic import atomic_path, write_json
 
 if TYPE_CHECKING:  # torch loads inside the functions: --help and config errors answer at once
@@ -240,14 +238,10 @@ def summary(entry: dict, name: str) -> str:
     return "\n".join(parts)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="release")
-@one_line_errors
+@command("release")
 def main(cfg: DictConfig) -> None:
     print(summary(release(cfg), cfg.name))
 
 
 if __name__ == "__main__":
-    answer_help(sys.argv)
-    check_required(sys.argv)
-    check_overrides(sys.argv)
     main()

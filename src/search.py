@@ -11,15 +11,12 @@ on the returned candidates. The work is done in ``src.retrieval`` (``search``, `
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli_help import answer_help, check_required
-from src.config import check_ranges
-from src.errors import ConfigError, check_overrides, one_line_errors
+from src.cli import command
+from src.errors import ConfigError
 from src.io.atomic import check_writable, write_csv
 from src.runtime import apply_threads
 
@@ -35,12 +32,10 @@ def hydra_argv(argv: list[str]) -> list[str]:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
-@one_line_errors
+@command("search", argv=hydra_argv)
 def main(cfg: DictConfig) -> None:
     # Everything that can be checked from the config and the index (manifest and records: no torch, no faiss) is
     # checked before a network loads or an image is decoded; the libraries load after that.
-    check_ranges(cfg)
     from src.retrieval.checks import check_search
     from src.retrieval.store import load_index
 
@@ -85,8 +80,4 @@ def describe_main(cfg: DictConfig, index) -> None:
 
 
 if __name__ == "__main__":
-    answer_help(sys.argv)
-    sys.argv = hydra_argv(sys.argv)
-    check_required(sys.argv)
-    check_overrides(sys.argv)
     main()

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli_help import answer_help, check_required
+from src.cli import command
 from src.config import check_ranges
-from src.errors import check_overrides, one_line_errors
 from src.io.atomic import write_json, write_text
 from src.recipe import is_recipe
 from src.runtime import apply_threads, quiet_library_noise, runs_on_cpu
@@ -131,8 +128,7 @@ def _fit(cfg: DictConfig, datamodule: pl.LightningDataModule, output_dir: Path) 
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-@one_line_errors
+@command("train")
 def main(cfg: DictConfig) -> float | None:
     from src.run_folder import is_rank_zero
 
@@ -144,7 +140,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    answer_help(sys.argv)
-    check_required(sys.argv)
-    check_overrides(sys.argv)
     main()

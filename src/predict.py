@@ -20,9 +20,7 @@ def main(cfg: DictConfig) -> None:
         ckpt_path, image_records(cfg.input, subfolders=cfg.subfolders), cfg.paths.output_dir,
         height=cfg.data.height, width=cfg.data.width,
         batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers,
-        flip_test=cfg.attributes.flip_test, consensus_k=cfg.attributes.consensus_k,
-        consensus_rerank=cfg.attributes.consensus_rerank, ensemble=cfg.attributes.ensemble,
-        ensemble_with_main=cfg.attributes.ensemble_with_main, skip_corrupt=cfg.data.skip_corrupt,
+        attributes=cfg.attributes, skip_corrupt=cfg.data.skip_corrupt,
     )
     print(f"wrote {path}")
 

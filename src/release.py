@@ -186,9 +186,10 @@ def release(cfg: DictConfig) -> dict:
                    rank1_rerank=measured["rerank"]["rank1"],
                    attribute_mean_consensus=measured["consensus"]["mean_attribute_accuracy"],
                    consensus_k=int(cfg.evaluate.consensus_k))
-    datamodule = instantiate(configs["plain"].data)  # evaluate() filled in the checkpoint's size and split
+    height, width = plain["input_size"]  # the checkpoint's size and split, as evaluate() resolved them
+    datamodule = instantiate(configs["plain"].data, height=height, width=width, **plain["split_settings"])
     records = datamodule.eval_records("val")[: int(cfg.evaluate.parity_images)]
-    difference = embedding_difference(cfg.ckpt_path, out, records, datamodule.height, datamodule.width)
+    difference = embedding_difference(cfg.ckpt_path, out, records, height, width)
     parity = {"max_abs_output_difference": difference, "outputs": "embedding" if contract.embeds else "attribute logits",
               "attribute_mean_change": plain["mean_attribute_accuracy"] - source["mean_attribute_accuracy"]}
     if contract.embeds:

@@ -25,12 +25,12 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
 
-def write_test_outputs(ckpt_path: str, datamodule, output_dir: Path, reid: bool) -> None:
+def write_test_outputs(ckpt_path: str, datamodule, output_dir: Path, reid: bool, attributes=None) -> None:
     """The report's deliverables for the source's unlabelled gallery (and queries): attribute CSV, reid_test.txt."""
     from src.deliverables import predict_attributes, predict_reid
 
     options = dict(batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers,
-                   skip_corrupt=datamodule.skip_corrupt)
+                   skip_corrupt=datamodule.skip_corrupt, attributes=attributes)
     gallery = datamodule.source.gallery()
     queries = datamodule.source.queries() if reid else []
     announce_test_outputs(gallery, queries)
@@ -124,7 +124,7 @@ def _fit(cfg: DictConfig, datamodule: pl.LightningDataModule, output_dir: Path) 
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", {"best_checkpoint": best, **metrics})
         if cfg.get("predict_test") and best:
-            write_test_outputs(best, datamodule, output_dir, reid=model.network_kind == "reid")
+            write_test_outputs(best, datamodule, output_dir, model.network_kind == "reid", cfg.get("attributes"))
     return metrics
 
 

@@ -135,11 +135,9 @@ def evaluate(cfg: DictConfig) -> dict:
         result.update({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rank.items()})
         result.update(num_queries=len(query), num_gallery=len(gallery), metric=metric,
                       postprocess=OmegaConf.to_container(cfg.get("postprocess") or {}))
-        from src.models.loading import read_calibration
-
         mode = "rerank" if (cfg.get("postprocess") or {}).get("rerank", {}).get("enabled") else "plain"
         result["files"] = write_rankings(Path(cfg.paths.output_dir), cfg.get("outputs") or {}, records, query, gallery,
-                                         distmat, rank["cmc"], result, read_calibration(cfg.ckpt_path, mode))
+                                         distmat, rank["cmc"], result, contract.calibration(mode))
         if cfg.get("verification", {}).get("enabled", True):
             result["verification"] = verification(Path(cfg.paths.output_dir), distmat, pids[query], pids[gallery],
                                                   camids[query], camids[gallery], settings["split_seed"], result)

@@ -42,7 +42,7 @@ def main(cfg: DictConfig) -> None:
     index = load_index(cfg.index)
     postprocess = OmegaConf.to_container(cfg.postprocess)
     check_search(index, filter=cfg.get("filter"), postprocess=postprocess, kind=cfg.get("kind"),
-                 height=cfg.get("height"), width=cfg.get("width"))
+                 height=cfg.data.height, width=cfg.data.width)
     check_writable(Path(cfg.paths.output_dir))
     from src.retrieval.kinds import use_threads
 
@@ -55,7 +55,7 @@ def main(cfg: DictConfig) -> None:
     result = search(
         index, cfg.query, top_k=cfg.top_k, filter=cfg.get("filter"), postprocess=postprocess, metric=cfg.get("metric"),
         ckpt_path=cfg.get("ckpt_path"), batch_size=cfg.batch_size, num_workers=cfg.num_workers, kind=cfg.get("kind"),
-        height=cfg.get("height"), width=cfg.get("width"), subfolders=cfg.subfolders, **OmegaConf.to_container(cfg.faiss),
+        height=cfg.data.height, width=cfg.data.width, subfolders=cfg.subfolders, **OmegaConf.to_container(cfg.faiss),
     )
     truth = cfg.get("ground_truth") or {}
     query_pids, gallery_pids = result_identities(result, truth.get("query"), truth.get("gallery"))

@@ -65,18 +65,18 @@ def check_required(argv: list[str]) -> None:
 
     if any(arg.startswith("--") for arg in argv[1:]):  # --cfg, --info, --hydra-help, ...: Hydra's own answers
         return
-    command = Path(argv[0]).stem
-    config = (CONF / f"{command}.yaml").read_text()
+    name = Path(argv[0]).stem
+    config = (CONF / f"{name}.yaml").read_text()
     given = {arg.lstrip("+").partition("=")[0] for arg in argv[1:] if "=" in arg}
     for group, default in default_groups(config):
         if default == "???" and group not in given and not (group == "task" and "experiment" in given):
             options = " | ".join(sorted(p.stem for p in (CONF / group).glob("*.yaml")))
-            fail(f"{group}: required, one of {options} (e.g. python -m src.{command} {group}=...; "
-                 f"python -m src.{command} --help lists them)")
+            fail(f"{group}: required, one of {options} (e.g. python -m src.{name} {group}=...; "
+                 f"python -m src.{name} --help lists them)")
     missing = [key for key, value, _ in main_keys(config) if value == "???" and key not in given]
     if missing:
         fail(f"{', '.join(missing)}: required (e.g. {' '.join(f'{k}=...' for k in missing)}; "
-             f"python -m src.{command} --help lists the keys)")
+             f"python -m src.{name} --help lists the keys)")
 
 
 def one_line_errors(main):

@@ -35,11 +35,12 @@ def predict_attributes(
     consensus needs a re-ID checkpoint. ``skip_corrupt`` leaves out (with one warning) the images that cannot be decoded.
     """
     net, contract = load_network(ckpt_path)
-    passed = attribute_pass(attributes, records, contract, lambda records, flip: embed_and_classify_records(
-        net, records, *contract.input_size(height, width), batch_size, num_workers, flip, desc="predicting attributes",
-        embeds=contract.embeds),
-        images="the images to predict", batch_size=batch_size, num_workers=num_workers,
-        readable=drop_unreadable if skip_corrupt else None)
+    def network_pass(records: list[ImageRecord], flip: bool):  # at the trained size unless another is given
+        return embed_and_classify_records(net, records, *contract.input_size(height, width), batch_size, num_workers,
+                                          flip, desc="predicting attributes", embeds=contract.embeds)
+
+    passed = attribute_pass(attributes, records, contract, network_pass, images="the images to predict",
+                            batch_size=batch_size, num_workers=num_workers, readable=drop_unreadable if skip_corrupt else None)
     return write_attribute_outputs(output_dir, [r.name for r in passed.records],
                                    {k: v.numpy() for k, v in passed.probabilities.items()}, csv_name)
 

@@ -1,53 +1,19 @@
-"""The command line before Hydra starts: ``--help`` and the required groups and keys.
+"""The help of a command, read from its primary config ``conf/<command>.yaml`` (``--help``, src/cli.py) and the required
+groups and keys there (``???``: ``task``, ``ckpt_path``, ``index``).
 
 ``python -m src.<command> --help``: what the command does, its usage, the config groups with their options (the
-required ``task`` among them) and its main keys with their defaults and comments, read from the command's primary
-config ``conf/<command>.yaml``. Answered before Hydra starts, so a required group or key that is not given yet
-(``task``, ``ckpt_path``) does not stop the help; no library loads (``--help`` answers at once).
-``--hydra-help`` still shows Hydra's own options, and ``--cfg job`` the composed config. A required group or key
-(``???`` in the primary config: ``task``, ``ckpt_path``, ``index``) left out of the command line is one line
-``error: ...`` and status 2, naming the options, instead of Hydra's composition error."""
+required ``task`` among them) and its main keys with their defaults and comments. Answered before Hydra starts, so a
+required group or key that is not given yet does not stop the help; no library loads (``--help`` answers at once).
+``--hydra-help`` still shows Hydra's own options, and ``--cfg job`` the composed config."""
 
 from __future__ import annotations
 
 import ast
 import re
-import sys
 from pathlib import Path
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-HELP_FLAGS = ("--help", "-h")
 SKIPPED_GROUPS = ("paths", "hydra", "debug", "experiment")  # plumbing, or listed with their use in the docs
-
-
-def answer_help(argv: list[str]) -> None:
-    """Print the help of the command whose file is ``argv[0]`` (``src/train.py`` -> ``train``) and exit 0 when
-    ``--help`` or ``-h`` is among the arguments; otherwise return."""
-    if not any(arg in HELP_FLAGS for arg in argv[1:]):
-        return
-    print(help_text(Path(argv[0]).stem))
-    sys.exit(0)
-
-
-def check_required(argv: list[str]) -> None:
-    """One line and status 2 when a group or key that the command's primary config marks ``???`` is not given
-    (``key=``, ``+key=``, ``++key=``; an ``experiment=`` sets ``task``)."""
-    from src.errors import fail
-
-    if any(arg.startswith("--") for arg in argv[1:]):  # --cfg, --info, --hydra-help, ...: Hydra's own answers
-        return
-    command = Path(argv[0]).stem
-    config = (CONF / f"{command}.yaml").read_text()
-    given = {arg.lstrip("+").partition("=")[0] for arg in argv[1:] if "=" in arg}
-    for group, default in default_groups(config):
-        if default == "???" and group not in given and not (group == "task" and "experiment" in given):
-            options = " | ".join(sorted(p.stem for p in (CONF / group).glob("*.yaml")))
-            fail(f"{group}: required, one of {options} (e.g. python -m src.{command} {group}=...; "
-                 f"python -m src.{command} --help lists them)")
-    missing = [key for key, value, _ in main_keys(config) if value == "???" and key not in given]
-    if missing:
-        fail(f"{', '.join(missing)}: required (e.g. {' '.join(f'{k}=...' for k in missing)}; "
-             f"python -m src.{command} --help lists the keys)")
 
 
 def help_text(command: str) -> str:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
-import hydra
 from omegaconf import DictConfig
 
-from src.cli_help import answer_help, check_required
-from src.config import check_ranges
-from src.errors import ConfigError, check_overrides, one_line_errors
+from src.cli import command
+from src.errors import ConfigError
 from src.models.shipped import checkpoint_or_shipped
 from src.runtime import apply_threads
 
@@ -23,10 +19,8 @@ def hydra_argv(argv: list[str]) -> list[str]:
     return [argv[0], f"images=[{quoted}]", *(a for a in argv[1:] if a not in bare)]
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
-@one_line_errors
+@command("compare", argv=hydra_argv)
 def main(cfg: DictConfig) -> None:
-    check_ranges(cfg)
     images = list(cfg.images or [])
     if len(images) != 2:
         raise ConfigError(f"images: give two images to compare (got {len(images)}): python -m src.compare A.jpg B.jpg")
@@ -38,8 +32,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    answer_help(sys.argv)
-    sys.argv = hydra_argv(sys.argv)
-    check_required(sys.argv)
-    check_overrides(sys.argv)
     main()

@@ -8,63 +8,44 @@ input size it was trained at (another size only when given, with one warning), a
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from src.attribute_pass import attribute_pass
 from src.data.attributes import HEAD_NAMES, HEADS
 from src.data.images import drop_unreadable
 from src.data.records import ImageRecord
 from src.errors import ConfigError
-from src.inference import (
-    content_hashes,
-    embed_and_classify_records,
-    embed_records,
-    ensemble_members,
-    ensemble_probabilities,
-    fastest_inference,
-)
+from src.inference import content_hashes, embed_and_classify_records, embed_records, fastest_inference
 from src.io.atomic import write_csv, write_json, write_text
 from src.io.classification import probabilities_frame, readable_rows, write_classification_csv
 from src.io.reid import reid_lines, write_reid_txt
-from src.metrics.consensus import check_consensus_k, neighbour_consensus
 from src.models.loading import load_network
 
 log = logging.getLogger(__name__)
 
 
-def readable_records(records: list[ImageRecord], skip_corrupt: bool) -> list[ImageRecord]:
-    """``skip_corrupt``: leave out (and list in one warning) the images that cannot be decoded."""
-    return drop_unreadable(records) if skip_corrupt else records
-
-
 def predict_attributes(
     ckpt_path: str | Path, records: list[ImageRecord], output_dir: str | Path, *, height: int | None = None,
     width: int | None = None, batch_size: int = 256, num_workers: int = 2, csv_name: str = "classification_test.csv",
-    flip_test: bool = True, consensus_k: int = 0, consensus_rerank: bool = False, ensemble=(),
-    ensemble_with_main: bool = True, skip_corrupt: bool = False,
+    attributes: Mapping | None = None, skip_corrupt: bool = False,
 ) -> Path:
     """Write ``csv_name`` (course format), ``attribute_probabilities.csv``, ``attributes.json`` and ``attributes.txt``.
 
-    ``flip_test`` averages each image with its mirror; ``consensus_k > 0`` averages each image's probabilities
-    with its k nearest images in the checkpoint's re-ID space (src/metrics/consensus.py; re-ID checkpoints only),
-    by k-reciprocal re-ranked distance with ``consensus_rerank``.
-    ``ensemble``: more attribute checkpoints whose probabilities are averaged in (``ensemble_members`` entries);
-    ``ensemble_with_main=False`` leaves the checkpoint's own heads out (it then only gives the re-ID neighbours).
+    ``attributes``: flip test, ensemble and neighbour consensus (conf/attributes/, src/attribute_pass.py); the
+    consensus needs a re-ID checkpoint. ``skip_corrupt`` leaves out (with one warning) the images that cannot be decoded.
     """
     net, contract = load_network(ckpt_path)
-    check_consensus_k(consensus_k, len(records), contract.embeds, ckpt_path, "the images to predict")
-    height, width = contract.input_size(height, width)
-    members = ensemble_members(ensemble)
-    records = readable_records(records, skip_corrupt)
-    check_consensus_k(consensus_k, len(records), contract.embeds, ckpt_path, "the readable images to predict")
-    embeddings, probs = embed_and_classify_records(net, records, height, width, batch_size, num_workers, flip_test,
-                                                   desc="predicting attributes", embeds=contract.embeds)
-    probs = ensemble_probabilities(records, members, probs if ensemble_with_main else None, flip_test=flip_test,
-                                   batch_size=batch_size, num_workers=num_workers)
-    if consensus_k:
-        probs = neighbour_consensus(embeddings, probs, consensus_k, contract.metric, rerank=consensus_rerank)
-    return write_attribute_outputs(output_dir, [r.name for r in records], {k: v.numpy() for k, v in probs.items()}, csv_name)
+    def network_pass(records: list[ImageRecord], flip: bool):  # at the trained size unless another is given
+        return embed_and_classify_records(net, records, *contract.input_size(height, width), batch_size, num_workers,
+                                          flip, desc="predicting attributes", embeds=contract.embeds)
+
+    passed = attribute_pass(attributes, records, contract, network_pass, images="the images to predict",
+                            batch_size=batch_size, num_workers=num_workers, readable=drop_unreadable if skip_corrupt else None)
+    return write_attribute_outputs(output_dir, [r.name for r in passed.records],
+                                   {k: v.numpy() for k, v in passed.probabilities.items()}, csv_name)
 
 
 def write_attribute_outputs(output_dir: str | Path, names: list[str], probs: dict[str, np.ndarray],
@@ -82,15 +63,14 @@ def write_attribute_outputs(output_dir: str | Path, names: list[str], probs: dic
     return csv_path
 
 
-def reid_cut(ckpt_path: str | Path, threshold: float | None, min_p_same: float) -> float:
+def reid_cut(ckpt_path: str | Path, contract, threshold: float | None, min_p_same: float) -> float:
     """The distance threshold of ``reid_test.txt`` at a calibrated P(same identity) of ``min_p_same`` (plain
-    distances), read from the calibration ``ckpt_path`` carries; a ConfigError when it carries none."""
+    distances), from the calibration the file at ``ckpt_path`` carries (its ``contract``); a ConfigError without one."""
     from src.metrics.verification import distance_at
-    from src.models.loading import read_calibration
 
     if threshold is not None:
         raise ConfigError(f"threshold={threshold} and min_p_same={min_p_same}: pass one of the two cuts")
-    calibration = read_calibration(ckpt_path, "plain")
+    calibration = contract.calibration("plain")
     if calibration is None:
         raise ConfigError(f"{ckpt_path}: carries no calibration, so min_p_same={min_p_same} has no distance; use a "
                           "released re-ID file (python -m src.release writes one), or pass threshold=VALUE")
@@ -105,8 +85,7 @@ def reid_cut(ckpt_path: str | Path, threshold: float | None, min_p_same: float) 
 def predict_reid(
     ckpt_path: str | Path, query_records: list[ImageRecord], gallery_records: list[ImageRecord],
     output_dir: str | Path, *, height: int | None = None, width: int | None = None, threshold: float | None = None,
-    batch_size: int = 256, num_workers: int = 2, metric: str | None = None, flip_test: bool = True,
-    consensus_k: int = 0, consensus_rerank: bool = False, ensemble=(), ensemble_with_main: bool = True,
+    batch_size: int = 256, num_workers: int = 2, metric: str | None = None, attributes: Mapping | None = None,
     skip_corrupt: bool = False, min_p_same: float | None = None,
 ) -> Path:
     """Write ``reid_test.txt``: for each query, the gallery images closer than the threshold (own copy excluded),
@@ -114,37 +93,31 @@ def predict_reid(
 
     ``threshold=None`` takes the one the threshold sweep stored in the checkpoint, ``metric=None`` the
     distance the model was validated with. ``min_p_same`` cuts instead at the distance whose calibrated P(same
-    identity) is ``min_p_same`` (the calibration a released re-ID file carries: ``reid_cut``). ``flip_test`` /
-    ``consensus_*`` / ``ensemble*``: as in ``predict_attributes``, for the gallery's attributes.
+    identity) is ``min_p_same`` (the calibration a released re-ID file carries: ``reid_cut``). ``attributes``: as in
+    ``predict_attributes``, for the gallery's attributes (the neighbours are other gallery images).
     """
     net, contract = load_network(ckpt_path)
     if not contract.embeds:
         raise ConfigError(f"{ckpt_path}: a {contract.kind} checkpoint gives no re-ID embeddings; pass a task=reid or "
                           "task=reid_strong checkpoint")
-    threshold = reid_cut(ckpt_path, threshold, min_p_same) if min_p_same is not None else threshold
+    threshold = reid_cut(ckpt_path, contract, threshold, min_p_same) if min_p_same is not None else threshold
     threshold = contract.threshold if threshold is None else threshold
     if threshold is None:
         raise ConfigError(f"{ckpt_path}: holds no swept threshold; pass threshold=VALUE")
     height, width = contract.input_size(height, width)
-    members = ensemble_members(ensemble)
     metric = metric or contract.metric
     if min_p_same is not None and metric != contract.metric:
         raise ConfigError(f"metric={metric}: the calibration of min_p_same is of {contract.metric} distances")
-    query_records = readable_records(query_records, skip_corrupt)
-    gallery_records = readable_records(gallery_records, skip_corrupt)
-    check_consensus_k(consensus_k, len(gallery_records), True, ckpt_path, "the gallery")
+    query_records = drop_unreadable(query_records) if skip_corrupt else query_records
     net = fastest_inference(net, len(query_records) + len(gallery_records))  # prepared once for both passes
     options = dict(height=height, width=width, batch_size=batch_size, num_workers=num_workers)
     query_features = embed_records(net, query_records, desc="embedding queries", **options)
-    gallery_features, probabilities = embed_and_classify_records(net, gallery_records, flip_test=flip_test,
-                                                                 desc="embedding gallery", embeds=True, **options)
-    probabilities = ensemble_probabilities(gallery_records, members, probabilities if ensemble_with_main else None,
-                                           flip_test=flip_test, batch_size=batch_size, num_workers=num_workers)
-    probabilities = neighbour_consensus(gallery_features, probabilities, consensus_k, metric, rerank=consensus_rerank)
-    write_attribute_outputs(output_dir, [r.name for r in gallery_records], {k: v.numpy() for k, v in probabilities.items()})
-    lines = reid_lines(
-        query_features, gallery_features, [r.name for r in query_records], [r.name for r in gallery_records],
-        float(threshold), metric=metric, query_hashes=content_hashes(query_records),
-        gallery_hashes=content_hashes(gallery_records),
-    )
+    gallery = attribute_pass(attributes, gallery_records, contract, lambda records, flip: embed_and_classify_records(
+        net, records, flip_test=flip, desc="embedding gallery", embeds=True, **options), images="the gallery",
+        metric=metric, batch_size=batch_size, num_workers=num_workers, readable=drop_unreadable if skip_corrupt else None)
+    names = [r.name for r in gallery.records]
+    write_attribute_outputs(output_dir, names, {k: v.numpy() for k, v in gallery.probabilities.items()})
+    lines = reid_lines(query_features, gallery.embeddings, [r.name for r in query_records], names, float(threshold),
+                       metric=metric, query_hashes=content_hashes(query_records),
+                       gallery_hashes=content_hashes(gallery.records))
     return write_reid_txt(Path(output_dir) / "reid_test.txt", lines)

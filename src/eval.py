@@ -9,19 +9,14 @@ everything else (the same protocol as validation).
 
 from __future__ import annotations
 
-import sys
-
-import hydra
 from omegaconf import DictConfig
 
-from src.cli_help import answer_help, check_required
-from src.errors import check_overrides, one_line_errors
+from src.cli import command
 from src.evaluation import evaluate, summary
 from src.models.shipped import checkpoint_or_shipped
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
-@one_line_errors
+@command("eval")
 def main(cfg: DictConfig) -> None:
     kind = cfg.get("checkpoint_kind") or "attributes"
     cfg.ckpt_path = checkpoint_or_shipped(cfg.ckpt_path, cfg.paths, kind, f"src.eval task={cfg.get('task_name')}")
@@ -29,7 +24,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    answer_help(sys.argv)
-    check_required(sys.argv)
-    check_overrides(sys.argv)
     main()

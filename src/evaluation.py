@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from src.config import check_ranges
 from src.errors import ConfigError
@@ -93,11 +93,10 @@ def evaluate(cfg: DictConfig) -> dict:
     import numpy as np
     import torch
 
+    from src.attribute_pass import attribute_pass
     from src.data.attributes import HEAD_NAMES
     from src.data.datamodule import MarketDataModule
     from src.data.splits import query_gallery_split
-    from src.inference import ensemble_members, ensemble_probabilities
-    from src.metrics.consensus import check_consensus_k, neighbour_consensus
     from src.metrics.postprocess import retrieval_distances
     from src.metrics.rank import evaluate_rank
     from src.models.loading import load_network
@@ -109,36 +108,26 @@ def evaluate(cfg: DictConfig) -> dict:
     net, contract = load_network(cfg.ckpt_path, cfg.get("checkpoint_kind"), f"task={cfg.get('task_name')}")
     height, width = contract.input_size(cfg.data.get("height"), cfg.data.get("width"))
     settings = split_settings(contract, cfg.data.get("val_ratio"), cfg.data.get("split_seed"), split)
-    with open_dict(cfg):
-        cfg.data.height, cfg.data.width = height, width
-        cfg.data.val_ratio, cfg.data.split_seed = settings["val_ratio"], settings["split_seed"]
-    datamodule = instantiate(cfg.data)
+    # the checkpoint's size and split, passed down (cfg.data keeps what the user gave)
+    datamodule = instantiate(cfg.data, height=height, width=width, **settings)
     records = evaluation_records(datamodule, split, contract)
     metric = cfg.get("metric") or contract.metric
-    options = cfg.get("attributes") or {}
-    flip_test, consensus_k = bool(options.get("flip_test", True)), int(options.get("consensus_k", 0))
-    check_consensus_k(consensus_k, len(records), contract.embeds, cfg.ckpt_path, f"the evaluated split (split={split})")
-    members = ensemble_members(options.get("ensemble"))
-    with_main = bool(options.get("ensemble_with_main", True))
-    embeddings, probabilities = network_outputs(cfg, net, contract, records, datamodule, flip_test)
-    probabilities = ensemble_probabilities(records, members, probabilities if with_main else None, flip_test=flip_test,
-                                           batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
-    consensus_rerank = bool(options.get("consensus_rerank", False))
-    probabilities = neighbour_consensus(embeddings, probabilities, consensus_k, metric, rerank=consensus_rerank)
+    passed = attribute_pass(cfg.get("attributes"), records, contract, lambda records, flip: network_outputs(
+        cfg, net, contract, records, datamodule, flip), images=f"the evaluated split (split={split})", metric=metric,
+        batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers)
+    embeddings, probabilities = passed.embeddings, passed.probabilities
     labels = torch.tensor([r.labels for r in records])
     accuracy = {name: float((probabilities[name].argmax(1) == labels[:, i]).float().mean()) for i, name in enumerate(HEAD_NAMES)}
     balanced = balanced_accuracy(probabilities, labels)
     result: dict = {"checkpoint": str(cfg.ckpt_path), "data_root": str(datamodule.source.root), "split": split,
                     "input_size": [height, width], "contract": contract.as_dict(), "split_settings": settings,
                     "num_images": len(records), "num_identities": len({r.pid for r in records}),
-                    "attribute_options": {"flip_test": flip_test, "consensus_k": consensus_k, "consensus_rerank": consensus_rerank,
-                                          "ensemble": [{"ckpt": c, "height": h, "width": w} for c, h, w in members],
-                                          "ensemble_with_main": with_main},
+                    "attribute_options": passed.options,
                     "attribute_accuracy": accuracy, "mean_attribute_accuracy": float(np.mean(list(accuracy.values()))),
                     "attribute_balanced_accuracy": balanced,
                     "mean_balanced_accuracy": float(np.mean(list(balanced.values())))}
     if embeddings is not None:
-        query, gallery = query_gallery_split(records, cfg.data.split_seed)
+        query, gallery = query_gallery_split(records, settings["split_seed"])
         pids = np.array([r.pid for r in records])
         camids = np.array([r.camid for r in records])
         distmat = retrieval_distances(embeddings[query], embeddings[gallery], metric, cfg.get("postprocess") or {})
@@ -146,14 +135,12 @@ def evaluate(cfg: DictConfig) -> dict:
         result.update({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rank.items()})
         result.update(num_queries=len(query), num_gallery=len(gallery), metric=metric,
                       postprocess=OmegaConf.to_container(cfg.get("postprocess") or {}))
-        from src.models.loading import read_calibration
-
         mode = "rerank" if (cfg.get("postprocess") or {}).get("rerank", {}).get("enabled") else "plain"
         result["files"] = write_rankings(Path(cfg.paths.output_dir), cfg.get("outputs") or {}, records, query, gallery,
-                                         distmat, rank["cmc"], result, read_calibration(cfg.ckpt_path, mode))
+                                         distmat, rank["cmc"], result, contract.calibration(mode))
         if cfg.get("verification", {}).get("enabled", True):
             result["verification"] = verification(Path(cfg.paths.output_dir), distmat, pids[query], pids[gallery],
-                                                  camids[query], camids[gallery], cfg.data.split_seed, result)
+                                                  camids[query], camids[gallery], settings["split_seed"], result)
     write_json(Path(cfg.paths.output_dir) / "eval_metrics.json", result)
     return result
 

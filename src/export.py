@@ -8,23 +8,18 @@ default of today's torch; it needs ``onnxscript``), not the deprecated TorchScri
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from src.cli_help import answer_help, check_required
-from src.config import check_ranges
-from src.errors import ConfigError, check_overrides, one_line_errors
+from src.cli import command
+from src.errors import ConfigError
 from src.models.shipped import checkpoint_or_shipped
 from src.runtime import apply_threads
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
-@one_line_errors
+@command("export")
 def main(cfg: DictConfig) -> None:
-    check_ranges(cfg)
     apply_threads(cfg.get("torch_threads"))
     if cfg.format != "onnx":
         raise ConfigError(f"format={cfg.format!r}: only 'onnx' is supported")
@@ -41,7 +36,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    answer_help(sys.argv)
-    check_required(sys.argv)
-    check_overrides(sys.argv)
     main()

@@ -10,14 +10,10 @@ describes an index. The work is done in ``src.retrieval``.
 
 from __future__ import annotations
 
-import sys
-
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli_help import answer_help, check_required
-from src.config import check_ranges
-from src.errors import ConfigError, check_overrides, one_line_errors
+from src.cli import command
+from src.errors import ConfigError
 from src.models.shipped import checkpoint_or_shipped
 
 ACTIONS = ("build", "info")
@@ -34,11 +30,9 @@ def hydra_argv(argv: list[str]) -> list[str]:
     return argv
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="index")
-@one_line_errors
+@command("index", argv=hydra_argv)
 def main(cfg: DictConfig) -> None:
     # the libraries are imported per action: info reads a manifest and a table, and loads neither torch nor faiss
-    check_ranges(cfg)
     if cfg.action not in ACTIONS:
         raise ConfigError(f"action={cfg.action}: expected one of {ACTIONS}")
     if cfg.action == "info":
@@ -70,8 +64,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    answer_help(sys.argv)
-    sys.argv = hydra_argv(sys.argv)
-    check_required(sys.argv)
-    check_overrides(sys.argv)
     main()

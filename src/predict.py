@@ -3,22 +3,16 @@ report's ``reid_test.txt`` (the queries' matches in ``input``, cut at ``threshol
 
 from __future__ import annotations
 
-import sys
-
-import hydra
 from omegaconf import DictConfig
 
-from src.cli_help import answer_help, check_required
-from src.config import check_ranges
-from src.errors import ConfigError, check_overrides, one_line_errors
+from src.cli import command
+from src.errors import ConfigError
 from src.models.shipped import checkpoint_or_shipped
 from src.runtime import apply_threads
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
-@one_line_errors
+@command("predict")
 def main(cfg: DictConfig) -> None:
-    check_ranges(cfg)  # before the libraries load: a config error answers at once
     from src.data.records import image_records
     from src.deliverables import predict_attributes, predict_reid
 
@@ -28,10 +22,7 @@ def main(cfg: DictConfig) -> None:
         raise ConfigError("threshold and min_p_same cut reid_test.txt: pass queries=DIR (the query images) too")
     ckpt_path = checkpoint_or_shipped(cfg.ckpt_path, cfg.paths, "reid" if queries else "attributes", "src.predict")
     options = dict(height=cfg.data.height, width=cfg.data.width, batch_size=cfg.data.eval_batch_size,
-                   num_workers=cfg.data.num_workers, flip_test=cfg.attributes.flip_test,
-                   consensus_k=cfg.attributes.consensus_k, consensus_rerank=cfg.attributes.consensus_rerank,
-                   ensemble=cfg.attributes.ensemble, ensemble_with_main=cfg.attributes.ensemble_with_main,
-                   skip_corrupt=cfg.data.skip_corrupt)
+                   num_workers=cfg.data.num_workers, attributes=cfg.attributes, skip_corrupt=cfg.data.skip_corrupt)
     records = image_records(cfg.input, subfolders=cfg.subfolders)
     if queries:  # the report's reid_test.txt: input is the gallery
         path = predict_reid(ckpt_path, image_records(queries, subfolders=cfg.subfolders), records, cfg.paths.output_dir,
@@ -42,7 +33,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    answer_help(sys.argv)
-    check_required(sys.argv)
-    check_overrides(sys.argv)
     main()

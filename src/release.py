@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import hydra
 from omegaconf import DictConfig
 
-from src.cli_help import answer_help, check_required
-from src.errors import ConfigError, check_overrides, one_line_errors
+from src.cli import command
+from src.errors import ConfigError
 from src.io.atomic import atomic_path, write_json
 
 if TYPE_CHECKING:  # torch loads inside the functions: --help and config errors answer at once
@@ -188,9 +186,10 @@ def release(cfg: DictConfig) -> dict:
                    rank1_rerank=measured["rerank"]["rank1"],
                    attribute_mean_consensus=measured["consensus"]["mean_attribute_accuracy"],
                    consensus_k=int(cfg.evaluate.consensus_k))
-    datamodule = instantiate(configs["plain"].data)  # evaluate() filled in the checkpoint's size and split
+    height, width = plain["input_size"]  # the checkpoint's size and split, as evaluate() resolved them
+    datamodule = instantiate(configs["plain"].data, height=height, width=width, **plain["split_settings"])
     records = datamodule.eval_records("val")[: int(cfg.evaluate.parity_images)]
-    difference = embedding_difference(cfg.ckpt_path, out, records, datamodule.height, datamodule.width)
+    difference = embedding_difference(cfg.ckpt_path, out, records, height, width)
     parity = {"max_abs_output_difference": difference, "outputs": "embedding" if contract.embeds else "attribute logits",
               "attribute_mean_change": plain["mean_attribute_accuracy"] - source["mean_attribute_accuracy"]}
     if contract.embeds:
@@ -240,14 +239,10 @@ def summary(entry: dict, name: str) -> str:
     return "\n".join(parts)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="release")
-@one_line_errors
+@command("release")
 def main(cfg: DictConfig) -> None:
     print(summary(release(cfg), cfg.name))
 
 
 if __name__ == "__main__":
-    answer_help(sys.argv)
-    check_required(sys.argv)
-    check_overrides(sys.argv)
     main()

@@ -12,15 +12,12 @@ on the returned candidates. The work is done in ``src.retrieval`` (``search``, `
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli_help import answer_help, check_required
-from src.config import check_ranges
-from src.errors import ConfigError, check_overrides, one_line_errors
+from src.cli import command
+from src.errors import ConfigError
 from src.io.atomic import check_writable, write_csv
 from src.runtime import apply_threads
 
@@ -38,19 +35,17 @@ def hydra_argv(argv: list[str]) -> list[str]:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
-@one_line_errors
+@command("search", argv=hydra_argv)
 def main(cfg: DictConfig) -> None:
     # Everything that can be checked from the config and the index (manifest and records: no torch, no faiss) is
     # checked before a network loads or an image is decoded; the libraries load after that.
-    check_ranges(cfg)
     from src.retrieval.checks import check_search
     from src.retrieval.store import load_index
 
     index = load_index(cfg.index)
     postprocess = OmegaConf.to_container(cfg.postprocess)
     check_search(index, filter=cfg.get("filter"), postprocess=postprocess, kind=cfg.get("kind"),
-                 height=cfg.get("height"), width=cfg.get("width"))
+                 height=cfg.data.height, width=cfg.data.width)
     check_writable(Path(cfg.paths.output_dir))
     from src.retrieval.kinds import use_threads
 
@@ -65,7 +60,7 @@ def main(cfg: DictConfig) -> None:
     result = search(
         index, cfg.query, top_k=cfg.top_k, filter=cfg.get("filter"), postprocess=postprocess, metric=cfg.get("metric"),
         ckpt_path=cfg.get("ckpt_path"), batch_size=cfg.batch_size, num_workers=cfg.num_workers, kind=cfg.get("kind"),
-        height=cfg.get("height"), width=cfg.get("width"), subfolders=cfg.subfolders, **OmegaConf.to_container(cfg.faiss),
+        height=cfg.data.height, width=cfg.data.width, subfolders=cfg.subfolders, **OmegaConf.to_container(cfg.faiss),
     )
     truth = cfg.get("ground_truth") or {}
     query_pids, gallery_pids = result_identities(result, truth.get("query"), truth.get("gallery"))
@@ -98,8 +93,4 @@ def describe_main(cfg: DictConfig, index) -> None:
 
 
 if __name__ == "__main__":
-    answer_help(sys.argv)
-    sys.argv = hydra_argv(sys.argv)
-    check_required(sys.argv)
-    check_overrides(sys.argv)
     main()

@@ -17,11 +17,10 @@ import os
 import sys
 import warnings
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli_help import answer_help, check_required
-from src.errors import ConfigError, one_line_errors
+from src.cli import command
+from src.errors import ConfigError
 
 LOOPBACK_NAMES = {"localhost"}
 TOKEN_ENV = "MPR_SERVE_TOKEN"
@@ -116,8 +115,7 @@ def check_gallery_files(index) -> None:
                       f"are now: {index.reindex_command()}", MissingGalleryFilesWarning, stacklevel=2)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
-@one_line_errors
+@command("serve", argv=token_out_of_argv)
 def main(cfg: DictConfig) -> None:
     config = app_config(cfg)  # checked before the app's libraries (torch, faiss, fastapi) load
     import uvicorn
@@ -133,7 +131,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    answer_help(sys.argv)
-    sys.argv = token_out_of_argv(sys.argv)
-    check_required(sys.argv)
     main()

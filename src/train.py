@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli_help import answer_help, check_required
+from src.cli import command
 from src.config import check_ranges
-from src.errors import check_overrides, one_line_errors
 from src.io.atomic import write_json, write_text
 from src.recipe import is_recipe
 from src.runtime import apply_threads, quiet_library_noise, runs_on_cpu
@@ -28,12 +25,12 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
 
-def write_test_outputs(ckpt_path: str, datamodule, output_dir: Path, reid: bool) -> None:
+def write_test_outputs(ckpt_path: str, datamodule, output_dir: Path, reid: bool, attributes=None) -> None:
     """The report's deliverables for the source's unlabelled gallery (and queries): attribute CSV, reid_test.txt."""
     from src.deliverables import predict_attributes, predict_reid
 
     options = dict(batch_size=datamodule.eval_batch_size, num_workers=datamodule.num_workers,
-                   skip_corrupt=datamodule.skip_corrupt)
+                   skip_corrupt=datamodule.skip_corrupt, attributes=attributes)
     gallery = datamodule.source.gallery()
     queries = datamodule.source.queries() if reid else []
     announce_test_outputs(gallery, queries)
@@ -127,12 +124,11 @@ def _fit(cfg: DictConfig, datamodule: pl.LightningDataModule, output_dir: Path) 
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", {"best_checkpoint": best, **metrics})
         if cfg.get("predict_test") and best:
-            write_test_outputs(best, datamodule, output_dir, reid=model.network_kind == "reid")
+            write_test_outputs(best, datamodule, output_dir, model.network_kind == "reid", cfg.get("attributes"))
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-@one_line_errors
+@command("train")
 def main(cfg: DictConfig) -> float | None:
     from src.run_folder import is_rank_zero
 
@@ -144,7 +140,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    answer_help(sys.argv)
-    check_required(sys.argv)
-    check_overrides(sys.argv)
     main()

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from src.cli_help import check_required, help_text
+from src.cli import check_required
+from src.cli_help import help_text
 from tests.conftest import ROOT
 
 COMMANDS = ["train", "eval", "predict", "export", "index", "search", "serve", "release", "compare"]

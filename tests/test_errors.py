@@ -1,10 +1,11 @@
-"""src/errors.py: a value Hydra's override grammar cannot parse ends in one line and status 2, before Hydra runs."""
+"""The command harness (src/cli.py) and the errors (src/errors.py): a value Hydra's override grammar cannot parse ends in
+one line and status 2, before Hydra runs; known errors and OS errors at a path end in one line."""
 
 from __future__ import annotations
 
 import pytest
 
-from src.errors import check_overrides
+from src.cli import check_overrides
 from src.search import hydra_argv
 
 
@@ -27,7 +28,7 @@ def test_what_hydra_parses_passes():
 
 
 def test_an_os_error_at_an_output_path_is_one_line_naming_it(tmp_path, capsys):
-    from src.errors import one_line_errors
+    from src.cli import one_line_errors
     from src.io.atomic import write_text
 
     blocker = tmp_path / "a_file"
@@ -46,7 +47,7 @@ def test_an_os_error_at_an_output_path_is_one_line_naming_it(tmp_path, capsys):
 
 
 def test_a_bug_that_raises_an_os_error_keeps_its_traceback():
-    from src.errors import known_cause
+    from src.cli import known_cause
 
     assert known_cause(FileNotFoundError(2, "No such file or directory", "x")) is None  # our readers name inputs
     assert known_cause(OSError("no errno, no path")) is None
@@ -93,7 +94,7 @@ GLOO_PEER_GONE = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pai
 
 
 def test_a_ddp_peer_killed_is_one_line_saying_how_to_resume(monkeypatch):
-    from src.errors import known_cause
+    from src.cli import known_cause
 
     monkeypatch.setenv("RANK", "0")
     known = known_cause(RuntimeError(GLOO_PEER_GONE))

@@ -77,15 +77,55 @@ def test_index_info_and_a_refused_search_load_neither_torch_nor_faiss(world, gal
         assert not (tmp_path / "run").exists()  # the failed search left no run folder
 
 
-def test_no_module_imports_an_entry_point():
-    """Entry points call the rooms below them; no module of src/ imports one (``src/eval.py`` -> ``src.evaluation``)."""
+def src_imports() -> dict[str, set[str]]:
+    """Module -> the src modules it imports, at the top or inside a function (``from . import x`` resolved)."""
     import ast
 
-    entries = {f"src.{name}" for name in ENTRY_POINTS}
-    offenders = []
-    for path in sorted((ROOT / "src").rglob("*.py")):
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in sorted((ROOT / "src").rglob("*.py"))}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        graph[name] = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
-                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-            offenders += [f"{path.relative_to(ROOT)} imports {n}" for n in names if n in entries]
-    assert offenders == []
+            if isinstance(node, ast.ImportFrom):
+                base = ".".join([*package.split(".")[:len(package.split(".")) + 1 - node.level], *[node.module or ""]]
+                                ).strip(".") if node.level else node.module or ""
+                names = [base, *(f"{base}.{a.name}" for a in node.names)]
+            else:
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            graph[name] |= {n for n in names if n in modules and n != name}
+    return graph
+
+
+def test_no_module_imports_an_entry_point():
+    """Entry points call the rooms below them; no module of src/ imports one (``src/eval.py`` -> ``src.evaluation``)."""
+    entries = {f"src.{name}" for name in ENTRY_POINTS}
+    assert [f"{m} imports {t}" for m, targets in src_imports().items() for t in sorted(targets & entries)] == []
+
+
+def test_the_import_graph_has_no_circle_and_the_low_rooms_never_reach_up():
+    """No circle among src modules (a lazy import counts), and the errors, the CPU settings and the data import only
+    each other and src/io: never models, retrieval, serving, the harness or an entry point."""
+    graph = src_imports()
+    state: dict[str, int] = {}
+    circles = []
+
+    def walk(module: str, path: list[str]) -> None:
+        state[module] = 1  # on the current path
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                circles.append(" -> ".join([*path[path.index(target):], target]))
+            elif target not in state:
+                walk(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            walk(module, [module])
+    assert circles == []
+    low = ("src.errors", "src.runtime", "src.data", "src.io")
+    known = {"src.data.datamodule -> src.models.schedules"}  # issue 38 item 5: progressive resizing leaves the datamodule
+    upward = {f"{m} -> {t}" for m, targets in graph.items() if m.startswith(low[:3]) for t in targets
+              if t != "src" and not t.startswith(low)}
+    assert upward - known == set()

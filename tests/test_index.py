@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-import src.errors
+import src.cli
 from src.config import compose_config
 from src.index import hydra_argv, main
 
@@ -26,7 +26,7 @@ def test_the_action_word_and_the_info_folder_become_overrides(argv, expected):
 @pytest.fixture
 def run_index(tmp_path, monkeypatch, capsys):
     """``main`` on a composed index config; returns (exit status, stderr)."""
-    monkeypatch.setattr(src.errors, "drop_unused_run_folder", lambda: None)  # no Hydra run folder here
+    monkeypatch.setattr(src.cli, "drop_unused_run_folder", lambda: None)  # no Hydra run folder here
 
     def run(*overrides: str) -> tuple[int, str]:
         with pytest.raises(SystemExit) as end:

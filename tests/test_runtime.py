@@ -102,7 +102,7 @@ def torch_has_cuda() -> bool:
 def test_own_warnings_print_as_one_line_library_warnings_keep_their_format():
     import warnings
 
-    from src.errors import one_line_errors
+    from src.cli import one_line_errors
     from src.retrieval.store import UnreadableImagesWarning
 
     def show(message, category, filename, lineno):

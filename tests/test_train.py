@@ -181,7 +181,8 @@ def test_strong_model_learns_identities_and_attributes(tmp_path, cache_dir):
     from src.deliverables import predict_attributes
 
     test_dir = Path(cfg.data.root) / "test"
-    csv = predict_attributes(base[1].split("=", 1)[1], image_records(test_dir), tmp_path / "predicted", num_workers=0, consensus_k=3)
+    csv = predict_attributes(base[1].split("=", 1)[1], image_records(test_dir), tmp_path / "predicted", num_workers=0,
+                             attributes={"consensus_k": 3})
     assert pd.read_csv(csv)["id"].tolist() == sorted(p.name for p in test_dir.iterdir())
     with pytest.raises(ValueError, match="split='test' is not one of"):
         evaluate(compose_config("eval", [*base, "split=test"], tmp_path / "eval_bad", cache_dir))
@@ -255,7 +256,8 @@ def test_attribute_ensemble_averages_the_networks(trained_attributes, tmp_path, 
     ]
     both = pd.read_csv(
         predict_attributes(
-            best, image_records(test_dir), tmp_path / "both", ensemble=[{"ckpt": last, "height": 128, "width": 64}], **options
+            best, image_records(test_dir), tmp_path / "both", attributes={"ensemble": [{"ckpt": last, "height": 128, "width": 64}]},
+            **options
         ).parent
         / "attribute_probabilities.csv"
     )
@@ -264,9 +266,11 @@ def test_attribute_ensemble_averages_the_networks(trained_attributes, tmp_path, 
     np.testing.assert_allclose(both[columns], (probabilities[0][columns] + probabilities[1][columns]) / 2, atol=2e-4)
 
     with pytest.raises(ValueError, match=r"unknown keys \['size'\]"):
-        predict_attributes(best, image_records(test_dir), tmp_path / "bad", ensemble=[{"ckpt": last, "size": 3}], **options)
+        predict_attributes(best, image_records(test_dir), tmp_path / "bad", attributes={"ensemble": [{"ckpt": last, "size": 3}]},
+                           **options)
     with pytest.raises(CheckpointError, match="nowhere.ckpt: checkpoint not found"):
-        predict_attributes(best, image_records(test_dir), tmp_path / "missing", ensemble=[str(tmp_path / "nowhere.ckpt")], **options)
+        predict_attributes(best, image_records(test_dir), tmp_path / "missing",
+                           attributes={"ensemble": [str(tmp_path / "nowhere.ckpt")]}, **options)
     assert not (tmp_path / "bad").exists() and not (tmp_path / "missing").exists()
 
 

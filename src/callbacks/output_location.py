@@ -1,7 +1,7 @@
 """Hydra callback: a run (or sweep) folder that cannot be created or written ends in one line and status 2.
 
-Hydra creates the folder before the task function runs, outside the entry point's ``one_line_errors``; this check
-runs before that (``on_run_start``), creates nothing, and names the folder and why (see src/errors.py).
+Hydra creates the folder before the task function runs, outside the entry point's harness (src/cli.py); this check
+runs before that (``on_run_start``), creates nothing, and names the folder and why.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from src.errors import fail
+from src.cli import fail
 from src.io.atomic import writable_folder_problem
 
 

@@ -176,6 +176,18 @@ class Contract:
     split: dict | None = None
     threshold: float | None = None
     legacy: bool = False
+    calibrations: dict | None = None  # released files: P(same identity) per distance mode, read with the weights
+
+    def calibration(self, mode: str = "plain") -> dict | None:
+        """The calibrated P(same identity) of ``mode`` (``plain`` or ``rerank``) distances, checked as data; None when
+        the file carries none (training checkpoints)."""
+        from src.metrics.verification import check_calibration
+
+        calibration = (self.calibrations or {}).get(mode)
+        try:
+            return None if calibration is None else check_calibration(calibration)
+        except ValueError as err:
+            raise CheckpointError(f"{self.path}: {err}") from None
 
     @property
     def embeds(self) -> bool:
@@ -211,11 +223,13 @@ def read_contract(checkpoint: dict, path: str | Path) -> Contract:
     if network is None:  # legacy checkpoint: the kind follows from the network class it names
         target = (hparams.get("net") or {}).get("_target_", "")
         return Contract(str(path), "reid" if target in _REID_TARGETS else "attributes",
-                        metric=hparams.get("metric", "euclidean"), threshold=threshold, legacy=True)
+                        metric=hparams.get("metric", "euclidean"), threshold=threshold, legacy=True,
+                        calibrations=checkpoint.get("calibration"))
     return Contract(str(path), network["kind"], data.get("height"), data.get("width"), network.get("backbone"),
                     tuple(network["mean"]) if network.get("mean") else None,
                     tuple(network["std"]) if network.get("std") else None,
-                    network.get("metric") or hparams.get("metric") or "euclidean", data.get("split"), threshold)
+                    network.get("metric") or hparams.get("metric") or "euclidean", data.get("split"), threshold,
+                    calibrations=checkpoint.get("calibration"))
 
 
 KIND_HINT = {"reid": "a re-ID checkpoint (task=reid or task=reid_strong)", "attributes": "an attributes checkpoint"}
@@ -239,17 +253,8 @@ def load_network(path: str | Path, kind: str | None = None, purpose: str = "this
 
 
 def read_calibration(path: str | Path, mode: str = "plain") -> dict | None:
-    """The calibrated P(same identity) a released re-ID file carries for ``mode`` (``plain`` or ``rerank``
-    distances), checked as data; None when it carries none (training checkpoints)."""
-    from src.metrics.verification import check_calibration
-
-    calibration = (read_checkpoint(path).get("calibration") or {}).get(mode)
-    if calibration is None:
-        return None
-    try:
-        return check_calibration(calibration)
-    except ValueError as err:
-        raise CheckpointError(f"{path}: {err}") from None
+    """``Contract.calibration`` of the file at ``path`` (a caller that loads the network has it in the contract)."""
+    return load_contract(path).calibration(mode)
 
 
 def load_contract(path: str | Path, kind: str | None = None, purpose: str = "this command") -> Contract:

@@ -151,8 +151,9 @@ class SearchResult:
 
 
 def index_calibration(index: GalleryIndex, ckpt_path=None) -> dict | None:
-    """The calibration (plain distances) of the network that embeds the queries; None when it carries none or is not
-    at hand (an index built from embeddings, a moved checkpoint)."""
+    """The calibration (plain distances) of the network that embeds the queries, when no query needed it loaded (its
+    contract carries it then); None when it carries none or is not at hand (an index built from embeddings, a moved
+    checkpoint)."""
     from src.models.loading import read_calibration
 
     path = Path(ckpt_path or index.checkpoint or "")
@@ -189,6 +190,7 @@ def query_files(query: str | Path, subfolders: bool = True) -> tuple[Path, list[
 
 
 def query_network(index: GalleryIndex, ckpt_path: str | Path | None):
+    """(network, contract) that embeds queries for ``index``: its checkpoint, checked by SHA-256."""
     path = Path(ckpt_path or index.checkpoint)
     if not path.is_file():
         raise GalleryIndexError(f"checkpoint {path} (the one the index was built with) not found; pass ckpt_path=PATH "
@@ -198,7 +200,7 @@ def query_network(index: GalleryIndex, ckpt_path: str | Path | None):
         raise GalleryIndexError(f"the index was built with checkpoint {index.checkpoint} (sha256 "
                                 f"{index.checkpoint_sha256[:12]}), not with {path} (sha256 {sha[:12]}); queries "
                                 "must be embedded by the same network")
-    return load_network(path, "reid", "a search")[0]
+    return load_network(path, "reid", "a search")
 
 
 def rows_by_hash(index: GalleryIndex, hashes: Sequence[str]) -> dict[str, list[int]]:
@@ -213,7 +215,8 @@ def rows_by_hash(index: GalleryIndex, hashes: Sequence[str]) -> dict[str, list[i
 
 def embed_queries(index: GalleryIndex, folder: Path, names: list[str], *, ckpt_path=None, batch_size: int = 64,
                   num_workers: int = 0):
-    """(kept names, hashes, embeddings, attributes, unreadable names); queries already in the index reuse its rows."""
+    """(kept names, hashes, embeddings, attributes, unreadable names, the network's contract or None when every query
+    was in the index); queries already in the index reuse its rows."""
     hashes = [file_digest(folder / n) for n in names]
     in_index = rows_by_hash(index, hashes)
     embeddings = np.empty((len(names), index.dim), np.float32)
@@ -224,8 +227,9 @@ def embed_queries(index: GalleryIndex, folder: Path, names: list[str], *, ckpt_p
         embeddings[known], attributes[known] = index.rows(rows), index.attributes[rows]
     todo = [i for i, h in enumerate(hashes) if h not in in_index]
     bad: dict[int, str] = {}
+    contract = None
     if todo:
-        net = query_network(index, ckpt_path)
+        net, contract = query_network(index, ckpt_path)
         fresh = embed_files(net, [folder / names[i] for i in todo], index.height, index.width,
                             batch_size=batch_size, num_workers=num_workers, desc="embedding queries")
         ok = [todo[i] for i in fresh.ok]
@@ -239,7 +243,7 @@ def embed_queries(index: GalleryIndex, folder: Path, names: list[str], *, ckpt_p
                       UnreadableImagesWarning, stacklevel=2)
     keep = [i for i in range(len(names)) if i not in bad]
     return ([names[i] for i in keep], [hashes[i] for i in keep], embeddings[keep], attributes[keep],
-            [names[i] for i in sorted(bad)])
+            [names[i] for i in sorted(bad)], contract)
 
 
 def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 20, filter=None,
@@ -258,7 +262,7 @@ def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 
     index = index if isinstance(index, GalleryIndex) else load_index(index)
     conditions = check_search(index, filter=filter, postprocess=postprocess, kind=kind, height=height, width=width)
     folder, names = query_files(query, subfolders)
-    names, hashes, q, q_attributes, unreadable = embed_queries(index, folder, names, ckpt_path=ckpt_path,
+    names, hashes, q, q_attributes, unreadable, contract = embed_queries(index, folder, names, ckpt_path=ckpt_path,
                                                                batch_size=batch_size, num_workers=num_workers)
     if not names:
         raise DataError(f"{query}: none of the query images could be read")
@@ -276,7 +280,8 @@ def search(index: GalleryIndex | str | Path, query: str | Path, *, top_k: int = 
     result.matches = rank(index, q, top_k, exclude=excluded, passing=passing, postprocess=postprocess, metric=metric,
                           shortlist=shortlist, max_pool=max_pool, nprobe=nprobe, ef_search=ef_search, refine=refine,
                           exact_below=exact_below)
-    result.p_same = match_probabilities(index, q, result.matches, index_calibration(index, ckpt_path))
+    calibration = contract.calibration("plain") if contract else index_calibration(index, ckpt_path)  # read once
+    result.p_same = match_probabilities(index, q, result.matches, calibration)
     return result
 
 

@@ -29,7 +29,7 @@ def compare_images(ckpt_path: str | Path, first: str | Path, second: str | Path,
     """Embed two images with a re-ID network (at its contract's size) and decide whether they show one person."""
     from src.inference import embed_files
     from src.metrics.distance import pairwise_distance
-    from src.models.loading import load_network, read_calibration
+    from src.models.loading import load_network
 
     paths = [Path(first), Path(second)]
     for path in paths:
@@ -44,7 +44,7 @@ def compare_images(ckpt_path: str | Path, first: str | Path, second: str | Path,
     embeddings = outputs.values["embedding"]
     distance = float(pairwise_distance(embeddings[:1], embeddings[1:], contract.metric)[0, 0])
     return {"images": [str(p) for p in paths], "checkpoint": str(ckpt_path), "metric": contract.metric,
-            **decide(distance, read_calibration(ckpt_path, "plain"), far)}
+            **decide(distance, contract.calibration("plain"), far)}
 
 
 def describe(result: dict) -> str:

@@ -32,7 +32,7 @@ from src.data.records import DataError
 from src.metrics.distance import pairwise_distance
 from src.retrieval.describe import search_description
 from src.retrieval.filtering import filter_mask, parse_filter
-from src.retrieval.search import index_calibration, match_probabilities, query_network, rank, rows_by_hash
+from src.retrieval.search import match_probabilities, query_network, rank, rows_by_hash
 from src.retrieval.store import MANIFEST, GalleryIndex, GalleryIndexError, load_index, read_manifest
 from src.retrieval.verify import decide
 
@@ -114,8 +114,9 @@ class Served:
 
     def network(self):
         with self.net_lock:
-            if self.net is None:
-                self.net = query_network(self.index, None)  # its SHA-256 must be the index's
+            if self.net is None:  # its SHA-256 must be the index's; its contract carries the calibration
+                self.net, contract = query_network(self.index, None)
+                self.calibration = contract.calibration("plain")
             return self.net
 
 
@@ -144,9 +145,9 @@ class Engine:
     def _load(self, previous: Served | None) -> Served:
         index = load_index(self.folder)
         index.faiss  # noqa: B018 (read now, not by the first query)
-        served = Served(index, index.meta["generation"], index.probabilities, calibration=index_calibration(index))
+        served = Served(index, index.meta["generation"], index.probabilities)
         if previous is not None and previous.net is not None and previous.index.checkpoint_sha256 == index.checkpoint_sha256:
-            served.net = previous.net
+            served.net, served.calibration = previous.net, previous.calibration
         elif index.checkpoint and Path(index.checkpoint).is_file():
             served.network()  # loaded now, not by the first photo query
         return served

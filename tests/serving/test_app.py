@@ -253,7 +253,7 @@ CALIBRATION = {"method": "isotonic", "distance": [0.0, 0.3, 0.6, 2.0], "p_same":
 def test_matches_and_compare_answer_with_the_calibrated_probability(served_index, monkeypatch):  # noqa: F811
     from src.metrics.verification import p_same
 
-    monkeypatch.setattr("src.serving.engine.index_calibration", lambda index: CALIBRATION)
+    monkeypatch.setattr("src.models.loading.Contract.calibration", lambda self, mode="plain": CALIBRATION)
     gallery = served_index["gallery"] / "course" / "000003.jpg"
     with TestClient(create_app(served_index["index"]), raise_server_exceptions=False) as client:
         plain = upload(client, served_index["outside"], top_k=5).json()["matches"]

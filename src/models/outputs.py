@@ -1,7 +1,7 @@
 """Network outputs over a loader of :class:`src.data.datasets.ImageDataset` batches: the one step (a batch of images
--> embedding and attribute probabilities) and the one batch loop, shared by eval, predict, the end-of-run files,
-pseudo-label rounds, the stage-1 descriptor cache and the gallery index (whose multi-process build runs the same
-step under Lightning predict). Unreadable images (``ok=False`` in the batch) are skipped and reported, never fed."""
+-> embedding and attribute probabilities), the one batch of the loop and the one loop, shared by eval, predict, the
+end-of-run files, pseudo-label rounds, the stage-1 descriptor cache, release's parity check, the app's uploads (the
+step alone: no loader for one image) and the gallery index (whose build runs the same batch under Lightning predict). Unreadable images (``ok=False`` in the batch) are skipped and reported, never fed."""
 
 from __future__ import annotations
 
@@ -52,19 +52,29 @@ def readable(batch: dict) -> torch.Tensor:
     return torch.ones(len(batch["image"]), dtype=torch.bool) if ok is None else torch.as_tensor(ok, dtype=torch.bool)
 
 
+def batch_outputs(function, batch: dict) -> tuple[dict[str, torch.Tensor], list[int], dict[int, str]]:
+    """One batch of the loop: (``function(images)`` of its readable images (channels_last), their dataset positions,
+    position -> error of the unreadable ones). ``map_batches`` and the index build's Lightning predict step both
+    run it, so every network pass skips, orders and reports images the same way."""
+    good = readable(batch)
+    positions = torch.as_tensor(batch["index"]).tolist()
+    errors = {p: e for p, e, g in zip(positions, batch.get("error", [""] * len(good)), good.tolist()) if not g}
+    if not good.any():
+        return {}, [], errors
+    images = batch["image"][good.to(batch["image"].device)].contiguous(memory_format=torch.channels_last)
+    return function(images), [p for p, g in zip(positions, good.tolist()) if g], errors
+
+
 @torch.no_grad()
 def map_batches(function, loader, desc: str) -> Outputs:
-    """``function(images)`` (channels_last; a dict of row tensors) over the readable images of every batch of
-    ``loader``, concatenated per key; with a progress bar."""
+    """``batch_outputs`` over every batch of ``loader``, concatenated per key; with a progress bar."""
     values: dict[str, list[torch.Tensor]] = {}
     ok: list[int] = []
     errors: dict[int, str] = {}
     for batch in with_progress(loader, desc):
-        good = readable(batch)
-        positions = torch.as_tensor(batch["index"]).tolist()
-        errors.update({p: e for p, e, g in zip(positions, batch.get("error", [""] * len(good)), good.tolist()) if not g})
-        if good.any():
-            for key, value in function(batch["image"][good].contiguous(memory_format=torch.channels_last)).items():
-                values.setdefault(key, []).append(value)
-            ok.extend(p for p, g in zip(positions, good.tolist()) if g)
+        rows, positions, bad = batch_outputs(function, batch)
+        for key, value in rows.items():
+            values.setdefault(key, []).append(value)
+        ok.extend(positions)
+        errors.update(bad)
     return Outputs({k: torch.cat(v) for k, v in values.items()}, ok, errors)

@@ -14,37 +14,27 @@ from src.models.schedules import budget_progress
 log = logging.getLogger(__name__)
 
 
-def progressive_sizes(steps) -> list[tuple[float, int, int]]:
-    """``steps`` ([{at: fraction of the budget, height, width}, ...]) -> [(at, height, width)]; fractions in (0, 1)
-    and increasing."""
-    sizes = []
-    for step in steps or ():
-        step = dict(step)
-        if set(step) != {"at", "height", "width"} or not 0 < float(step["at"]) < 1 or float(step["at"]) <= (sizes or [(0,)])[-1][0]:
-            raise ConfigError(f"callbacks.progressive_resizing.steps entry {step}: expected {{at: F, height: H, width: W}} "
-                              "with 0 < at < 1, the entries in increasing order of at")
-        if int(step["height"]) < 16 or int(step["width"]) < 16:
-            raise ConfigError(f"callbacks.progressive_resizing.steps entry {step}: height and width must be >= 16 pixels")
-        sizes.append((float(step["at"]), int(step["height"]), int(step["width"])))
-    return sizes
-
-
 class ProgressiveResizing(pl.Callback):
-    """Trains at ``data.height`` x ``data.width``, then at each step's size from its fraction of the budget on
-    (``[]``: off). The datamodule asks ``size()`` before each training loader (``datamodule.resizing``)."""
+    """Trains at ``data.height`` x ``data.width``, then at each step's size ``[{at: fraction, height, width}, ...]``
+    from its fraction of the budget on (``[]``: off); the datamodule asks ``size()`` before each training loader."""
 
     def __init__(self, steps: list | None = None):
-        self.steps = progressive_sizes(steps)
-        self.schedule: list[tuple[float, int, int]] = []
-        self.trainer = None
+        self.steps: list[tuple[float, int, int]] = []
+        self.schedule = self.steps  # with the command's own size first once training starts (setup)
+        for step in map(dict, steps or ()):
+            if set(step) != {"at", "height", "width"} or not (self.steps or [(0,)])[-1][0] < float(step["at"]) < 1:
+                raise ConfigError(f"callbacks.progressive_resizing.steps entry {step}: expected {{at: F, height: H, "
+                                  "width: W}} with 0 < at < 1, the entries in increasing order of at")
+            if int(step["height"]) < 16 or int(step["width"]) < 16:
+                raise ConfigError(f"callbacks.progressive_resizing.steps entry {step}: height and width must be >= 16 pixels")
+            self.steps.append((float(step["at"]), int(step["height"]), int(step["width"])))
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        datamodule = trainer.datamodule
-        if not self.steps or stage != "fit" or datamodule is None:
-            return
-        self.trainer, self.schedule = trainer, [(0.0, datamodule.height, datamodule.width), *self.steps]
-        trainer.reload_dataloaders_every_n_epochs = 1  # each epoch's loaders at the size its progress asks
-        datamodule.resizing = self
+        if self.steps and stage == "fit" and trainer.datamodule is not None:
+            self.trainer, datamodule = trainer, trainer.datamodule
+            self.schedule = [(0.0, datamodule.height, datamodule.width), *self.steps]
+            trainer.reload_dataloaders_every_n_epochs = 1  # each epoch's loaders at the size its progress asks
+            datamodule.resizing = self
 
     @property
     def sizes(self) -> list[tuple[int, int]]:

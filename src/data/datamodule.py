@@ -15,6 +15,7 @@ from src.data.splits import query_gallery_split, split_by_identity, split_contra
 from src.data.transforms import build_transform
 from src.errors import ConfigError
 
+
 class MarketDataModule(pl.LightningDataModule):
     """Train/val loaders over identity-disjoint splits; the val split also defines query/gallery for re-ID.
 

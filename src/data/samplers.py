@@ -17,16 +17,12 @@ from src.data.triplets import TripletDataset
 class RandomImages:
     """Every training image once an epoch, in an order keyed by (seed, epoch) (``EpochKeyedSampler``)."""
 
-    def order(self, pids: list[int]) -> Sampler | None:
-        return None
-
     def check(self, batch_size: int, num_ids: int, root) -> None:
         """Warn about a batch that the training split cannot fill as asked."""
 
     def batches(self, images: ImageDataset, batch_size: int, seed: int, **ranks) -> dict:
-        order = self.order([r.pid for r in images.records])
-        drop_last = True if order is not None else len(images) > batch_size
-        return {"dataset": images, "sampler": EpochKeyedSampler(len(images), seed, order, **ranks), "drop_last": drop_last}
+        return {"dataset": images, "sampler": EpochKeyedSampler(len(images), seed, None, **ranks),
+                "drop_last": len(images) > batch_size}
 
 
 class IdentityBatches(RandomImages):
@@ -36,8 +32,9 @@ class IdentityBatches(RandomImages):
     def __init__(self, num_instances: int = 4, seed: int = 0):
         self.num_instances, self.seed = num_instances, seed
 
-    def order(self, pids: list[int]) -> Sampler:
-        return IdentitySampler(pids, self.num_instances, self.seed)
+    def batches(self, images: ImageDataset, batch_size: int, seed: int, **ranks) -> dict:
+        order = IdentitySampler([r.pid for r in images.records], self.num_instances, self.seed)
+        return {"dataset": images, "sampler": EpochKeyedSampler(len(images), seed, order, **ranks), "drop_last": True}
 
     def check(self, batch_size: int, num_ids: int, root) -> None:
         if batch_size // self.num_instances > num_ids:

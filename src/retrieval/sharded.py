@@ -130,10 +130,10 @@ class EmbedImages(pl.LightningModule):
                                     f"here, the build planned with sha256 {plan.checkpoint_sha256[:12]}")
         self.net, _ = load_network(plan.checkpoint, "reid", "a gallery index")
 
-    def predict_step(self, batch: dict, batch_idx: int) -> tuple:
+    def predict_step(self, batch: dict, batch_idx: int) -> Outputs:
         """The batch loop's own batch (``batch_outputs`` of ``network_step``), on the process's device."""
-        values, ok, errors = batch_outputs(lambda images: network_step(self.net, images, embeds=True), batch)
-        return {k: v.cpu() for k, v in values.items()}, ok, errors
+        out = batch_outputs(lambda images: network_step(self.net, images, embeds=True), batch)
+        return Outputs({k: v.cpu() for k, v in out.values.items()}, out.ok, out.errors)
 
 
 class ShardWriter(BasePredictionWriter):
@@ -154,10 +154,10 @@ class ShardWriter(BasePredictionWriter):
         self.parts = {key: open(self._part(trainer, key), "wb") for key in ("embedding", "probabilities")}
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
-        prediction, ok, errors = prediction
-        self.positions.extend([*ok, *errors])
-        self.errors.extend([None] * len(ok) + list(errors.values()))
-        if prediction:
+        self.positions.extend([*prediction.ok, *prediction.errors])
+        self.errors.extend([None] * len(prediction.ok) + list(prediction.errors.values()))
+        if prediction.ok:
+            prediction = prediction.values
             self.dim = prediction["embedding"].shape[1]
             self.parts["embedding"].write(prediction["embedding"].numpy().astype("<f4").tobytes())
             probabilities = np.concatenate([prediction[h].numpy() for h in HEAD_NAMES], axis=1)

@@ -8,7 +8,7 @@ import json
 import pytest
 import pytorch_lightning as pl
 
-from src.callbacks.progressive_resizing import ProgressiveResizing, progressive_sizes
+from src.callbacks.progressive_resizing import ProgressiveResizing
 from src.errors import ConfigError
 from src.models.loading import load_contract
 from src.train import train
@@ -58,7 +58,7 @@ def test_training_switches_size_at_the_budget_fraction_and_the_checkpoint_record
                                    [{"at": 0.6, "height": 160, "width": 80}, {"at": 0.4, "height": 192, "width": 96}]])
 def test_bad_progressive_steps_are_refused(steps):
     with pytest.raises(ConfigError, match="callbacks.progressive_resizing.steps entry"):
-        progressive_sizes(steps)
+        ProgressiveResizing(steps)
 
 
 def test_sizes_follow_the_fractions():

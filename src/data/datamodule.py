@@ -24,25 +24,10 @@ class MarketDataModule(pl.LightningDataModule):
     batches (``src/data/samplers.py``, by ``_target_``); progressive resolution is a callback that sets ``resizing``.
     """
 
-    def __init__(
-        self,
-        root: str,
-        source,
-        height: int = 128,
-        width: int = 64,
-        val_ratio: float = 0.2,
-        split_seed: int = 0,
-        batch_size: int = 64,
-        eval_batch_size: int = 256,
-        num_workers: int = 2,
-        augment: dict | None = None,
-        preload: bool = True,
-        skip_corrupt: bool = False,
-        sampler: RandomImages | None = None,
-        seed: int = 0,
-        unlabelled: list[str] | None = None,
-        max_pseudo_identities: int = 2000,
-    ):
+    def __init__(self, root: str, source, height: int = 128, width: int = 64, val_ratio: float = 0.2, split_seed: int = 0,
+                 batch_size: int = 64, eval_batch_size: int = 256, num_workers: int = 2, augment: dict | None = None,
+                 preload: bool = True, skip_corrupt: bool = False, sampler: RandomImages | None = None, seed: int = 0,
+                 unlabelled: list[str] | None = None, max_pseudo_identities: int = 2000):
         super().__init__()
         self.root = root
         self.source_factory = source
@@ -181,15 +166,11 @@ class MarketDataModule(pl.LightningDataModule):
         mine = self.state_dict()
         for key in ("height", "width"):
             if state.get(key) != getattr(self, key):
-                raise DataError(
-                    f"data.{key}={getattr(self, key)}: the checkpoint being resumed was trained with "
-                    f"{state.get(key)}; resume with data.{key}={state.get(key)}"
-                )
+                raise DataError(f"data.{key}={getattr(self, key)}: the checkpoint being resumed was trained with "
+                                f"{state.get(key)}; resume with data.{key}={state.get(key)}")
         if mine and state.get("split") and mine["split"]["val_ids_sha256"] != state["split"]["val_ids_sha256"]:
-            raise DataError(
-                f"data.split_seed={self.split_seed} data.val_ratio={self.val_ratio} at {self.root} gives "
-                f"another validation split than the checkpoint being resumed ({state['split']})"
-            )
+            raise DataError(f"data.split_seed={self.split_seed} data.val_ratio={self.val_ratio} at {self.root} gives "
+                            f"another validation split than the checkpoint being resumed ({state['split']})")
         if self.pseudo is not None and state.get("pseudo_labels"):
             self.pseudo.load_state_dict(state["pseudo_labels"])
             self._build_train_set()
@@ -204,14 +185,8 @@ class MarketDataModule(pl.LightningDataModule):
     def _loader(self, dataset, batch_size, **kwargs) -> DataLoader:
         # its own generator: starting workers draws their base seed from it, not from the global stream (which
         # dropout uses), so a resumed run that starts its persistent workers an epoch later draws the same masks
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed),
-            **kwargs,
-        )
+        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed), **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         if self.resizing is not None:

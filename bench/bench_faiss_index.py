@@ -300,7 +300,7 @@ def main():
 
 def estimates(args, results) -> list[tuple[int, str, dict]]:
     """hnsw above --hnsw-max and the compressed kinds at 10M, from the per-vector costs of the largest size run."""
-    from src.retrieval.kinds import auto_params
+    from src.retrieval.kinds import of
 
     out = []
     hnsw_sizes = [s for s in args.sizes if (s, "hnsw") in results]
@@ -323,7 +323,7 @@ def estimates(args, results) -> list[tuple[int, str, dict]]:
             b = base[variant]
             latency = scale  # ivf_pq: nprobe a fixed share of the lists
             if kind == "hnsw":  # walks log N steps with a beam of ef_search, which grows with N
-                latency = growth * auto_params("hnsw", size, args.dim)["ef_search"] / base["params"]["ef_search"]
+                latency = growth * of("hnsw").auto_params(size, args.dim)["ef_search"] / base["params"]["ef_search"]
             est[variant] = {**{key: b[key] * latency for key in ("p50_ms", "p95_ms", "p50_cpu_ms", "p95_cpu_ms", "batch_s",
                                                                    "batch_cpu_s")}, "recall": None, "map": None, "full": None}
         out.append((size, kind, est))

@@ -57,7 +57,7 @@ RANGES = {
     "data.height": (lambda v: v is None or _int_at_least(16)(v), "a whole number >= 16 (pixels)"),
     "data.width": (lambda v: v is None or _int_at_least(16)(v), "a whole number >= 16 (pixels)"),
     "data.val_ratio": (lambda v: v is None or (isinstance(v, (int, float)) and 0 <= v < 1), "a number in [0, 1)"),
-    "data.num_instances": (_int_at_least(1), "a whole number >= 1"),
+    "data.sampler.num_instances": (_int_at_least(1), "a whole number >= 1"),
     "data.max_pseudo_identities": (_int_at_least(1), "a whole number >= 1"),
     "trainer.max_epochs": (lambda v: v is None or v == -1 or _int_at_least(1)(v), "a whole number >= 1, or -1"),
     "trainer.devices": (lambda v: v == "auto" or v == -1 or _int_at_least(1)(v), "a whole number >= 1, -1 or auto"),
@@ -93,9 +93,13 @@ def check_ranges(cfg: DictConfig) -> None:
         if value != "<absent>" and not allowed(value):
             raise ConfigError(f"{key}={value!r}: expected {words}")
     data = cfg.get("data") or {}
-    if data.get("identity_sampler") and data.get("batch_size", 1) % data.get("num_instances", 1):
-        raise ConfigError(f"data.batch_size={data.batch_size}: must be a multiple of data.num_instances="
-                          f"{data.num_instances} (P identities x K images per batch)")
+    k = (data.get("sampler") or {}).get("num_instances")
+    if k and data.get("batch_size", 1) % k:
+        raise ConfigError(f"data.batch_size={data.batch_size}: must be a multiple of data.sampler.num_instances={k} "
+                          "(P identities x K images per batch)")
+    if data.get("unlabelled") and OmegaConf.select(cfg, "callbacks.progressive_resizing.steps"):
+        raise ConfigError("callbacks.progressive_resizing.steps with data.unlabelled: pseudo-label rounds keep one "
+                          "input size; use one of them")
     if data.get("unlabelled") and cfg.get("task_name") not in (None, "reid_strong"):
         raise ConfigError(f"data.unlabelled={list(data.unlabelled)}: clustering pseudo-labels train the strong model only "
                           f"(task=reid_strong), not task={cfg.task_name}")

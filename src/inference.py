@@ -23,11 +23,10 @@ def loader_of(records: list[ImageRecord], height: int, width: int, batch_size: i
 
 def embed_records(net, records: list[ImageRecord], height: int, width: int, batch_size: int = 256,
                   num_workers: int = 2, desc: str = "embedding") -> torch.Tensor:
-    """(N, D) retrieval embeddings of ``net.embed`` for the records' images."""
+    """(N, D) retrieval embeddings of a re-ID net for the records' images."""
     net = fastest_inference(net, len(records))
-    outputs = map_batches(lambda images: {"embedding": net.embed(images)}, loader_of(records, height, width, batch_size,
-                                                                                    num_workers), desc)
-    return outputs.values["embedding"]
+    return run_network(net, loader_of(records, height, width, batch_size, num_workers), embeds=True, desc=desc
+                       ).values["embedding"]
 
 
 def run_network(net, loader, *, embeds: bool, flip_test: bool = False, desc: str = "inference") -> Outputs:

@@ -118,18 +118,18 @@ def add_calibration(out: Path, calibration: dict) -> None:
 
 
 def embedding_difference(source: str | Path, released: str | Path, records: list, height: int, width: int) -> float:
-    """Max abs difference of the two networks' outputs (embedding of re-ID nets, else attribute logits) on ``records``."""
+    """Max abs difference of the two networks' outputs (embedding of re-ID nets, else attribute probabilities) on
+    ``records``, each through the one inference loop."""
     import torch
 
-    from src.data.datasets import ImageDataset
+    from src.inference import loader_of, run_network
     from src.models.loading import load_network
 
-    images = torch.stack([ImageDataset(records, height, width)[i]["image"] for i in range(len(records))])
     outputs = []
     for path in (source, released):
         net, contract = load_network(path)
-        with torch.no_grad():
-            outputs.append(net.embed(images) if contract.embeds else torch.cat(list(net(images).values()), 1))
+        values = run_network(net, loader_of(records, height, width, num_workers=0), embeds=contract.embeds).values
+        outputs.append(values["embedding"] if contract.embeds else torch.cat([values[k] for k in sorted(values)], 1))
     return float((outputs[0] - outputs[1]).abs().max())
 
 
@@ -190,7 +190,7 @@ def release(cfg: DictConfig) -> dict:
     datamodule = instantiate(configs["plain"].data, height=height, width=width, **plain["split_settings"])
     records = datamodule.eval_records("val")[: int(cfg.evaluate.parity_images)]
     difference = embedding_difference(cfg.ckpt_path, out, records, height, width)
-    parity = {"max_abs_output_difference": difference, "outputs": "embedding" if contract.embeds else "attribute logits",
+    parity = {"max_abs_output_difference": difference, "outputs": "embedding" if contract.embeds else "attribute probabilities",
               "attribute_mean_change": plain["mean_attribute_accuracy"] - source["mean_attribute_accuracy"]}
     if contract.embeds:
         parity["mAP_change"] = plain["mAP"] - source["mAP"]

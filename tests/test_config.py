@@ -79,10 +79,11 @@ def test_a_setting_out_of_range_names_key_value_and_what_is_allowed(key, value, 
 
 
 def test_a_pk_batch_must_hold_whole_identity_groups():
-    check_ranges(settings(data__identity_sampler=True, data__batch_size=32, data__num_instances=4))
-    check_ranges(settings(data__identity_sampler=False, data__batch_size=30, data__num_instances=4))
-    with pytest.raises(ConfigError, match=r"data.batch_size=30: must be a multiple of data.num_instances=4 \(P identities x K"):
-        check_ranges(settings(data__identity_sampler=True, data__batch_size=30, data__num_instances=4))
+    pk = {"_target_": "src.data.samplers.IdentityBatches", "num_instances": 4}
+    check_ranges(settings(data__sampler=pk, data__batch_size=32))
+    check_ranges(settings(data__sampler={"_target_": "src.data.samplers.RandomImages"}, data__batch_size=30))
+    with pytest.raises(ConfigError, match=r"data.batch_size=30: must be a multiple of data.sampler.num_instances=4 \(P "):
+        check_ranges(settings(data__sampler=pk, data__batch_size=30))
 
 
 def test_a_gpu_precision_is_refused_on_the_cpu_only():

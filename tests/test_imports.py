@@ -125,7 +125,6 @@ def test_the_import_graph_has_no_circle_and_the_low_rooms_never_reach_up():
             walk(module, [module])
     assert circles == []
     low = ("src.errors", "src.runtime", "src.data", "src.io")
-    known = {"src.data.datamodule -> src.models.schedules"}  # issue 38 item 5: progressive resizing leaves the datamodule
     upward = {f"{m} -> {t}" for m, targets in graph.items() if m.startswith(low[:3]) for t in targets
               if t != "src" and not t.startswith(low)}
-    assert upward - known == set()
+    assert upward == set()

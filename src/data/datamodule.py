@@ -2,71 +2,32 @@
 
 from __future__ import annotations
 
-import logging
-import warnings
-
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from src.data.datasets import EpochKeyedSampler, ImageDataset, preload
+from src.data.datasets import ImageDataset, preload
 from src.data.images import drop_unreadable
 from src.data.pseudo import PseudoLabels, read_unlabelled
 from src.data.records import DataError, ImageRecord
-from src.data.samplers import IdentitySampler
+from src.data.samplers import RandomImages
 from src.data.splits import query_gallery_split, split_by_identity, split_contract
 from src.data.transforms import build_transform
-from src.data.triplets import TripletDataset
 from src.errors import ConfigError
-
-log = logging.getLogger(__name__)
-
-
-def progressive_sizes(steps, height: int, width: int) -> list[tuple[float, int, int]]:
-    """``data.progressive`` ([{at: fraction of the budget, height, width}, ...]) -> [(at, height, width)] starting with
-    (0, data.height, data.width); fractions in (0, 1) and increasing."""
-    sizes = [(0.0, int(height), int(width))]
-    for step in steps or ():
-        step = dict(step)
-        if set(step) != {"at", "height", "width"} or not 0 < float(step["at"]) < 1 or float(step["at"]) <= sizes[-1][0]:
-            raise ConfigError(f"data.progressive entry {step}: expected {{at: F, height: H, width: W}} with 0 < at < 1, "
-                              "the entries in increasing order of at")
-        if int(step["height"]) < 16 or int(step["width"]) < 16:
-            raise ConfigError(f"data.progressive entry {step}: height and width must be >= 16 pixels")
-        sizes.append((float(step["at"]), int(step["height"]), int(step["width"])))
-    return sizes
 
 
 class MarketDataModule(pl.LightningDataModule):
     """Train/val loaders over identity-disjoint splits; the val split also defines query/gallery for re-ID.
 
     ``source(root)`` builds the layout reader (CourseSource, StandardSource, SyntheticSource): an
-    object with ``labelled()``, ``gallery()`` and ``queries()`` returning records.
+    object with ``labelled()``, ``gallery()`` and ``queries()`` returning records. ``sampler`` draws the training
+    batches (``src/data/samplers.py``, by ``_target_``); progressive resolution is a callback that sets ``resizing``.
     """
 
-    def __init__(
-        self,
-        root: str,
-        source,
-        height: int = 128,
-        width: int = 64,
-        val_ratio: float = 0.2,
-        split_seed: int = 0,
-        batch_size: int = 64,
-        eval_batch_size: int = 256,
-        num_workers: int = 2,
-        augment: dict | None = None,
-        preload: bool = True,
-        skip_corrupt: bool = False,
-        identity_sampler: bool = False,
-        num_instances: int = 4,
-        triplets: bool = False,
-        triplet_images: bool = False,
-        seed: int = 0,
-        unlabelled: list[str] | None = None,
-        max_pseudo_identities: int = 2000,
-        progressive: list | None = None,
-    ):
+    def __init__(self, root: str, source, height: int = 128, width: int = 64, val_ratio: float = 0.2, split_seed: int = 0,
+                 batch_size: int = 64, eval_batch_size: int = 256, num_workers: int = 2, augment: dict | None = None,
+                 preload: bool = True, skip_corrupt: bool = False, sampler: RandomImages | None = None, seed: int = 0,
+                 unlabelled: list[str] | None = None, max_pseudo_identities: int = 2000):
         super().__init__()
         self.root = root
         self.source_factory = source
@@ -78,14 +39,11 @@ class MarketDataModule(pl.LightningDataModule):
         self.augment = dict(augment or {})
         self.preload = preload
         self.skip_corrupt = skip_corrupt
-        self.identity_sampler, self.num_instances = identity_sampler, num_instances
-        self.triplets, self.triplet_images = triplets, triplet_images
+        self.sampler = sampler or RandomImages()
         self.seed = seed
         self.unlabelled_folders = list(unlabelled or [])
         self.max_pseudo_identities = max_pseudo_identities
-        self.progressive = progressive_sizes(progressive, height, width)
-        if len(self.progressive) > 1 and self.unlabelled_folders:
-            raise ConfigError("data.progressive with data.unlabelled: pseudo-label rounds keep one input size; use one of them")
+        self.resizing = None  # callbacks.progressive_resizing: .size() before each training loader, .sizes to resume at
         self.pseudo: PseudoLabels | None = None  # unlabelled images and their current cluster ids
         self.pid_to_label: dict[int, int] = {}
         self.train_records: list[ImageRecord] = []
@@ -113,17 +71,10 @@ class MarketDataModule(pl.LightningDataModule):
         if not self.val_records:
             raise ConfigError(f"data.val_ratio={self.val_ratio}: leaves no validation identity in {self.root}; training "
                               "monitors held-out identities (use e.g. data.val_ratio=0.2)")
-        if self.identity_sampler and self.batch_size // self.num_instances > len(self.train_pids):
-            most = len(self.train_pids) * self.num_instances
-            warnings.warn(f"data.batch_size={self.batch_size}: {self.batch_size // self.num_instances} identity groups of "
-                          f"data.num_instances={self.num_instances} images per batch, but the training split of {self.root} "
-                          f"has {len(self.train_pids)} identities, so every batch repeats some; data.batch_size <= {most} "
-                          "keeps them distinct", UserWarning, stacklevel=2)
+        self.sampler.check(self.batch_size, len(self.train_pids), self.root)
         return self._labelled
 
     def setup(self, stage: str | None = None) -> None:
-        if len(self.progressive) > 1 and self.trainer is not None:
-            self.trainer.reload_dataloaders_every_n_epochs = 1  # each epoch's loaders at the size its progress asks
         if self.val_set is not None:
             return
         records = self.split()
@@ -138,10 +89,6 @@ class MarketDataModule(pl.LightningDataModule):
         self._build_train_set()
         self.val_set = ImageDataset(self.val_records, self.height, self.width, None, self._cache(self.val_records, "val"))
 
-    def size_at(self, progress: float) -> tuple[int, int]:
-        """The input size for a point of the budget (``data.progressive``)."""
-        return next((h, w) for at, h, w in reversed(self.progressive) if progress >= at)
-
     def resize(self, height: int, width: int) -> None:
         """Train and validate at another input size from now on (progressive resolution): images decoded anew."""
         if (height, width) == (self.height, self.width):
@@ -151,16 +98,6 @@ class MarketDataModule(pl.LightningDataModule):
             self.train_cache = self._cache(self.train_records, f"train at {height}x{width}")
             self._build_train_set()
             self.val_set = ImageDataset(self.val_records, height, width, None, self._cache(self.val_records, f"val at {height}x{width}"))
-
-    def _follow_progressive_schedule(self) -> None:
-        if len(self.progressive) < 2 or self.trainer is None:
-            return
-        from src.models.schedules import budget_progress
-
-        size = self.size_at(budget_progress(self.trainer))
-        if size != (self.height, self.width):
-            log.info("progressive resolution: %dx%d from epoch %d", *size, self.trainer.current_epoch)
-            self.resize(*size)
 
     def _cache(self, records: list[ImageRecord], name: str) -> torch.Tensor | None:
         if not self.preload or (name.startswith("train") and self._few_train_batches()):
@@ -187,7 +124,6 @@ class MarketDataModule(pl.LightningDataModule):
             self.pid_to_label.update(self.pseudo.pid_to_label())
         transform = build_transform(self.height, self.width, **self.augment)
         self.train_set = ImageDataset(records, self.height, self.width, transform, cache, seed=self.seed)
-        self.train_set_pids = [r.pid for r in records]
 
     def set_pseudo_labels(self, cluster_ids, attribute_targets: dict | None = None) -> None:
         """A new clustering round: cluster id per unlabelled image (-1: outlier, left out of training)."""
@@ -225,20 +161,16 @@ class MarketDataModule(pl.LightningDataModule):
         """Resuming: the run must continue on the split and input size it started with."""
         if not state:
             return
-        if (state.get("height"), state.get("width")) in [(h, w) for _, h, w in self.progressive]:
+        if self.resizing is not None and (state.get("height"), state.get("width")) in self.resizing.sizes:
             self.resize(state["height"], state["width"])  # resumed after a progressive-resolution switch
         mine = self.state_dict()
         for key in ("height", "width"):
             if state.get(key) != getattr(self, key):
-                raise DataError(
-                    f"data.{key}={getattr(self, key)}: the checkpoint being resumed was trained with "
-                    f"{state.get(key)}; resume with data.{key}={state.get(key)}"
-                )
+                raise DataError(f"data.{key}={getattr(self, key)}: the checkpoint being resumed was trained with "
+                                f"{state.get(key)}; resume with data.{key}={state.get(key)}")
         if mine and state.get("split") and mine["split"]["val_ids_sha256"] != state["split"]["val_ids_sha256"]:
-            raise DataError(
-                f"data.split_seed={self.split_seed} data.val_ratio={self.val_ratio} at {self.root} gives "
-                f"another validation split than the checkpoint being resumed ({state['split']})"
-            )
+            raise DataError(f"data.split_seed={self.split_seed} data.val_ratio={self.val_ratio} at {self.root} gives "
+                            f"another validation split than the checkpoint being resumed ({state['split']})")
         if self.pseudo is not None and state.get("pseudo_labels"):
             self.pseudo.load_state_dict(state["pseudo_labels"])
             self._build_train_set()
@@ -253,32 +185,20 @@ class MarketDataModule(pl.LightningDataModule):
     def _loader(self, dataset, batch_size, **kwargs) -> DataLoader:
         # its own generator: starting workers draws their base seed from it, not from the global stream (which
         # dropout uses), so a resumed run that starts its persistent workers an epoch later draws the same masks
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed),
-            **kwargs,
-        )
+        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed), **kwargs)
 
     def train_dataloader(self) -> DataLoader:
-        self._follow_progressive_schedule()
-        if self.triplets:  # the report's stage 2: index triplets, images only for the uncached path
-            dataset = TripletDataset(self.train_records, self.train_set if self.triplet_images else None)
-            return self._loader(dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size)
-        size = len(self.train_set)
-        order = IdentitySampler(self.train_set_pids, self.num_instances, self.split_seed) if self.identity_sampler else None
+        if self.resizing is not None:
+            self.resize(*self.resizing.size())
         ranks = {"num_replicas": self.trainer.world_size, "rank": self.trainer.global_rank} if self.trainer is not None else {}
-        sampler = EpochKeyedSampler(size, self.seed, order, **ranks)
+        batches = self.sampler.batches(self.train_set, self.batch_size, self.seed, **ranks)
         # Lightning starts the first epoch's workers (which fetch their first batches at once) before its first
         # set_epoch; on a resumed run that epoch is not 0: start the sampler at the epoch Lightning will set
         # (measured: without this the resumed epoch repeated epoch 0's order with 2 workers)
-        if self.trainer is not None:
-            sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
-        return self._loader(
-            self.train_set, self.batch_size, sampler=sampler, drop_last=True if order is not None else size > self.batch_size
-        )
+        if self.trainer is not None and batches.get("sampler") is not None:
+            batches["sampler"].set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+        return self._loader(batch_size=self.batch_size, **batches)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size)

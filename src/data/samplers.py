@@ -1,11 +1,59 @@
-"""P x K identity sampler: each batch holds P identities with K images each."""
+"""How training batches are drawn, chosen by ``data.sampler._target_``: ``RandomImages`` (every image once an epoch),
+``IdentityBatches`` (P identities x K images, the strong model), ``Triplets`` (the report's aggregator). Each gives
+the training loader's dataset, sampler and ``drop_last`` (``batches``) and checks the batch against the split."""
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 
 import torch
 from torch.utils.data import Sampler
+
+from src.data.datasets import EpochKeyedSampler, ImageDataset
+from src.data.triplets import TripletDataset
+
+
+class RandomImages:
+    """Every training image once an epoch, in an order keyed by (seed, epoch) (``EpochKeyedSampler``)."""
+
+    def check(self, batch_size: int, num_ids: int, root) -> None:
+        """Warn about a batch that the training split cannot fill as asked."""
+
+    def batches(self, images: ImageDataset, batch_size: int, seed: int, **ranks) -> dict:
+        return {"dataset": images, "sampler": EpochKeyedSampler(len(images), seed, None, **ranks),
+                "drop_last": len(images) > batch_size}
+
+
+class IdentityBatches(RandomImages):
+    """P x K batches (``batch_size`` = P identities x ``num_instances`` K images, ``IdentitySampler``); identity
+    groups stay whole on one rank under DDP."""
+
+    def __init__(self, num_instances: int = 4, seed: int = 0):
+        self.num_instances, self.seed = num_instances, seed
+
+    def batches(self, images: ImageDataset, batch_size: int, seed: int, **ranks) -> dict:
+        order = IdentitySampler([r.pid for r in images.records], self.num_instances, self.seed)
+        return {"dataset": images, "sampler": EpochKeyedSampler(len(images), seed, order, **ranks), "drop_last": True}
+
+    def check(self, batch_size: int, num_ids: int, root) -> None:
+        if batch_size // self.num_instances > num_ids:
+            warnings.warn(f"data.batch_size={batch_size}: {batch_size // self.num_instances} identity groups of "
+                          f"data.sampler.num_instances={self.num_instances} images per batch, but the training split of {root} "
+                          f"has {num_ids} identities, so every batch repeats some; data.batch_size <= "
+                          f"{num_ids * self.num_instances} keeps them distinct", UserWarning, stacklevel=3)
+
+
+class Triplets(RandomImages):
+    """The report's stage 2: shuffled (anchor, positive, negative) index triplets (``TripletDataset``), with their
+    images when ``images`` (the uncached path)."""
+
+    def __init__(self, images: bool = False):
+        self.images = images
+
+    def batches(self, images: ImageDataset, batch_size: int, seed: int, **ranks) -> dict:
+        dataset = TripletDataset(images.records, images if self.images else None)
+        return {"dataset": dataset, "shuffle": True, "drop_last": len(dataset) > batch_size}
 
 
 class IdentitySampler(Sampler[int]):

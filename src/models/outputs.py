@@ -1,7 +1,8 @@
 """Network outputs over a loader of :class:`src.data.datasets.ImageDataset` batches: the one step (a batch of images
--> embedding and attribute probabilities) and the one batch loop, shared by eval, predict, the end-of-run files,
-pseudo-label rounds, the stage-1 descriptor cache and the gallery index (whose multi-process build runs the same
-step under Lightning predict). Unreadable images (``ok=False`` in the batch) are skipped and reported, never fed."""
+-> embedding and attribute probabilities), the one batch of the loop and the one loop, shared by eval, predict, the
+end-of-run files, pseudo-label rounds, the stage-1 descriptor cache, release's parity check, the app's uploads (the
+step alone) and the gallery index (its build runs the same batch under Lightning predict). Unreadable images
+(``ok=False`` in the batch) are skipped and reported, never fed."""
 
 from __future__ import annotations
 
@@ -46,25 +47,21 @@ class Outputs:
         return {k: v.cpu().numpy() for k, v in self.values.items()}
 
 
-def readable(batch: dict) -> torch.Tensor:
-    """The ``ok`` mask of a batch (all True for datasets that raise on unreadable files)."""
-    ok = batch.get("ok")
-    return torch.ones(len(batch["image"]), dtype=torch.bool) if ok is None else torch.as_tensor(ok, dtype=torch.bool)
+def batch_outputs(function, batch: dict) -> Outputs:
+    """One batch of the loop (``map_batches``, and the index build's Lightning predict step): ``function(images)`` of
+    its readable images (channels_last; ``ok`` absent: all readable), their positions, the others' errors."""
+    good = torch.as_tensor(batch.get("ok", [True] * len(batch["image"])), dtype=torch.bool)
+    positions = torch.as_tensor(batch["index"]).tolist()
+    errors = {p: e for p, e, g in zip(positions, batch.get("error", [""] * len(good)), good.tolist()) if not g}
+    ok = [p for p, g in zip(positions, good.tolist()) if g]
+    images = batch["image"][good.to(batch["image"].device)].contiguous(memory_format=torch.channels_last)
+    return Outputs(function(images) if ok else {}, ok, errors)
 
 
 @torch.no_grad()
 def map_batches(function, loader, desc: str) -> Outputs:
-    """``function(images)`` (channels_last; a dict of row tensors) over the readable images of every batch of
-    ``loader``, concatenated per key; with a progress bar."""
-    values: dict[str, list[torch.Tensor]] = {}
-    ok: list[int] = []
-    errors: dict[int, str] = {}
-    for batch in with_progress(loader, desc):
-        good = readable(batch)
-        positions = torch.as_tensor(batch["index"]).tolist()
-        errors.update({p: e for p, e, g in zip(positions, batch.get("error", [""] * len(good)), good.tolist()) if not g})
-        if good.any():
-            for key, value in function(batch["image"][good].contiguous(memory_format=torch.channels_last)).items():
-                values.setdefault(key, []).append(value)
-            ok.extend(p for p, g in zip(positions, good.tolist()) if g)
-    return Outputs({k: torch.cat(v) for k, v in values.items()}, ok, errors)
+    """``batch_outputs`` over every batch of ``loader``, concatenated per key; with a progress bar."""
+    parts = [batch_outputs(function, batch) for batch in with_progress(loader, desc)]
+    keys = dict.fromkeys(key for part in parts for key in part.values)
+    return Outputs({k: torch.cat([part.values[k] for part in parts if k in part.values]) for k in keys},
+                   [p for part in parts for p in part.ok], {p: e for part in parts for p, e in part.errors.items()})

@@ -136,7 +136,7 @@ def resolve_faiss(old: GalleryIndex | None, kind: str, requested: Mapping | None
     same_kind = old is not None and old.kind == kind and not reindex
     pinned = sorted(set(requested) | (set(old.meta.get("pinned", [])) if same_kind else set()))
     kept = {k: old.params[k] for k in pinned if same_kind and k in old.params and k not in requested}
-    return kinds.resolve_params(kind, {**kept, **requested}, num, dim), pinned
+    return kinds.of(kind).resolve({**kept, **requested}, num, dim), pinned
 
 
 def embedding_dim(ckpt_path: Path, height: int, width: int) -> int:
@@ -177,7 +177,7 @@ def build_index(ckpt_path: str | Path, gallery: str | Path, output: str | Path, 
     if not ckpt_path.is_file():
         raise CheckpointError(f"{ckpt_path}: checkpoint not found")
     if kind is not None:
-        kinds.check_kind(kind)
+        kinds.of(kind)
     contract = load_contract(ckpt_path, "reid", "a gallery index")  # a clear error before any process starts
     height, width = contract.input_size(height, width)
     with IndexLock(output):
@@ -256,7 +256,7 @@ def merge(output: Path, changes: Changes, fresh: Outputs, *, checkpoint: str, ck
                     and list(old.names) == [names[i] for i in kept] and list(old.ids) == ids.tolist())
     meta = {"checkpoint": checkpoint, "checkpoint_sha256": ckpt_sha, "height": height, "width": width,
             "metric": metric, "dim": dim, "kind": kind, "params": resolved, "pinned": pinned,
-            "factory": kinds.factory_string(kind, resolved), "gallery": str(gallery), "count": len(kept),
+            "factory": kinds.of(kind).factory(resolved), "gallery": str(gallery), "count": len(kept),
             "next_id": next_id, "unreadable": unreadable, "trained_size": trained_size,
             "created": old.meta["created"] if old is not None else now(), "updated": now()}
     report = BuildReport(output, len(kept), len(fresh.ok), len(kept) - len(fresh.ok), removed, sorted(unreadable),
@@ -323,10 +323,10 @@ def index_from_embeddings(folder: str | Path, embeddings, names: Sequence[str], 
     else:
         embeddings = np.asarray(embeddings, np.float32)
         (num, dim), chunks = embeddings.shape, [embeddings]
-    resolved = kinds.resolve_params(kind, params, num, dim)
+    resolved = kinds.of(kind).resolve(params, num, dim)
     meta = {"checkpoint": checkpoint, "checkpoint_sha256": checkpoint_sha256, "height": height, "width": width,
             "metric": metric, "dim": dim, "kind": kind, "params": resolved, "pinned": sorted(k for k, v in
-            (params or {}).items() if v is not None), "factory": kinds.factory_string(kind, resolved),
+            (params or {}).items() if v is not None), "factory": kinds.of(kind).factory(resolved),
             "gallery": gallery, "count": num, "next_id": num, "unreadable": {}, "created": now(), "updated": now()}
     with IndexLock(folder):
         write_generation(folder, meta, records_frame(
@@ -351,8 +351,8 @@ def build_faiss(kind: str, params: Mapping, embeddings_path: Path, ids: np.ndarr
                 seed: int = 0) -> faiss.Index:
     """A faiss index over an embeddings .npy (read in chunks); ``ids[i]`` is row i's id."""
     (num, dim), _ = npy_shape(embeddings_path)
-    index = kinds.new_index(kind, params, dim)
-    if kinds.needs_training(kind):
+    index = kinds.of(kind).new_index(params, dim)
+    if kinds.of(kind).trains:
         sample = np.sort(np.random.default_rng(seed).choice(num, min(num, int(params["train_size"])), replace=False))
         index.train(kinds.prepared(read_rows(embeddings_path, sample), metric))
     for start, rows in iter_rows(embeddings_path):
@@ -365,7 +365,7 @@ def _updated_faiss(old: GalleryIndex, kind: str, embeddings_path: Path, ids: np.
     """The old faiss index with removed ids deleted and new rows added; None when a rebuild is due."""
     index = old.faiss
     if len(removed_ids):
-        if kinds.supports_remove(kind):
+        if kinds.of(kind).removes:
             index.remove_ids(faiss.IDSelectorBatch(removed_ids))
         elif index.ntotal - (len(ids) - len(added)) > MAX_TOMBSTONES * index.ntotal:
             return None

@@ -94,18 +94,19 @@ def nearest(index: GalleryIndex, queries, k: int, *, passing: np.ndarray | None 
     want = min(k + max((len(e) for e in exclude), default=0), num_passing)
     params = {**index.params, **{name: value for name, value in
                                  (("nprobe", nprobe), ("ef_search", ef_search), ("refine", refine)) if value is not None}}
-    if index.kind == "hnsw" and allowed is not None and num_passing <= exact_below:
+    kind = kinds.of(index.kind)
+    if kind.exact_when_filtered and allowed is not None and num_passing <= exact_below:
         distances, rows = _exact(index, q, want, allowed)
     else:
         selector = None
         if allowed is not None or index.tombstones:
             selector = IdSelector(index.ids if allowed is None else index.ids[allowed], int(index.meta["next_id"]))
-        fetch = kinds.candidates_per_query(index.kind, params, want)
-        search_params = kinds.search_parameters(index.kind, params, fetch, selector and selector.selector,
-                                                num_passing / max(len(index), 1))
+        fetch = kind.candidates(params, want)
+        search_params = kind.search_parameters(params, fetch, selector and selector.selector,
+                                               num_passing / max(len(index), 1))
         distances, ids = index.faiss.search(q, fetch, params=search_params)
         rows = index.rows_of(ids)
-        if index.kind == "ivf_pq" and int(params.get("refine", 0)) > 0:
+        if kind.rescores(params):
             distances = _rescore(index, q, rows)
         short = np.flatnonzero((rows >= 0).sum(1) < want)  # the approximate search met too few passing images
         if len(short):

@@ -34,7 +34,7 @@ from src.data.records import ImageRecord, file_digest
 from src.inference import loader_of
 from src.io.atomic import atomic_path
 from src.models.loading import load_network
-from src.models.outputs import Outputs, network_step, readable
+from src.models.outputs import Outputs, batch_outputs, network_step
 from src.retrieval.store import GalleryIndexError, write_embeddings
 
 PLAN = "plan.parquet"
@@ -130,12 +130,10 @@ class EmbedImages(pl.LightningModule):
                                     f"here, the build planned with sha256 {plan.checkpoint_sha256[:12]}")
         self.net, _ = load_network(plan.checkpoint, "reid", "a gallery index")
 
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """The batch loop's own step (``network_step``) on the readable images, on the process's device."""
-        good = readable(batch).to(batch["image"].device)
-        if not good.any():
-            return {}
-        return {k: v.cpu() for k, v in network_step(self.net, batch["image"][good], embeds=True).items()}
+    def predict_step(self, batch: dict, batch_idx: int) -> Outputs:
+        """The batch loop's own batch (``batch_outputs`` of ``network_step``), on the process's device."""
+        out = batch_outputs(lambda images: network_step(self.net, images, embeds=True), batch)
+        return Outputs({k: v.cpu() for k, v in out.values.items()}, out.ok, out.errors)
 
 
 class ShardWriter(BasePredictionWriter):
@@ -156,9 +154,10 @@ class ShardWriter(BasePredictionWriter):
         self.parts = {key: open(self._part(trainer, key), "wb") for key in ("embedding", "probabilities")}
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
-        self.positions.extend(int(p) for p in batch["index"])
-        self.errors.extend(None if ok else error for ok, error in zip(batch["ok"].tolist(), batch["error"]))
-        if prediction:
+        self.positions.extend([*prediction.ok, *prediction.errors])
+        self.errors.extend([None] * len(prediction.ok) + list(prediction.errors.values()))
+        if prediction.ok:
+            prediction = prediction.values
             self.dim = prediction["embedding"].shape[1]
             self.parts["embedding"].write(prediction["embedding"].numpy().astype("<f4").tobytes())
             probabilities = np.concatenate([prediction[h].numpy() for h in HEAD_NAMES], axis=1)

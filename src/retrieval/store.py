@@ -336,7 +336,7 @@ class GalleryIndex:
         import faiss
 
         rows = np.asarray(rows, np.int64)
-        if self.kind in ("flat", "hnsw"):
+        if kinds.of(self.kind).keeps_vectors:
             inner = faiss.downcast_index(faiss.downcast_index(self.faiss).index)
             return inner.reconstruct_batch(self._faiss_positions[rows])
         return kinds.prepared(self.rows(rows), self.metric)

@@ -30,6 +30,7 @@ from src.data.attributes import HEAD_NAMES, HEADS
 from src.data.datasets import decode_resized
 from src.data.records import DataError
 from src.metrics.distance import pairwise_distance
+from src.models.outputs import network_step
 from src.retrieval.describe import search_description
 from src.retrieval.filtering import filter_mask, parse_filter
 from src.retrieval.search import match_probabilities, query_network, rank, rows_by_hash
@@ -178,9 +179,9 @@ class Engine:
         with self._decoding:  # 60 parallel 4096x4096 uploads decoded at once would hold gigabytes
             image = decode_upload(data, served.index.height, served.index.width, self.limits)
         net = served.network()
-        with torch.inference_mode():
-            embedding, logits = net.embed_and_classify(image[None])
-        return (embedding.float().numpy(), {n: logits[n].float().softmax(-1).numpy() for n in HEAD_NAMES}, served)
+        with torch.inference_mode():  # the one batch step, alone: no loader or loop for one image
+            out = network_step(net, image[None], embeds=True)
+        return out["embedding"].numpy(), {n: out[n].numpy() for n in HEAD_NAMES}, served
 
     def rank(self, served: Served, q: np.ndarray, exclude: list[int], top_k: int, filter=None, rerank: bool = False
              ) -> tuple[list[tuple[int, float]], int]:

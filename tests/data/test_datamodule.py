@@ -14,7 +14,7 @@ def test_a_p_x_k_batch_with_more_identities_than_the_training_split_says_so(make
     from hydra.utils import instantiate
 
     cfg = make_cfg(["task=reid_strong", *SMALL_DATA, "data.batch_size=128"])  # P=32 identities, 24 x 0.8 train
-    with pytest.warns(UserWarning, match=r"data.batch_size=128: 32 identity groups of data.num_instances=4 images per "
+    with pytest.warns(UserWarning, match=r"data.batch_size=128: 32 identity groups of data.sampler.num_instances=4 images per "
                                          r"batch, but the training split of .* has 19 identities, so every batch repeats "
                                          r"some; data.batch_size <= 76 keeps them distinct"):
         instantiate(cfg.data).split()

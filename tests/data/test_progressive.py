@@ -1,4 +1,4 @@
-"""Progressive resolution (data.progressive): a training switches its input size at a fraction of the budget, the
+"""Progressive resolution (callbacks.progressive_resizing): a training switches its input size at a fraction of the budget, the
 checkpoint's contract records the final size, and a run resumed after the switch continues at it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 import pytorch_lightning as pl
 
-from src.data.datamodule import progressive_sizes
+from src.callbacks.progressive_resizing import ProgressiveResizing
 from src.errors import ConfigError
 from src.models.loading import load_contract
 from src.train import train
@@ -35,7 +35,7 @@ def seen(path) -> list:
 
 
 PROGRESSIVE = ["task=reid_strong", *SMALL_DATA, "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-               "predict_test=false", "data.progressive=[{at: 0.5, height: 160, width: 80}]",
+               "predict_test=false", "callbacks.progressive_resizing.steps=[{at: 0.5, height: 160, width: 80}]",
                "+callbacks.size_probe._target_=tests.data.test_progressive.SizeProbe"]
 
 
@@ -57,14 +57,12 @@ def test_training_switches_size_at_the_budget_fraction_and_the_checkpoint_record
 @pytest.mark.parametrize("steps", [[{"at": 1.2, "height": 160, "width": 80}], [{"at": 0.5, "height": 160}],
                                    [{"at": 0.6, "height": 160, "width": 80}, {"at": 0.4, "height": 192, "width": 96}]])
 def test_bad_progressive_steps_are_refused(steps):
-    with pytest.raises(ConfigError, match="data.progressive entry"):
-        progressive_sizes(steps, 128, 64)
+    with pytest.raises(ConfigError, match="callbacks.progressive_resizing.steps entry"):
+        ProgressiveResizing(steps)
 
 
 def test_sizes_follow_the_fractions():
-    from src.data.datamodule import MarketDataModule
-
-    module = MarketDataModule("unused", source=None, progressive=[{"at": 0.3, "height": 160, "width": 80},
-                                                                   {"at": 0.7, "height": 256, "width": 128}])
-    assert [module.size_at(p) for p in (0.0, 0.29, 0.3, 0.69, 0.7, 1.0)] == \
+    resizing = ProgressiveResizing([{"at": 0.3, "height": 160, "width": 80}, {"at": 0.7, "height": 256, "width": 128}])
+    resizing.schedule = [(0.0, 128, 64), *resizing.steps]
+    assert [resizing.size_at(p) for p in (0.0, 0.29, 0.3, 0.69, 0.7, 1.0)] == \
         [(128, 64), (128, 64), (160, 80), (160, 80), (256, 128), (256, 128)]

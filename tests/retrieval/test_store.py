@@ -143,20 +143,20 @@ def test_hnsw_removals_stay_out_of_the_results(world, gallery, tmp_path):
 
 
 def test_automatic_parameters_follow_the_gallery_size():
-    assert kinds.auto_params("ivf_pq", 1_000_000, 512) == {"nlist": 1024, "m": 64, "nbits": 8, "train_size": 40_960,
+    assert kinds.of("ivf_pq").auto_params(1_000_000, 512) == {"nlist": 1024, "m": 64, "nbits": 8, "train_size": 40_960,
                                                            "nprobe": 384, "refine": 10}
-    assert kinds.auto_params("ivf_pq", 100_000, 512)["nlist"] == 256
-    small = kinds.auto_params("ivf_pq", 100, 32)
+    assert kinds.of("ivf_pq").auto_params(100_000, 512)["nlist"] == 256
+    small = kinds.of("ivf_pq").auto_params(100, 32)
     assert small["nlist"] == 2 and small["m"] == 4 and 2 ** small["nbits"] <= 100
-    assert kinds.resolve_params("hnsw", {"m": 16, "ef_search": None}, 10, 32)["m"] == 16
+    assert kinds.of("hnsw").resolve({"m": 16, "ef_search": None}, 10, 32)["m"] == 16
     with pytest.raises(kinds.IndexKindError, match="index.hnsw has no parameter nlist"):
-        kinds.resolve_params("hnsw", {"nlist": 4}, 10, 32)
+        kinds.of("hnsw").resolve({"nlist": 4}, 10, 32)
     with pytest.raises(kinds.IndexKindError, match="m=5 does not divide the embedding dimension 32"):
-        kinds.resolve_params("ivf_pq", {"m": 5}, 1000, 32)
+        kinds.of("ivf_pq").resolve({"m": 5}, 1000, 32)
     with pytest.raises(kinds.IndexKindError, match="needs at least 256 images, the gallery has 100; use index.kind=flat"):
-        kinds.resolve_params("ivf_pq", {"nbits": 8}, 100, 32)
+        kinds.of("ivf_pq").resolve({"nbits": 8}, 100, 32)
     with pytest.raises(kinds.IndexKindError, match="index.kind='annoy': expected one of flat, ivf_pq, hnsw"):
-        kinds.check_kind("annoy")
+        kinds.of("annoy")
 
 
 def test_pinned_parameters_are_kept_and_search_settings_need_no_new_files(world, gallery, tmp_path):

@@ -23,6 +23,11 @@ def gather_unique(module: pl.LightningModule, parts: dict[str, torch.Tensor]) ->
     return {k: v[order[keep]] for k, v in parts.items()}
 
 
+def several_ranks() -> bool:
+    """True inside a process group of more than one process (DDP); False in a single process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def gather_batch(features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Every rank's (features, targets) concatenated in rank order, on every rank (unchanged with one process).
 
@@ -30,7 +35,7 @@ def gather_batch(features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.T
     global batch, averaged by DDP's gradient all-reduce, has the gradient of that loss in one process. Ranks must
     hold equal batch sizes (the identity sampler gives each the same number of P x K groups).
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not several_ranks():
         return features, targets
     gathered_targets = [torch.empty_like(targets) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered_targets, targets.contiguous())

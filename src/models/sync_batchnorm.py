@@ -10,12 +10,11 @@ from __future__ import annotations
 import types
 
 import torch
-import torch.distributed as dist
 from pytorch_lightning.plugins import LayerSync
 from timm.layers import BatchNormAct2d
 from torch import nn
 
-from src.models.gather import SumOverRanks
+from src.models.gather import SumOverRanks, several_ranks
 
 
 def global_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +44,7 @@ def global_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> t
 
 
 def _synchronised_forward(self: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
-    if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+    if not (self.training and several_ranks()):
         return type(self).forward(self, x)
     y = global_batch_norm(self, x)
     if isinstance(self, BatchNormAct2d):

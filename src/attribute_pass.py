@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from src.config import group_default
 from src.inference import ensemble_members, ensemble_probabilities
 from src.metrics.consensus import check_consensus_k, neighbour_consensus
-
-DEFAULTS = {"flip_test": True, "consensus_k": 0, "consensus_rerank": False, "ensemble": (), "ensemble_with_main": True}
 
 
 @dataclass
@@ -30,7 +29,7 @@ def attribute_pass(options: Mapping | None, records: list, contract, network_pas
     then ``readable`` may leave images out (checked again), ``network_pass(records, flip_test)`` gives (embeddings or
     None, probabilities), the members' probabilities are averaged in, and the consensus is taken by ``metric`` (None:
     the checkpoint's)."""
-    options = {**DEFAULTS, **(options or {})}
+    options = {**group_default("attributes"), **(options or {})}
     k, flip, with_main = int(options["consensus_k"]), bool(options["flip_test"]), bool(options["ensemble_with_main"])
     check_consensus_k(k, len(records), contract.embeds, contract.path, images)
     members = ensemble_members(options["ensemble"])

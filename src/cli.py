@@ -127,9 +127,15 @@ def drop_unused_run_folder() -> None:
         remove_if_unused(Path(hydra_cfg.runtime.output_dir), hydra_cfg.job.name)
 
 
+# keys of earlier versions -> their names now
+RENAMED_KEYS = {"height": "data.height", "width": "data.width", "data.num_instances": "data.sampler.num_instances",
+                "data.progressive": "callbacks.progressive_resizing.steps"}
+
+
 def check_overrides(argv: list[str]) -> None:
-    """Before Hydra reads the command line: a ``key=value`` its override grammar cannot parse (an unquoted path
-    with spaces, parentheses or brackets) ends in one line and status 2, saying how to quote it."""
+    """Before Hydra reads the command line: a key of an earlier version (``RENAMED_KEYS``) or a ``key=value`` its
+    override grammar cannot parse (an unquoted path with spaces, parentheses or brackets) ends in one line and
+    status 2, saying what to write instead."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
@@ -137,6 +143,9 @@ def check_overrides(argv: list[str]) -> None:
     for arg in argv[1:]:
         if arg.startswith("-") or "=" not in arg:
             continue
+        old, _, value = arg.lstrip("+").partition("=")
+        if old in RENAMED_KEYS:
+            fail(f"{old}: this key is now {RENAMED_KEYS[old]} (write {RENAMED_KEYS[old]}={value})")
         try:
             parser.parse_overrides([arg])
         except OverrideParseException as err:

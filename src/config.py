@@ -12,6 +12,11 @@ if not OmegaConf.has_resolver("not"):
     OmegaConf.register_new_resolver("not", lambda value: not value)
 
 
+def group_default(group: str) -> dict:
+    """conf/<group>/default.yaml as a dict: the defaults of a config group for callers given part of it."""
+    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / group / "default.yaml"))
+
+
 def compose_config(config_name: str, overrides: list[str], output_dir: str | Path, cache_dir: str | Path | None = None) -> DictConfig:
     """The config ``python -m src.<entry> OVERRIDES`` would get, writing into ``output_dir`` (for tests, notebooks, benchmarks)."""
     from hydra import compose, initialize_config_dir

@@ -103,3 +103,14 @@ def test_a_ddp_peer_killed_is_one_line_saying_how_to_resume(monkeypatch):
                           "peer): it was killed or crashed, its own output says why; resume the whole run with the same "
                           "command and ckpt_path=last")
     assert known_cause(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # a bug keeps its traceback
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("height=256", "height: this key is now data.height (write data.height=256)"),
+    ("+data.num_instances=8",
+     "data.num_instances: this key is now data.sampler.num_instances (write data.sampler.num_instances=8)")])
+def test_a_key_of_an_earlier_version_is_named_with_its_new_name(arg, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        check_overrides(["src.search", "index=i", arg])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"

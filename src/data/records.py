@@ -146,14 +146,8 @@ def read_market_attribute_mat(path: Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def labelled_records(
-    images: list[Path],
-    annotations: pd.DataFrame,
-    parse_name,
-    source: Path,
-    *,
-    drop_pids: tuple[int, ...] = (),
-) -> list[ImageRecord]:
+def labelled_records(images: list[Path], annotations: pd.DataFrame, parse_name, source: Path, *,
+                     drop_pids: tuple[int, ...] = ()) -> list[ImageRecord]:
     """Join images (pid from the name) with per-identity labels; every image needs a row and vice versa."""
     labels = encode_annotations(annotations)
     label_rows = {int(pid): tuple(int(v) for v in row) for pid, row in zip(labels.index, labels.to_numpy())}

@@ -6,18 +6,9 @@ import torch
 from torchvision.transforms import v2
 
 
-def build_transform(
-    height: int,
-    width: int,
-    *,
-    flip: float = 0.0,
-    color_jitter: float = 0.0,
-    rotation: float = 0.0,
-    shift: float = 0.0,
-    pad_crop: int = 0,
-    random_erasing: float = 0.0,
-    erasing_value: float = 0.0,
-) -> v2.Compose:
+def build_transform(height: int, width: int, *, flip: float = 0.0, color_jitter: float = 0.0, rotation: float = 0.0,
+                    shift: float = 0.0, pad_crop: int = 0, random_erasing: float = 0.0,
+                    erasing_value: float = 0.0) -> v2.Compose:
     """Augmentations of an image already resized to (height, width); all zero = evaluation transform.
 
     ``erasing_value`` fills erased rectangles (in [0, 1], before the backbone's normalisation): 0 is black,

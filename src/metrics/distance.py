@@ -58,13 +58,8 @@ def distance_block(q: torch.Tensor, g: torch.Tensor, g_sq: torch.Tensor | None) 
 
 
 @torch.no_grad()
-def pairwise_distance(
-    query,
-    gallery,
-    metric: str = "euclidean",
-    query_names: Sequence[str] | None = None,
-    gallery_names: Sequence[str] | None = None,
-) -> torch.Tensor:
+def pairwise_distance(query, gallery, metric: str = "euclidean", query_names: Sequence[str] | None = None,
+                      gallery_names: Sequence[str] | None = None) -> torch.Tensor:
     """Return the (Q, G) distance matrix between query and gallery features.
 
     ``euclidean`` is the true (not squared) L2 distance; ``cosine`` is
@@ -76,14 +71,9 @@ def pairwise_distance(
 
 
 @torch.no_grad()
-def iter_distance_chunks(
-    query,
-    gallery,
-    metric: str = "euclidean",
-    chunk_size: int = 1024,
-    query_names: Sequence[str] | None = None,
-    gallery_names: Sequence[str] | None = None,
-) -> Iterator[tuple[int, torch.Tensor]]:
+def iter_distance_chunks(query, gallery, metric: str = "euclidean", chunk_size: int = 1024,
+                         query_names: Sequence[str] | None = None,
+                         gallery_names: Sequence[str] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start, block)`` with ``block = distance(query[start:start + chunk_size], gallery)``.
 
     Inputs are validated once, before the first block; only one
@@ -97,13 +87,8 @@ def iter_distance_chunks(
 
 
 @torch.no_grad()
-def chunked_topk(
-    query,
-    gallery,
-    k: int,
-    metric: str = "euclidean",
-    chunk_size: int = 1024,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def chunked_topk(query, gallery, k: int, metric: str = "euclidean",
+                 chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(distances, indices)`` of the ``k`` nearest gallery items per query, ascending."""
     num_gallery = torch.as_tensor(gallery).shape[0]
     if not 1 <= k <= num_gallery:

@@ -153,14 +153,9 @@ def _check_finite_block(block: np.ndarray, start: int) -> None:
         raise ValueError(f"distance matrix has NaN/inf in query rows {bad[:10].tolist()}")
 
 
-def iter_rank_blocks(
-    blocks: Iterable[tuple[int, np.ndarray]],
-    q_pids: np.ndarray,
-    q_camids: np.ndarray,
-    gallery: RankedGallery,
-    keep_columns: np.ndarray | None,
-    workers: int | None = None,
-) -> Iterator[tuple[int, np.ndarray, BlockRanks]]:
+def iter_rank_blocks(blocks: Iterable[tuple[int, np.ndarray]], q_pids: np.ndarray, q_camids: np.ndarray,
+                     gallery: RankedGallery, keep_columns: np.ndarray | None,
+                     workers: int | None = None) -> Iterator[tuple[int, np.ndarray, BlockRanks]]:
     """Apply :func:`rank_block` to ``(start, distance block)`` pairs, in order.
 
     Yields ``(start, block, ranks)``. Blocks are ranked by ``workers`` threads
@@ -289,16 +284,8 @@ def ranked_blocks_from_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metr
     return len(qf), len(gallery.pids), blocks()
 
 
-def evaluate_rank(
-    distmat,
-    q_pids,
-    g_pids,
-    q_camids,
-    g_camids,
-    max_rank: int = 50,
-    ignore_pids: Sequence[int] = (-1,),
-    chunk_size: int | None = None,
-) -> dict:
+def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50, ignore_pids: Sequence[int] = (-1,),
+                  chunk_size: int | None = None) -> dict:
     """Market-1501 CMC / mAP / mINP from a (Q, G) distance matrix (numpy or torch).
 
     Returns a dict with ``mAP``, ``mINP``, ``cmc`` (numpy array of length
@@ -312,20 +299,10 @@ def evaluate_rank(
     return _summarise(num_query, num_gallery, ((s, r) for s, _, r in blocks), max_rank)
 
 
-def evaluate_rank_from_features(
-    qf,
-    gf,
-    q_pids,
-    g_pids,
-    q_camids,
-    g_camids,
-    metric: str = "euclidean",
-    max_rank: int = 50,
-    ignore_pids: Sequence[int] = (-1,),
-    chunk_size: int | None = None,
-    query_names: Sequence[str] | None = None,
-    gallery_names: Sequence[str] | None = None,
-) -> dict:
+def evaluate_rank_from_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric: str = "euclidean",
+                                max_rank: int = 50, ignore_pids: Sequence[int] = (-1,), chunk_size: int | None = None,
+                                query_names: Sequence[str] | None = None,
+                                gallery_names: Sequence[str] | None = None) -> dict:
     """Like :func:`evaluate_rank` but computes distances block by block from features.
 
     The full Q x G matrix is never held: distances are computed ``chunk_size``

@@ -72,16 +72,8 @@ def _sweep(blocks, thresholds) -> pd.DataFrame:
     return pd.DataFrame(dict(zip(COLUMNS, [t, *(totals / num_valid)])))
 
 
-def threshold_sweep(
-    distmat,
-    q_pids,
-    g_pids,
-    q_camids,
-    g_camids,
-    thresholds: Sequence[float] | np.ndarray | None = None,
-    ignore_pids: Sequence[int] = (-1,),
-    chunk_size: int | None = None,
-) -> pd.DataFrame:
+def threshold_sweep(distmat, q_pids, g_pids, q_camids, g_camids, thresholds: Sequence[float] | np.ndarray | None = None,
+                    ignore_pids: Sequence[int] = (-1,), chunk_size: int | None = None) -> pd.DataFrame:
     """Evaluate thresholded retrieval for every threshold (default ``np.arange(1, 15.0001, 0.1)``).
 
     Returns a DataFrame with columns ``threshold, mAP, precision, recall, f1,
@@ -92,18 +84,9 @@ def threshold_sweep(
     return _sweep(blocks, thresholds)
 
 
-def threshold_sweep_from_features(
-    qf,
-    gf,
-    q_pids,
-    g_pids,
-    q_camids,
-    g_camids,
-    metric: str = "euclidean",
-    thresholds: Sequence[float] | np.ndarray | None = None,
-    ignore_pids: Sequence[int] = (-1,),
-    chunk_size: int | None = None,
-) -> pd.DataFrame:
+def threshold_sweep_from_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric: str = "euclidean",
+                                  thresholds: Sequence[float] | np.ndarray | None = None,
+                                  ignore_pids: Sequence[int] = (-1,), chunk_size: int | None = None) -> pd.DataFrame:
     """:func:`threshold_sweep` computing distances block by block (never the full Q x G matrix)."""
     _, _, blocks = ranked_blocks_from_features(
         qf, gf, q_pids, g_pids, q_camids, g_camids, metric, ignore_pids, chunk_size)

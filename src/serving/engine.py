@@ -38,16 +38,15 @@ from src.retrieval.store import MANIFEST, GalleryIndex, GalleryIndexError, load_
 from src.retrieval.verify import decide
 
 log = logging.getLogger(__name__)
-POSTPROCESS = Path(__file__).resolve().parents[2] / "conf" / "postprocess" / "default.yaml"
 
 
 def reranking(postprocess: dict | None = None) -> dict:
     """The retrieval post-processing of the page's re-ranking toggle: ``postprocess`` (``src.serve`` composes
     ``conf/postprocess``), else conf/postprocess/default.yaml, with re-ranking on."""
     if postprocess is None:
-        from omegaconf import OmegaConf
+        from src.config import group_default
 
-        postprocess = OmegaConf.to_container(OmegaConf.load(POSTPROCESS))
+        postprocess = group_default("postprocess")
     return {**postprocess, "rerank": {**postprocess.get("rerank", {}), "enabled": True}}
 
 

@@ -74,6 +74,16 @@ HEADS: tuple[Head, ...] = (
 HEAD_NAMES: tuple[str, ...] = tuple(h.name for h in HEADS)
 HEAD_BY_NAME: dict[str, Head] = {h.name: h for h in HEADS}
 NUM_HEAD_OUTPUTS = sum(h.num_classes for h in HEADS)  # 41
+CARRIED = ("backpack", "bag", "handbag", "hat")
+
+
+def describe_labels(labels) -> str:
+    """One class index per head in the app's words: ``woman, adult; top red, lower several colours; backpack, hat``."""
+    value = {head.name: head.classes[int(labels[i])] for i, head in enumerate(HEADS)}
+    words, phrase = ({h.name: h.readable()[kind][value[h.name]] for h in HEADS} for kind in ("values", "phrases"))
+    carried = ", ".join(phrase[name] for name in CARRIED if value[name] == "yes")
+    return "; ".join(filter(None, [f"{phrase['gender']}, {words['age']}",
+                                   f"top {words['upcolor']}, lower {words['downcolor']}", carried]))
 
 
 def _colour_class(onehot: np.ndarray) -> np.ndarray:

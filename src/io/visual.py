@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from src.data.attributes import HEADS
+from src.data.attributes import CARRIED, HEADS
 from src.data.images import load_image
 from src.data.records import DataError
 from src.io.atomic import atomic_path, write_text
@@ -61,7 +61,6 @@ def thumbnail(path: str | Path, size: tuple[int, int] = THUMB_SIZE) -> np.ndarra
 
 
 _SHORT = {"multicolor": "multi", "teenager": "teen"}
-_CARRIED = (("backpack", "backpack"), ("bag", "bag"), ("handbag", "handbag"), ("hat", "hat"))
 
 
 def short_caption(labels: Sequence[int]) -> str:
@@ -69,7 +68,7 @@ def short_caption(labels: Sequence[int]) -> str:
     value = {head.name: head.classes[int(labels[i])] for i, head in enumerate(HEADS)}
     lines = [f"{_SHORT.get(value['upcolor'], value['upcolor'])}/{_SHORT.get(value['downcolor'], value['downcolor'])}",
              f"{_SHORT.get(value['age'], value['age'])} {value['gender']}"]
-    carried = [short for name, short in _CARRIED if value[name] == "yes"]
+    carried = [name for name in CARRIED if value[name] == "yes"]
     if carried:
         lines.append(" ".join(carried).replace("backpack bag handbag", "3 bags"))
     return "\n".join(lines)

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.data.attributes import HEAD_NAMES
-from src.io.visual import short_caption
+from src.data.attributes import HEAD_NAMES, describe_labels
 from src.retrieval.filtering import FilterError, describe_filter, filter_mask, parse_filter, readable_filter
 
 
@@ -113,7 +112,7 @@ def format_description(result: DescriptionResult, index) -> str:
     lines.append(f"{'rank':>4}  {'gallery':<{width}}  {'score':>7}  predicted attributes")
     for rank, (row, score) in enumerate(result.matches, start=1):
         lines.append(f"{rank:>4}  {index.names[row]:<{width}}  {score:>7.4f}  "
-                     + short_caption(index.attributes[row]).replace("\n", ", "))
+                     + describe_labels(index.attributes[row]))
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src.data.attributes import HEAD_NAMES, HEADS
+from src.data.attributes import HEAD_NAMES, HEADS, describe_labels
 from src.data.records import DataError, parse_market_name
 from src.io.atomic import write_csv
 from src.io.visual import THUMB_SIZE, RankRow, Tile, rank_figure, save_png, short_caption, thumbnail, write_html_report
@@ -100,7 +100,7 @@ def format_results(result: SearchResult, max_queries: int = 10, query_pids=None,
     if result.conditions and not len(result.candidates):
         lines.append(f"no gallery image passes the filter {describe_filter(result.conditions)}: nothing to rank")
     for q, matches in enumerate(result.matches[:max_queries]):
-        caption = short_caption(result.query_attributes[q]).replace("\n", ", ")
+        caption = describe_labels(result.query_attributes[q])
         lines.append(f"\nquery {result.query_names[q]} [{caption}]: top {len(matches)}{own_copies(result, q)}")
         if not matches:
             lines.append("  no match")
@@ -115,7 +115,7 @@ def format_results(result: SearchResult, max_queries: int = 10, query_pids=None,
             lines.append(f"{rank:>4}  {result.index.names[row]:<{gallery_width}}  {distance:>9.4f}  "
                          + (f"{probability[rank - 1]:>6.3f}  " if probability else "")
                          + (f"{same:<7}  " if known else "")
-                         + short_caption(result.index.attributes[row]).replace("\n", ", "))
+                         + describe_labels(result.index.attributes[row]))
     if len(result.matches) > max_queries:
         lines.append(f"\n... {len(result.matches) - max_queries} more queries in search_results.csv")
     return "\n".join(lines)

@@ -61,3 +61,14 @@ def test_shared_csv_round_trip_is_byte_identical(tmp_path):
 def test_decode_rejects_wrong_shape():
     with pytest.raises(ValueError, match="shape"):
         decode_annotations(["a"], np.zeros((1, 11), dtype=int))
+
+
+def test_labels_are_described_in_the_apps_words():
+    from src.data.attributes import HEAD_NAMES, describe_labels
+
+    def labels(**classes):
+        return [HEADS[i].classes.index(classes.get(name, HEADS[i].classes[0])) for i, name in enumerate(HEAD_NAMES)]
+
+    assert describe_labels(labels(gender="female", age="adult", upcolor="red", downcolor="multicolor", backpack="yes",
+                                  hat="yes")) == "woman, adult; top red, lower several colours; backpack, hat"
+    assert describe_labels(labels(age="young", upcolor="black", downcolor="blue")) == "man, child; top black, lower blue"

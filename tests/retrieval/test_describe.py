@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src.data.attributes import HEAD_NAMES, HEADS
+from src.data.attributes import HEAD_NAMES, HEADS, describe_labels
 from src.retrieval.build import index_from_embeddings
 from src.retrieval.describe import description_map, description_scores, search_description, top_by_score
 from src.retrieval.filtering import FilterError, parse_filter
@@ -89,6 +89,8 @@ def test_cli_ranks_by_description_without_a_query(tmp_path):
     csv = pd.read_csv(tmp_path / "run" / "search_results.csv")
     assert csv["gallery"].tolist() == [f"{i:03d}.jpg" for i in expected]
     assert csv["gallery"].iloc[0] in proc.stdout and "description gender=female,hat=no (woman, no hat)" in proc.stdout
+    first = next(line for line in proc.stdout.splitlines() if line.split()[:2] == ["1", csv["gallery"].iloc[0]])
+    assert first.endswith(describe_labels([probs[h.name][expected[0]].argmax() for h in HEADS]))  # in words, as the app says it
     # as a photo query does, it draws its grid and the HTML page (the description in words where a photo would be)
     grid, page = tmp_path / "run" / "grids" / "description.png", tmp_path / "run" / "search.html"
     assert Image.open(grid).size[0] > 400 and f"wrote {tmp_path / 'run' / 'search_results.csv'}, {grid}, {page}" in proc.stdout

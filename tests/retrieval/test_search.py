@@ -183,6 +183,9 @@ def test_every_match_scores_its_plain_distance_whatever_reorders_the_list(world,
             assert p == pytest.approx(by_row[row], abs=1e-4)
     assert plain.p_same[0] == pytest.approx(list(p_same(calibration, [d for _, d in plain.matches[0]])), abs=1e-4)
     assert "p_same" in results_frame(plain).columns and "p_same" in format_results(plain)
+    from src.data.attributes import describe_labels
+    best_row = plain.matches[0][0][0]
+    assert describe_labels(plain.index.attributes[best_row]) in format_results(plain).splitlines()[4]
     build(world, gallery, tmp_path / "uncalibrated")
     assert search(tmp_path / "uncalibrated", query, top_k=5).p_same is None
 

@@ -3,7 +3,7 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const SHOWN = ["gender", "age", "upcolor", "downcolor", "backpack", "bag", "handbag", "hat", "up", "down", "clothes", "hair"];
-const CARRIED = ["backpack", "bag", "handbag", "hat"];
+const CARRIED = ["backpack", "bag", "handbag", "hat"]; // src/data/attributes.py CARRIED
 let info = null;
 let current = null; // the search on screen: {fetch(offset) -> promise, topK, matches: [...]}
 

@@ -74,19 +74,9 @@ def latest_attribute_checkpoint(outputs_dir: str | Path) -> Path:
 class AggregatorModule(RetrievalValidation):
     """Frozen stage-1 network + trainable Aggregator. ``cached``: stage-1 descriptors computed once per image."""
 
-    def __init__(
-        self,
-        stage1_ckpt: str | None,
-        optimizer: dict,
-        aggregator: dict | None = None,
-        margin: float = 1.0,
-        cached: bool = True,
-        cache_dir: str = ".cache/descriptors",
-        metric: str = "euclidean",
-        scheduler: dict | None = None,
-        net: dict | None = None,
-        stage1_runs: str = "outputs/attributes/runs",
-    ):
+    def __init__(self, stage1_ckpt: str | None, optimizer: dict, aggregator: dict | None = None, margin: float = 1.0,
+                 cached: bool = True, cache_dir: str = ".cache/descriptors", metric: str = "euclidean",
+                 scheduler: dict | None = None, net: dict | None = None, stage1_runs: str = "outputs/attributes/runs"):
         super().__init__()
         stage1_ckpt = str(stage1_ckpt or latest_attribute_checkpoint(stage1_runs))
         stage1, stage1_hparams = load_attribute_net(stage1_ckpt)

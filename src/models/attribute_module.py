@@ -35,15 +35,8 @@ class AttributeModule(MarketModule):
 
     network_kind = "attributes"
 
-    def __init__(
-        self,
-        net: dict,
-        optimizer: dict,
-        scheduler: dict | None = None,
-        id_loss_weight: float = 0.0,
-        num_identities: int | None = None,
-        channels_last: bool = True,
-    ):
+    def __init__(self, net: dict, optimizer: dict, scheduler: dict | None = None, id_loss_weight: float = 0.0,
+                 num_identities: int | None = None, channels_last: bool = True):
         super().__init__()
         self.save_hyperparameters({
             "net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),

@@ -22,23 +22,11 @@ TRIPLET_FEATURES = {"pre_bn": "feature", "bnneck": "normed"}
 
 
 class StrongReidModule(RetrievalValidation):
-    def __init__(
-        self,
-        net: dict,
-        optimizer: dict,
-        scheduler: dict | None = None,
-        label_smoothing: float = 0.1,
-        triplet_margin: float | None = 0.3,
-        triplet_weight: float = 1.0,
-        triplet_feature: str = "pre_bn",
-        triplet_across_ranks: bool = True,
-        center_weight: float = 0.0,
-        attribute_weight: float = 1.0,
-        pseudo_attribute_weight: float = 0.0,
-        metric: str = "cosine",
-        compile: bool = False,
-        init_weights: str | None = None,
-    ):
+    def __init__(self, net: dict, optimizer: dict, scheduler: dict | None = None, label_smoothing: float = 0.1,
+                 triplet_margin: float | None = 0.3, triplet_weight: float = 1.0, triplet_feature: str = "pre_bn",
+                 triplet_across_ranks: bool = True, center_weight: float = 0.0, attribute_weight: float = 1.0,
+                 pseudo_attribute_weight: float = 0.0, metric: str = "cosine", compile: bool = False,
+                 init_weights: str | None = None):
         super().__init__()
         self.save_hyperparameters({
             "net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),

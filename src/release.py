@@ -180,11 +180,12 @@ def release(cfg: DictConfig) -> dict:
                    if name in measured and "calibration" in measured[name].get("verification", {})}
     if calibration:
         add_calibration(out, calibration)
-    val = {"attribute_mean": plain["mean_attribute_accuracy"]}
+    val = {"attribute_mean": plain["mean_attribute_accuracy"], "attribute_mA": plain["mean_balanced_accuracy"]}
     if contract.embeds:
         val.update(mAP=plain["mAP"], rank1=plain["rank1"], mAP_rerank=measured["rerank"]["mAP"],
                    rank1_rerank=measured["rerank"]["rank1"],
                    attribute_mean_consensus=measured["consensus"]["mean_attribute_accuracy"],
+                   attribute_mA_consensus=measured["consensus"]["mean_balanced_accuracy"],
                    consensus_k=int(cfg.evaluate.consensus_k))
     height, width = plain["input_size"]  # the checkpoint's size and split, as evaluate() resolved them
     datamodule = instantiate(configs["plain"].data, height=height, width=width, **plain["split_settings"])
@@ -234,8 +235,10 @@ def summary(entry: dict, name: str) -> str:
     parts.append(f"against the source checkpoint: max abs {parity['outputs']} difference {parity['max_abs_output_difference']:.3g}"
                  + (f", mAP {100 * parity['mAP_change']:+.2f} points" if "mAP_change" in parity else "")
                  + f", attribute mean {100 * parity['attribute_mean_change']:+.2f} points")
-    parts.append(f"attribute mean {100 * val['attribute_mean']:.2f}%" + (
-        f" ({100 * val['attribute_mean_consensus']:.2f}% with consensus k={val['consensus_k']})" if "consensus_k" in val else ""))
+    consensus = "consensus_k" in val
+    parts.append(f"attribute mean {100 * val['attribute_mean']:.2f}%, mA {100 * val['attribute_mA']:.2f}%" + (
+        f" ({100 * val['attribute_mean_consensus']:.2f}% and {100 * val['attribute_mA_consensus']:.2f}% with consensus "
+        f"k={val['consensus_k']})" if consensus else ""))
     return "\n".join(parts)
 
 

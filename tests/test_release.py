@@ -46,6 +46,10 @@ def test_released_file_is_float16_with_the_full_contract_and_its_manifest_entry(
     assert entry["training"]["identities"]["split_seed"] == 0 and entry["training"]["commit"] == "0000000"
     assert 0 <= entry["val"]["mAP"] <= 1 and 0 <= entry["val"]["mAP_rerank"] <= 1
     assert 0 <= entry["val"]["attribute_mean_consensus"] <= 1
+    # the balanced mean accuracy (mA) of the file's own evaluation, beside the plain mean
+    for name, key in (("plain", "attribute_mA"), ("consensus", "attribute_mA_consensus")):
+        metrics = json.loads((out.parents[1] / "release_run" / f"eval_{name}" / "eval_metrics.json").read_text())
+        assert entry["val"][key] == round(metrics["mean_balanced_accuracy"], 6), key
     parity = entry["parity"]
     print(f"int8 + float16 vs float32: max abs embedding difference {parity['max_abs_output_difference']:.2e}, "
           f"mAP change {100 * parity['mAP_change']:+.3f} points")

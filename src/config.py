@@ -67,6 +67,8 @@ RANGES = {
     "trainer.max_epochs": (lambda v: v is None or v == -1 or _int_at_least(1)(v), "a whole number >= 1, or -1"),
     "trainer.devices": (lambda v: v == "auto" or v == -1 or _int_at_least(1)(v), "a whole number >= 1, -1 or auto"),
     "model.optimizer.lr": (lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
+    "model.attribute_class_balance": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
+                                      "a number in [0, 1), e.g. 0.999 (0: plain cross-entropy)"),
     "top_k": (_int_at_least(1), "a whole number >= 1"),
     "attributes.consensus_k": (_int_at_least(0), "a whole number >= 0"),
     "min_p_same": (lambda v: v is None or (isinstance(v, (int, float)) and 0 < v <= 1), "a probability in (0, 1], or null"),

@@ -9,8 +9,9 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from src.data.attributes import HEAD_NAMES
+from src.data.attributes import HEAD_BY_NAME, HEAD_NAMES
 from src.losses.center import CenterLoss
+from src.losses.class_balanced import class_balanced_weights
 from src.losses.triplet import BatchHardTripletLoss
 from src.models.attribute_module import plain
 from src.models.gather import gather_batch
@@ -26,7 +27,8 @@ class StrongReidModule(RetrievalValidation):
                  triplet_margin: float | None = 0.3, triplet_weight: float = 1.0, triplet_feature: str = "pre_bn",
                  triplet_across_ranks: bool = True, center_weight: float = 0.0, attribute_weight: float = 1.0,
                  pseudo_attribute_weight: float = 0.0, metric: str = "cosine", compile: bool = False,
-                 init_weights: str | None = None):
+                 init_weights: str | None = None, attribute_class_balance: float = 0.0,
+                 balanced_heads: tuple[str, ...] = ("upcolor", "downcolor")):
         super().__init__()
         self.save_hyperparameters({
             "net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),
@@ -34,7 +36,12 @@ class StrongReidModule(RetrievalValidation):
             "triplet_feature": triplet_feature, "triplet_across_ranks": triplet_across_ranks,
             "center_weight": center_weight, "attribute_weight": attribute_weight,
             "pseudo_attribute_weight": pseudo_attribute_weight, "metric": metric, "init_weights": init_weights,
+            "attribute_class_balance": attribute_class_balance, "balanced_heads": list(balanced_heads),
         })
+        unknown = sorted(set(balanced_heads) - set(HEAD_NAMES))
+        if unknown:
+            raise ValueError(f"model.balanced_heads: {', '.join(unknown)} is not an attribute head ({', '.join(HEAD_NAMES)})")
+        self.class_weights: dict[str, torch.Tensor] = {}  # head -> class weights (model.attribute_class_balance > 0)
         if triplet_feature not in TRIPLET_FEATURES:
             raise ValueError(f"model.triplet_feature={triplet_feature!r}: use one of {', '.join(TRIPLET_FEATURES)}")
         self.metric = metric
@@ -55,6 +62,11 @@ class StrongReidModule(RetrievalValidation):
             self.net = instantiate(self.hparams.net)
             if self.hparams.get("init_weights"):  # a resumed run's checkpoint replaces these weights afterwards
                 start_from(self.net, self.hparams.init_weights)
+        beta = self.hparams.get("attribute_class_balance", 0.0)
+        if beta > 0:  # from the labelled training split's classes
+            labels = torch.tensor([r.labels for r in datamodule.train_records])
+            self.class_weights = {name: class_balanced_weights(labels[:, HEAD_NAMES.index(name)], HEAD_BY_NAME[name].num_classes, beta)
+                                  for name in self.hparams.balanced_heads}
         if self.hparams.center_weight > 0 and self.center is None:
             self.center = CenterLoss(self.net.id_classifier.out_features, self.net.feature_dim)
         # weights in the layout of the channels_last inputs, as their gradients come out: DDP's all-reduce buckets
@@ -83,7 +95,7 @@ class StrongReidModule(RetrievalValidation):
         losses = {
             "id": self.id_loss(id_logits, targets),
             "triplet": self.hparams.triplet_weight * self.triplet(*self.triplet_batch(out, targets)),
-            "attributes": self.hparams.attribute_weight * self.attribute_loss(out["attributes"], batch["labels"]),
+            "attributes": self.hparams.attribute_weight * self.attribute_loss(out["attributes"], batch["labels"], self.class_weights),
         }
         soft = self.pseudo.soft_attribute_targets(batch["pid"]) if self.pseudo is not None else None
         if soft is not None and self.hparams.pseudo_attribute_weight > 0:
@@ -111,12 +123,15 @@ class StrongReidModule(RetrievalValidation):
         return gather_batch(features, targets) if self.hparams.get("triplet_across_ranks", False) else (features, targets)
 
     @staticmethod
-    def attribute_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        """Mean over heads of the cross-entropy on the images that have attribute labels (-1: none, e.g. pseudo-labelled)."""
+    def attribute_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor, class_weights: dict | None = None) -> torch.Tensor:
+        """Mean over heads of the cross-entropy on the images that have attribute labels (-1: none, e.g. pseudo-labelled);
+        a head in ``class_weights`` weighs its classes (the weighted mean of its images' losses)."""
         labelled = labels[:, 0] >= 0
         if not labelled.any():
             return labels.new_zeros((), dtype=torch.float32)
-        losses = [nn.functional.cross_entropy(logits[name][labelled], labels[labelled, i]) for i, name in enumerate(HEAD_NAMES)]
+        weights = {name: w.to(logits[name].device) for name, w in (class_weights or {}).items()}
+        losses = [nn.functional.cross_entropy(logits[name][labelled], labels[labelled, i], weight=weights.get(name))
+                  for i, name in enumerate(HEAD_NAMES)]
         return sum(losses) / len(HEAD_NAMES)
 
     @torch.no_grad()

@@ -39,15 +39,18 @@ log = logging.getLogger(__name__)
 
 class PseudoLabelRounds(pl.Callback):
     def __init__(self, *, k1: int, k2: int, eps: float, min_samples: int, start_epoch: int = 10, every: int = 5,
-                 batch_size: int = 256, measure_val: bool = True, flip: bool = False):
+                 batch_size: int = 256, measure_val: bool = True, flip: bool = False, vote_confidence: float | None = None):
         """The clustering parameters have their defaults in ``conf/callbacks/pseudo_labels.yaml`` only."""
+        if vote_confidence is not None and not 0 < vote_confidence <= 1:
+            raise ConfigError(f"callbacks.pseudo_labels.vote_confidence={vote_confidence}: a share of a cluster's images, "
+                              "in (0, 1], or null for the mean predicted probabilities")
         if start_epoch < 1 or every < 1:
             raise ConfigError(f"callbacks.pseudo_labels: start_epoch ({start_epoch}) and every ({every}) must be >= 1")
         if not 0 < eps <= 1:
             raise ConfigError(f"callbacks.pseudo_labels.eps={eps}: a Jaccard distance, in (0, 1]")
         self.start_epoch, self.every = start_epoch, every
         self.k1, self.k2, self.eps, self.min_samples = k1, k2, eps, min_samples
-        self.batch_size, self.measure_val, self.flip = batch_size, measure_val, flip
+        self.batch_size, self.measure_val, self.flip, self.vote_confidence = batch_size, measure_val, flip, vote_confidence
         self.active = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -125,7 +128,8 @@ class PseudoLabelRounds(pl.Callback):
                           RuntimeWarning, stacklevel=2)
         targets = None
         if pl_module.hparams.pseudo_attribute_weight > 0 and num_clusters:
-            targets = {name: _cluster_means(p, cluster_ids, num_clusters) for name, p in probabilities.items()}
+            targets = {name: cluster_attribute_targets(p, cluster_ids, num_clusters, self.vote_confidence)
+                       for name, p in probabilities.items()}
         datamodule.set_pseudo_labels(cluster_ids, targets)
         kept = pseudo.cluster_ids
         centroids = _cluster_means(embeddings, kept, pseudo.num_clusters)
@@ -164,6 +168,19 @@ def _time_for_another_epoch(trainer: pl.Trainer) -> bool:
         return True
     seconds_per_epoch = timer.time_elapsed() / (trainer.current_epoch + 1)
     return remaining >= seconds_per_epoch
+
+
+def cluster_attribute_targets(probabilities: torch.Tensor, cluster_ids: np.ndarray, num_clusters: int,
+                              vote_confidence: float | None) -> torch.Tensor:
+    """(clusters, classes) attribute targets of one head: each cluster's mean predicted probabilities; with
+    ``vote_confidence``, its majority class (one-hot) where at least that share of its images predict it, else
+    none (a row of zeros: no loss)."""
+    if vote_confidence is None:
+        return _cluster_means(probabilities, cluster_ids, num_clusters)
+    classes = probabilities.shape[1]
+    votes = _cluster_means(torch.nn.functional.one_hot(probabilities.argmax(1), classes).float(), cluster_ids, num_clusters)
+    share, winner = votes.max(1)
+    return torch.nn.functional.one_hot(winner, classes).float() * (share >= vote_confidence - 1e-6).unsqueeze(1)
 
 
 def _cluster_means(values: torch.Tensor, cluster_ids: np.ndarray, num_clusters: int) -> torch.Tensor:

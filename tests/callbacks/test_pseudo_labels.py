@@ -158,3 +158,20 @@ def test_rounds_under_two_process_ddp_agree_and_resume(tmp_path, cache_dir):
     assert len(state["cluster_ids"]) == first["pseudo/clustered_images"] + first["pseudo/outliers"]
     labelled = weight.shape[0] - 40
     assert torch.count_nonzero(weight[labelled : labelled + clusters]) > 0
+
+
+def test_attribute_targets_are_cluster_means_or_confident_majority_votes():
+    from src.callbacks.pseudo_labels import cluster_attribute_targets
+
+    probabilities = torch.tensor([[0.6, 0.4], [0.7, 0.3], [0.2, 0.8],  # cluster 0: 2 of 3 vote class 0
+                                  [0.1, 0.9], [0.3, 0.7],  # cluster 1: both vote class 1
+                                  [0.9, 0.1]])  # outlier (-1): no part in any target
+    clusters = torch.tensor([0, 0, 0, 1, 1, -1]).numpy()
+    means = cluster_attribute_targets(probabilities, clusters, 2, None)
+    torch.testing.assert_close(means, torch.tensor([[0.5, 0.5], [0.2, 0.8]]))
+    votes = cluster_attribute_targets(probabilities, clusters, 2, 0.6)
+    torch.testing.assert_close(votes, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    strict = cluster_attribute_targets(probabilities, clusters, 2, 0.9)  # 2 of 3 is under 90%: cluster 0 gets none
+    torch.testing.assert_close(strict, torch.tensor([[0.0, 0.0], [0.0, 1.0]]))
+    with pytest.raises(ConfigError, match=r"vote_confidence=1.5: a share of a cluster's images, in \(0, 1\]"):
+        PseudoLabelRounds(k1=20, k2=6, eps=0.5, min_samples=4, vote_confidence=1.5)

@@ -88,7 +88,6 @@ def followed_schedule(checkpoint: dict) -> list | None:
 
 
 def write_weights(ckpt_path: str | Path, out: Path, dtype: str = "float16") -> dict:
-    import torch
 
     from src.models.loading import read_checkpoint
 
@@ -97,8 +96,7 @@ def write_weights(ckpt_path: str | Path, out: Path, dtype: str = "float16") -> d
     checkpoint = read_checkpoint(ckpt_path)
     if "network" not in checkpoint:
         raise ConfigError(f"{ckpt_path}: records no network contract (written before contracts); retrain to release it")
-    with atomic_path(out) as tmp:
-        torch.save(slim_checkpoint(checkpoint, dtype), tmp)
+    save_reproducibly(slim_checkpoint(checkpoint, dtype), out)
     size = out.stat().st_size
     if size > MAX_FILE_BYTES:
         out.unlink()
@@ -113,8 +111,16 @@ def add_calibration(out: Path, calibration: dict) -> None:
 
     released = torch.load(out, map_location="cpu", weights_only=True)
     released["calibration"] = calibration
-    with atomic_path(out) as tmp:
-        torch.save(released, tmp)
+    save_reproducibly(released, out)
+
+
+def save_reproducibly(content: dict, out: Path) -> None:
+    """``torch.save`` through a file object, so the zip's inner folder is "archive" and not the temporary file's
+    random name: the same network released twice gives the same bytes (and SHA-256)."""
+    import torch
+
+    with atomic_path(out) as tmp, open(tmp, "wb") as file:
+        torch.save(content, file)
 
 
 def embedding_difference(source: str | Path, released: str | Path, records: list, height: int, width: int) -> float:

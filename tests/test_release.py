@@ -209,3 +209,15 @@ def test_eval_rankings_carry_the_released_probability(calibrated, tmp_path, cach
     table = pd.read_csv(tmp_path / "eval" / "rankings.csv")
     assert list(table.columns[:5]) == ["query", "rank", "gallery", "distance", "p_same"] and len(table)
     assert table["p_same"].tolist() == pytest.approx(list(p_same(CALIBRATION, table["distance"])))
+
+
+def test_a_file_saved_twice_has_the_same_bytes(tmp_path):
+    """The zip inside a released file names no temporary file: re-releasing a network gives the same SHA-256."""
+    from src.data.records import file_digest
+    from src.release import save_reproducibly
+
+    content = {"state_dict": {"w": torch.arange(6.0).reshape(2, 3)}, "format": {"version": 1}}
+    save_reproducibly(content, tmp_path / "a.pt")
+    save_reproducibly(content, tmp_path / "other_name.pt")
+    assert file_digest(tmp_path / "a.pt") == file_digest(tmp_path / "other_name.pt")
+    assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]["w"], content["state_dict"]["w"])

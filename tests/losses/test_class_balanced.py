@@ -67,8 +67,9 @@ def set_up(records, beta):
 @needs_shared
 def test_setup_weighs_the_colour_heads_by_the_course_training_split():
     """On the course labels: the rarest upper colour weighs more than black, whose weight falls under 1."""
-    from src.config import compose_config
     from hydra.utils import instantiate
+
+    from src.config import compose_config
 
     datamodule = instantiate(compose_config("train", ["task=reid_strong", "data=market_course", f"data.root={COURSE}"],
                                             ROOT / "outputs" / "unused").data, preload=False)

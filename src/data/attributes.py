@@ -77,9 +77,14 @@ NUM_HEAD_OUTPUTS = sum(h.num_classes for h in HEADS)  # 41
 CARRIED = ("backpack", "bag", "handbag", "hat")
 
 
+def class_names(labels) -> dict[str, str]:
+    """Head name -> class name, from one class index per head."""
+    return {head.name: head.classes[int(labels[i])] for i, head in enumerate(HEADS)}
+
+
 def describe_labels(labels) -> str:
     """One class index per head in the app's words: ``woman, adult; top red, lower several colours; backpack, hat``."""
-    value = {head.name: head.classes[int(labels[i])] for i, head in enumerate(HEADS)}
+    value = class_names(labels)
     words, phrase = ({h.name: h.readable()[kind][value[h.name]] for h in HEADS} for kind in ("values", "phrases"))
     carried = ", ".join(phrase[name] for name in CARRIED if value[name] == "yes")
     return "; ".join(filter(None, [f"{phrase['gender']}, {words['age']}",

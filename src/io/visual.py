@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from src.data.attributes import CARRIED, HEADS
+from src.data.attributes import CARRIED, class_names
 from src.data.images import load_image
 from src.data.records import DataError
 from src.io.atomic import atomic_path, write_text
@@ -65,7 +65,7 @@ _SHORT = {"multicolor": "multi", "teenager": "teen"}
 
 def short_caption(labels: Sequence[int]) -> str:
     """Short lines from one class index per head: ``red/black``, ``adult female``, ``backpack hat`` (if any)."""
-    value = {head.name: head.classes[int(labels[i])] for i, head in enumerate(HEADS)}
+    value = class_names(labels)
     lines = [f"{_SHORT.get(value['upcolor'], value['upcolor'])}/{_SHORT.get(value['downcolor'], value['downcolor'])}",
              f"{_SHORT.get(value['age'], value['age'])} {value['gender']}"]
     carried = [name for name in CARRIED if value[name] == "yes"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src.data.attributes import HEAD_NAMES, HEADS, describe_labels
+from src.data.attributes import HEAD_NAMES, class_names, describe_labels
 from src.data.records import DataError, parse_market_name
 from src.io.atomic import write_csv
 from src.io.visual import THUMB_SIZE, RankRow, Tile, rank_figure, save_png, short_caption, thumbnail, write_html_report
@@ -59,10 +59,6 @@ def same_identity(query_pid: int | None, gallery_pid: int | None) -> bool | None
 
 
 # ------------------------------------------------------------------------------------------------ outputs
-def _class_names(labels) -> dict[str, str]:
-    return {head.name: head.classes[int(labels[i])] for i, head in enumerate(HEADS)}
-
-
 def results_frame(result: SearchResult, query_pids=None, gallery_pids=None) -> pd.DataFrame:
     """One row per (query, rank): query, rank, gallery, distance, [same_identity], then the 12 predicted attributes."""
     rows = []
@@ -73,7 +69,7 @@ def results_frame(result: SearchResult, query_pids=None, gallery_pids=None) -> p
                 entry["p_same"] = result.p_same[q][rank - 1]
             if query_pids is not None and gallery_pids is not None:
                 entry["same_identity"] = same_identity(query_pids[q], gallery_pids[row])
-            entry.update(_class_names(result.index.attributes[row]))
+            entry.update(class_names(result.index.attributes[row]))
             rows.append(entry)
     known = query_pids is not None and gallery_pids is not None
     columns = (["query", "rank", "gallery", "distance"] + (["p_same"] if result.p_same is not None else [])

@@ -10,8 +10,11 @@ from hydra.utils import instantiate
 from torch import nn
 
 from src.data.attributes import HEAD_BY_NAME, HEAD_NAMES
+from src.data.pseudo import PSEUDO_PID_BASE
+from src.errors import ConfigError
 from src.losses.center import CenterLoss
 from src.losses.class_balanced import class_balanced_weights
+from src.losses.cluster_memory import ClusterMemory
 from src.losses.triplet import BatchHardTripletLoss
 from src.models.attribute_module import plain
 from src.models.gather import gather_batch
@@ -28,7 +31,8 @@ class StrongReidModule(RetrievalValidation):
                  triplet_across_ranks: bool = True, center_weight: float = 0.0, attribute_weight: float = 1.0,
                  pseudo_attribute_weight: float = 0.0, metric: str = "cosine", compile: bool = False,
                  init_weights: str | None = None, attribute_class_balance: float = 0.0,
-                 balanced_heads: tuple[str, ...] = ("upcolor", "downcolor")):
+                 balanced_heads: tuple[str, ...] = ("upcolor", "downcolor"), memory_weight: float = 0.0,
+                 memory_temperature: float = 0.05, memory_momentum: float = 0.2):
         super().__init__()
         self.save_hyperparameters({
             "net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),
@@ -37,6 +41,7 @@ class StrongReidModule(RetrievalValidation):
             "center_weight": center_weight, "attribute_weight": attribute_weight,
             "pseudo_attribute_weight": pseudo_attribute_weight, "metric": metric, "init_weights": init_weights,
             "attribute_class_balance": attribute_class_balance, "balanced_heads": list(balanced_heads),
+            "memory_weight": memory_weight, "memory_temperature": memory_temperature, "memory_momentum": memory_momentum,
         })
         unknown = sorted(set(balanced_heads) - set(HEAD_NAMES))
         if unknown:
@@ -49,6 +54,7 @@ class StrongReidModule(RetrievalValidation):
         self.id_loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.triplet = BatchHardTripletLoss(triplet_margin)
         self.center: CenterLoss | None = None
+        self.memory: ClusterMemory | None = None  # model.memory_weight > 0: centroids of the pseudo identities
         self.pseudo = None  # the datamodule's PseudoLabels when training with data.unlabelled
         self.compile = compile  # set to False after a failed compilation: the run continues in eager mode
         self._compiled = None  # torch.compile(net.forward_train), built at the first training step
@@ -69,6 +75,12 @@ class StrongReidModule(RetrievalValidation):
                                   for name in self.hparams.balanced_heads}
         if self.hparams.center_weight > 0 and self.center is None:
             self.center = CenterLoss(self.net.id_classifier.out_features, self.net.feature_dim)
+        if self.hparams.get("memory_weight", 0.0) > 0 and self.memory is None:
+            if self.pseudo is None:
+                raise ConfigError(f"model.memory_weight={self.hparams.memory_weight}: the cluster memory holds pseudo "
+                                  "identities; set data.unlabelled (e.g. [test,queries]) or model.memory_weight=0")
+            self.memory = ClusterMemory(self.pseudo.capacity, self.net.id_classifier.in_features,
+                                        self.hparams.memory_temperature, self.hparams.memory_momentum)
         # weights in the layout of the channels_last inputs, as their gradients come out: DDP's all-reduce buckets
         # then match the gradients (no "grad strides do not match" copy on every step)
         self.net.to(memory_format=torch.channels_last)
@@ -107,6 +119,8 @@ class StrongReidModule(RetrievalValidation):
             ) / len(HEAD_NAMES) if mask.any() else losses["id"].new_zeros(())
         if self.center is not None:
             losses["center"] = self.hparams.center_weight * self.center(out["feature"], targets)
+        if self.memory is not None:  # logged on every step (0 without pseudo-labelled images), as above
+            losses["memory"] = self.hparams.memory_weight * self.memory_step(out["normed"], batch["pid"].to(self.device))
         loss = sum(losses.values())
         size = len(targets)
         self.log_dict({f"train/loss_{k}": v for k, v in losses.items()}, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
@@ -121,6 +135,17 @@ class StrongReidModule(RetrievalValidation):
         rank's share."""
         features = out[TRIPLET_FEATURES[self.hparams.triplet_feature]]
         return gather_batch(features, targets) if self.hparams.get("triplet_across_ranks", False) else (features, targets)
+
+    def memory_step(self, features: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
+        """The cluster-memory loss of this rank's pseudo-labelled images; then every rank moves the centroids with the
+        global batch's (all ranks hold the same memory)."""
+        pseudo = pids >= PSEUDO_PID_BASE
+        loss = self.memory(features[pseudo], pids[pseudo] - PSEUDO_PID_BASE)
+        with torch.no_grad():
+            features, pids = gather_batch(features.detach(), pids)
+            pseudo = pids >= PSEUDO_PID_BASE
+            self.memory.update(features[pseudo], pids[pseudo] - PSEUDO_PID_BASE)
+        return loss
 
     @staticmethod
     def attribute_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor, class_weights: dict | None = None) -> torch.Tensor:
@@ -137,7 +162,10 @@ class StrongReidModule(RetrievalValidation):
     @torch.no_grad()
     def start_pseudo_identities(self, centroids: torch.Tensor, optimizers=()) -> None:
         """A new clustering round: the classifier rows of the pseudo identities start at their clusters' mean
-        BN-neck features (scaled like the labelled rows) and their optimizer moments restart from zero."""
+        BN-neck features (scaled like the labelled rows) and their optimizer moments restart from zero; so does the
+        cluster memory."""
+        if self.memory is not None:
+            self.memory.restart(centroids)
         weight = self.net.id_classifier.weight
         first = len(self.pid_to_label) - len(centroids)
         scale = weight[:first].norm(dim=1).mean()

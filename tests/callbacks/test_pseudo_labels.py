@@ -141,10 +141,11 @@ def test_embeddings_split_across_two_ranks_and_gathered_equal_one_process(monkey
 
 
 def test_rounds_under_two_process_ddp_agree_and_resume(tmp_path, cache_dir):
-    """Two processes (gloo): each embeds half the unlabelled images, both cluster the gathered set."""
+    """Two processes (gloo): each embeds half the unlabelled images, both cluster the gathered set; the cluster
+    memory moves with the global batch on both."""
     run = tmp_path / "ddp"
     overrides = [*TINY, "trainer=ddp", "trainer.devices=2", "torch_threads=1", "data.batch_size=16",
-                 "trainer.max_epochs=2", f"hydra.run.dir={run}", f"paths.cache_dir={cache_dir}"]
+                 "trainer.max_epochs=2", "model.memory_weight=1.0", f"hydra.run.dir={run}", f"paths.cache_dir={cache_dir}"]
     result = subprocess.run([sys.executable, "-m", "src.train", *overrides], cwd=ROOT, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -158,6 +159,9 @@ def test_rounds_under_two_process_ddp_agree_and_resume(tmp_path, cache_dir):
     assert len(state["cluster_ids"]) == first["pseudo/clustered_images"] + first["pseudo/outliers"]
     labelled = weight.shape[0] - 40
     assert torch.count_nonzero(weight[labelled : labelled + clusters]) > 0
+    memory = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert int(memory["memory.in_use"]) == clusters
+    assert pd.read_csv(run / "metrics.csv").dropna(subset=["train/loss_memory"])["train/loss_memory"].iloc[-1] > 0
 
 
 def test_attribute_targets_are_cluster_means_or_confident_majority_votes():

@@ -8,6 +8,9 @@ epoch's validation checkpoint already holds the new labels and a resumed run con
 3. clusters become identities (``PSEUDO_PID_BASE + cluster``); outliers are left out of training;
 4. the identity classifier's pseudo rows restart at the cluster centroids (``StrongReidModule.start_pseudo_identities``).
 
+With ``teacher_decay`` (mean teacher) the images are embedded by an exponential moving average of the network's weights,
+updated after every training step and kept in checkpoints, instead of the network itself.
+
 The same procedure clusters the validation split's images, whose identities are known, and logs the pairwise
 precision / recall / F and the number of clusters against the true identities (``pseudo/val_*``) each round.
 
@@ -26,6 +29,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Timer
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Subset
 
 from src.data.datasets import ImageDataset
@@ -39,11 +43,15 @@ log = logging.getLogger(__name__)
 
 class PseudoLabelRounds(pl.Callback):
     def __init__(self, *, k1: int, k2: int, eps: float, min_samples: int, start_epoch: int = 10, every: int = 5,
-                 batch_size: int = 256, measure_val: bool = True, flip: bool = False, vote_confidence: float | None = None):
+                 batch_size: int = 256, measure_val: bool = True, flip: bool = False, vote_confidence: float | None = None,
+                 teacher_decay: float | None = None):
         """The clustering parameters have their defaults in ``conf/callbacks/pseudo_labels.yaml`` only."""
         if vote_confidence is not None and not 0 < vote_confidence <= 1:
             raise ConfigError(f"callbacks.pseudo_labels.vote_confidence={vote_confidence}: a share of a cluster's images, "
                               "in (0, 1], or null for the mean predicted probabilities")
+        if teacher_decay is not None and not 0 < teacher_decay < 1:
+            raise ConfigError(f"callbacks.pseudo_labels.teacher_decay={teacher_decay}: the moving average's decay per step, "
+                              "in (0, 1) (e.g. 0.999), or null to cluster with the network itself")
         if start_epoch < 1 or every < 1:
             raise ConfigError(f"callbacks.pseudo_labels: start_epoch ({start_epoch}) and every ({every}) must be >= 1")
         if not 0 < eps <= 1:
@@ -51,6 +59,9 @@ class PseudoLabelRounds(pl.Callback):
         self.start_epoch, self.every = start_epoch, every
         self.k1, self.k2, self.eps, self.min_samples = k1, k2, eps, min_samples
         self.batch_size, self.measure_val, self.flip, self.vote_confidence = batch_size, measure_val, flip, vote_confidence
+        self.teacher_decay = teacher_decay
+        self.teacher: AveragedModel | None = None  # built at the first training step (the network exists then)
+        self.teacher_state: dict | None = None  # from a resumed checkpoint, loaded into the teacher once it exists
         self.active = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -78,14 +89,32 @@ class PseudoLabelRounds(pl.Callback):
         return due
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.active and self.teacher_decay is not None:
+            self.update_teacher(pl_module.net)
         if self.round_due(trainer, batch_idx):
             for name, value in self.run_round(trainer, pl_module).items():
                 pl_module.log(f"pseudo/{name}", float(value), on_step=False, on_epoch=True, batch_size=1)
 
     @torch.no_grad()
+    def update_teacher(self, net: torch.nn.Module) -> None:
+        """The mean teacher's weights and batch-norm statistics <- decay x theirs + (1 - decay) x the network's."""
+        if self.teacher is None:
+            self.teacher = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(self.teacher_decay), use_buffers=True).eval()
+            if self.teacher_state is not None:
+                self.teacher.load_state_dict(self.teacher_state)
+                self.teacher_state = None
+        self.teacher.update_parameters(net)
+
+    def state_dict(self) -> dict:
+        return {"teacher": self.teacher.state_dict()} if self.teacher is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.teacher_state = state_dict.get("teacher") if self.teacher_decay is not None else None
+
+    @torch.no_grad()
     def _embed(self, pl_module, dataset: ImageDataset, desc: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=0)
-        net = pl_module.net
+        net = self.teacher.module if self.teacher is not None else pl_module.net
         network_flips = getattr(net, "flip_test", False)
         net.flip_test = self.flip  # flip TTA doubles the cost of a round
         try:

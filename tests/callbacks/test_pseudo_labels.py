@@ -179,3 +179,40 @@ def test_attribute_targets_are_cluster_means_or_confident_majority_votes():
     torch.testing.assert_close(strict, torch.tensor([[0.0, 0.0], [0.0, 1.0]]))
     with pytest.raises(ConfigError, match=r"vote_confidence=1.5: a share of a cluster's images, in \(0, 1\]"):
         PseudoLabelRounds(k1=20, k2=6, eps=0.5, min_samples=4, vote_confidence=1.5)
+
+
+def test_the_mean_teacher_averages_the_weights_step_by_step_and_resumes_from_its_state():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    rounds = PseudoLabelRounds(k1=5, k2=2, eps=0.6, min_samples=2, teacher_decay=0.75)
+    rounds.update_teacher(net)  # the first step copies the network
+    first = net[0].weight.detach().clone()
+    with torch.no_grad():
+        net[0].weight.add_(4.0)
+        net[1].running_mean.fill_(2.0)
+    rounds.update_teacher(net)
+    torch.testing.assert_close(rounds.teacher.module[0].weight, first + 0.25 * 4.0)
+    torch.testing.assert_close(rounds.teacher.module[1].running_mean, torch.full((2,), 0.5))  # statistics averaged too
+    assert not rounds.teacher.module.training  # it only embeds
+
+    resumed = PseudoLabelRounds(k1=5, k2=2, eps=0.6, min_samples=2, teacher_decay=0.75)
+    resumed.load_state_dict(rounds.state_dict())
+    resumed.update_teacher(net)  # the saved teacher, then this step
+    torch.testing.assert_close(resumed.teacher.module[0].weight, 0.75 * (first + 1.0) + 0.25 * (first + 4.0))
+    with pytest.raises(ConfigError, match=r"teacher_decay=1.0: the moving average's decay per step, in \(0, 1\)"):
+        PseudoLabelRounds(k1=5, k2=2, eps=0.6, min_samples=2, teacher_decay=1.0)
+
+
+def test_rounds_embed_with_the_mean_teacher_which_checkpoints_keep(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    overrides = [*TINY, "callbacks.pseudo_labels.every=5", "callbacks.pseudo_labels.teacher_decay=0.9"]
+    train(compose_config("train", [*overrides, "trainer.max_epochs=2"], run, cache_dir))
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    teacher = next(state["teacher"] for key, state in checkpoint["callbacks"].items() if "PseudoLabelRounds" in key)
+    student = checkpoint["state_dict"]["net.bnneck.weight"]
+    assert teacher["module.bnneck.weight"].shape == student.shape and not torch.equal(teacher["module.bnneck.weight"], student)
+    assert int(teacher["n_averaged"]) == checkpoint["global_step"]
+    assert pd.read_csv(run / "metrics.csv").dropna(subset=["pseudo/round"])["pseudo/clusters"].iloc[0] >= 1
+    train(compose_config("train", [*overrides, "trainer.max_epochs=3", "ckpt_path=last"], run, cache_dir))
+    resumed = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    teacher = next(state["teacher"] for key, state in resumed["callbacks"].items() if "PseudoLabelRounds" in key)
+    assert int(teacher["n_averaged"]) == resumed["global_step"]  # continued from the saved average, not restarted

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Subset
 from src.data.datasets import ImageDataset
 from src.errors import ConfigError
 from src.inference import classify_loader
-from src.metrics.clustering import cluster_embeddings, pairwise_scores
+from src.metrics.clustering import cluster_embeddings, cluster_means, pairwise_scores
 from src.models.gather import gather_unique
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class PseudoLabelRounds(pl.Callback):
                        for name, p in probabilities.items()}
         datamodule.set_pseudo_labels(cluster_ids, targets)
         kept = pseudo.cluster_ids
-        centroids = _cluster_means(embeddings, kept, pseudo.num_clusters)
+        centroids = cluster_means(embeddings, kept, pseudo.num_clusters)
         pl_module.start_pseudo_identities(centroids, trainer.optimizers)
         scores = {"round": pseudo.round, "clusters": pseudo.num_clusters, "outliers": int((kept < 0).sum()),
                   "clustered_images": int((kept >= 0).sum()), "round_min": (time.perf_counter() - started) / 60}
@@ -205,17 +205,8 @@ def cluster_attribute_targets(probabilities: torch.Tensor, cluster_ids: np.ndarr
     ``vote_confidence``, its majority class (one-hot) where at least that share of its images predict it, else
     none (a row of zeros: no loss)."""
     if vote_confidence is None:
-        return _cluster_means(probabilities, cluster_ids, num_clusters)
+        return cluster_means(probabilities, cluster_ids, num_clusters)
     classes = probabilities.shape[1]
-    votes = _cluster_means(torch.nn.functional.one_hot(probabilities.argmax(1), classes).float(), cluster_ids, num_clusters)
+    votes = cluster_means(torch.nn.functional.one_hot(probabilities.argmax(1), classes).float(), cluster_ids, num_clusters)
     share, winner = votes.max(1)
     return torch.nn.functional.one_hot(winner, classes).float() * (share >= vote_confidence - 1e-6).unsqueeze(1)
-
-
-def _cluster_means(values: torch.Tensor, cluster_ids: np.ndarray, num_clusters: int) -> torch.Tensor:
-    """(clusters, D) mean of ``values`` per cluster (rows with cluster -1 ignored)."""
-    ids = torch.as_tensor(cluster_ids, dtype=torch.long)
-    kept = ids >= 0
-    sums = torch.zeros(num_clusters, values.shape[1], dtype=values.dtype).index_add_(0, ids[kept], values[kept])
-    counts = torch.bincount(ids[kept], minlength=num_clusters).clamp_min(1).unsqueeze(1)
-    return sums / counts

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from src.metrics.clustering import cluster_means
+
 
 class ClusterMemory(nn.Module):
     def __init__(self, rows: int, dim: int, temperature: float = 0.05, momentum: float = 0.2):
@@ -41,8 +43,6 @@ class ClusterMemory(nn.Module):
         if len(features) == 0:
             return
         present, index = torch.unique(clusters, return_inverse=True)
-        sums = torch.zeros(len(present), features.shape[1], dtype=self.centroids.dtype, device=features.device)
-        sums.index_add_(0, index, F.normalize(features.detach().to(sums.dtype), dim=1))
-        means = sums / torch.bincount(index, minlength=len(present)).unsqueeze(1)
+        means = cluster_means(F.normalize(features.detach().to(self.centroids.dtype), dim=1), index, len(present))
         moved = self.momentum * self.centroids[present] + (1 - self.momentum) * means
         self.centroids[present] = F.normalize(moved, dim=1)

@@ -4,6 +4,7 @@ pairwise precision / recall against true identities."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from src.metrics.rerank import jaccard_graph
 
@@ -38,3 +39,13 @@ def pairwise_scores(true_ids, cluster_ids) -> dict[str, float]:
         "outliers": int(outliers.sum()),
         "identities": int(len(np.unique(true_ids))),
     }
+
+
+def cluster_means(values: torch.Tensor, cluster_ids, num_clusters: int) -> torch.Tensor:
+    """(num_clusters, D) mean of ``values`` per cluster id (an array or tensor; rows with a negative id ignored, a
+    cluster without rows gets zeros)."""
+    ids = torch.as_tensor(cluster_ids, dtype=torch.long, device=values.device)
+    kept = ids >= 0
+    sums = torch.zeros(num_clusters, values.shape[1], dtype=values.dtype, device=values.device)
+    sums.index_add_(0, ids[kept], values[kept])
+    return sums / torch.bincount(ids[kept], minlength=num_clusters).clamp_min(1).unsqueeze(1).to(values.dtype)

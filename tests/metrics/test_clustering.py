@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.metrics.clustering import cluster_embeddings, pairwise_scores
+from src.metrics.clustering import cluster_embeddings, cluster_means, pairwise_scores
 from src.metrics.rerank import jaccard_graph
 
 
@@ -60,3 +60,10 @@ def test_too_few_items_or_too_large_min_samples_are_refused():
         cluster_embeddings(features, "cosine", k1=6, k2=2, eps=0.5, min_samples=5)
     with pytest.raises(ValueError, match="at least 2"):
         jaccard_graph(features[:1])
+
+
+def test_cluster_means_average_each_cluster_and_ignore_outliers():
+    values = torch.tensor([[1.0, 0.0], [3.0, 2.0], [10.0, 10.0], [5.0, -5.0]])
+    for ids in (np.array([0, 0, -1, 2]), torch.tensor([0, 0, -1, 2])):
+        means = cluster_means(values, ids, num_clusters=3)
+        torch.testing.assert_close(means, torch.tensor([[2.0, 1.0], [0.0, 0.0], [5.0, -5.0]]))

@@ -69,6 +69,8 @@ RANGES = {
     "model.optimizer.lr": (lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
     "model.attribute_class_balance": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
                                       "a number in [0, 1), e.g. 0.999 (0: plain cross-entropy)"),
+    "model.attribute_focal_gamma": (lambda v: isinstance(v, (int, float)) and v >= 0,
+                                    "a number >= 0, e.g. 2 (0: plain cross-entropy)"),
     "model.memory_weight": (lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0 (0: no cluster memory)"),
     "model.memory_temperature": (lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0, e.g. 0.05"),
     "model.memory_momentum": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1), e.g. 0.2"),

@@ -15,6 +15,7 @@ from src.errors import ConfigError
 from src.losses.center import CenterLoss
 from src.losses.class_balanced import class_balanced_weights
 from src.losses.cluster_memory import ClusterMemory
+from src.losses.focal import focal_cross_entropy
 from src.losses.triplet import BatchHardTripletLoss
 from src.models.attribute_module import plain
 from src.models.gather import gather_batch
@@ -32,7 +33,7 @@ class StrongReidModule(RetrievalValidation):
                  pseudo_attribute_weight: float = 0.0, metric: str = "cosine", compile: bool = False,
                  init_weights: str | None = None, attribute_class_balance: float = 0.0,
                  balanced_heads: tuple[str, ...] = ("upcolor", "downcolor"), memory_weight: float = 0.0,
-                 memory_temperature: float = 0.05, memory_momentum: float = 0.2):
+                 memory_temperature: float = 0.05, memory_momentum: float = 0.2, attribute_focal_gamma: float = 0.0):
         super().__init__()
         self.save_hyperparameters({
             "net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),
@@ -42,6 +43,7 @@ class StrongReidModule(RetrievalValidation):
             "pseudo_attribute_weight": pseudo_attribute_weight, "metric": metric, "init_weights": init_weights,
             "attribute_class_balance": attribute_class_balance, "balanced_heads": list(balanced_heads),
             "memory_weight": memory_weight, "memory_temperature": memory_temperature, "memory_momentum": memory_momentum,
+            "attribute_focal_gamma": attribute_focal_gamma,
         })
         unknown = sorted(set(balanced_heads) - set(HEAD_NAMES))
         if unknown:
@@ -107,7 +109,9 @@ class StrongReidModule(RetrievalValidation):
         losses = {
             "id": self.id_loss(id_logits, targets),
             "triplet": self.hparams.triplet_weight * self.triplet(*self.triplet_batch(out, targets)),
-            "attributes": self.hparams.attribute_weight * self.attribute_loss(out["attributes"], batch["labels"], self.class_weights),
+            "attributes": self.hparams.attribute_weight * self.attribute_loss(
+                out["attributes"], batch["labels"], self.class_weights,
+                {name: self.hparams.attribute_focal_gamma for name in self.hparams.balanced_heads}),
         }
         soft = self.pseudo.soft_attribute_targets(batch["pid"]) if self.pseudo is not None else None
         if soft is not None and self.hparams.pseudo_attribute_weight > 0:
@@ -148,14 +152,19 @@ class StrongReidModule(RetrievalValidation):
         return loss
 
     @staticmethod
-    def attribute_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor, class_weights: dict | None = None) -> torch.Tensor:
+    def attribute_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor, class_weights: dict | None = None,
+                       focal_gammas: dict | None = None) -> torch.Tensor:
         """Mean over heads of the cross-entropy on the images that have attribute labels (-1: none, e.g. pseudo-labelled);
-        a head in ``class_weights`` weighs its classes (the weighted mean of its images' losses)."""
+        a head in ``class_weights`` weighs its classes (the weighted mean of its images' losses), a head in
+        ``focal_gammas`` takes the focal cross-entropy with that gamma."""
         labelled = labels[:, 0] >= 0
         if not labelled.any():
             return labels.new_zeros((), dtype=torch.float32)
         weights = {name: w.to(logits[name].device) for name, w in (class_weights or {}).items()}
-        losses = [nn.functional.cross_entropy(logits[name][labelled], labels[labelled, i], weight=weights.get(name))
+        gammas = focal_gammas or {}
+        losses = [focal_cross_entropy(logits[name][labelled], labels[labelled, i], gammas.get(name, 0.0), weights.get(name))
+                  if gammas.get(name, 0.0) > 0 else
+                  nn.functional.cross_entropy(logits[name][labelled], labels[labelled, i], weight=weights.get(name))
                   for i, name in enumerate(HEAD_NAMES)]
         return sum(losses) / len(HEAD_NAMES)
 

@@ -29,11 +29,12 @@ class IdentityBatches(RandomImages):
     """P x K batches (``batch_size`` = P identities x ``num_instances`` K images, ``IdentitySampler``); identity
     groups stay whole on one rank under DDP."""
 
-    def __init__(self, num_instances: int = 4, seed: int = 0):
-        self.num_instances, self.seed = num_instances, seed
+    def __init__(self, num_instances: int = 4, seed: int = 0, camera_aware: bool = False):
+        self.num_instances, self.seed, self.camera_aware = num_instances, seed, camera_aware
 
     def batches(self, images: ImageDataset, batch_size: int, seed: int, **ranks) -> dict:
-        order = IdentitySampler([r.pid for r in images.records], self.num_instances, self.seed)
+        cameras = [r.camid for r in images.records] if self.camera_aware else None
+        order = IdentitySampler([r.pid for r in images.records], self.num_instances, self.seed, cameras)
         return {"dataset": images, "sampler": EpochKeyedSampler(len(images), seed, order, **ranks), "drop_last": True}
 
     def check(self, batch_size: int, num_ids: int, root) -> None:
@@ -61,15 +62,18 @@ class IdentitySampler(Sampler[int]):
 
     Identities with fewer than K images are resampled with replacement. One epoch visits every
     identity ``ceil(images / K)`` times on average, so it covers about as many images as the dataset.
+    With ``cameras`` (one per image) each identity's groups of K are dealt to hold as many different cameras as its
+    images allow (``_spread_over_cameras``), so its positives are cross-camera ones.
     """
 
-    def __init__(self, pids: list[int], num_instances: int = 4, seed: int = 0):
+    def __init__(self, pids: list[int], num_instances: int = 4, seed: int = 0, cameras: list[int] | None = None):
         self.num_instances = num_instances
         self.seed = seed
         self.epoch = 0
         self.by_pid: dict[int, list[int]] = defaultdict(list)
         for index, pid in enumerate(pids):
             self.by_pid[pid].append(index)
+        self.cameras = None if cameras is None else torch.as_tensor(cameras, dtype=torch.long)
         self.length = sum(max(len(v), num_instances) // num_instances * num_instances for v in self.by_pid.values())
 
     def set_epoch(self, epoch: int) -> None:
@@ -87,7 +91,31 @@ class IdentitySampler(Sampler[int]):
                 members = members[torch.randint(len(members), (self.num_instances,), generator=generator)]
             else:
                 members = members[torch.randperm(len(members), generator=generator)]
+                if self.cameras is not None:
+                    members = _spread_over_cameras(members, self.cameras[members], self.num_instances, generator)
             usable = len(members) // self.num_instances * self.num_instances
             chunks += list(members[:usable].view(-1, self.num_instances))
         for chunk in torch.randperm(len(chunks), generator=generator).tolist():
             yield from chunks[chunk].tolist()
+
+
+def _spread_over_cameras(members: torch.Tensor, cameras: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """``members`` reordered into consecutive groups of ``k`` with as many different cameras as possible: each pick
+    takes the next image of the camera with the most images left among those not yet in the group (ties at random;
+    a group repeats cameras only once every camera is in it). Within a camera the given order is kept."""
+    queues: dict[int, list[int]] = defaultdict(list)
+    for member, camera in zip(members.tolist(), cameras.tolist()):
+        queues[camera].append(member)
+    if len(queues) == 1:
+        return members
+    order: list[int] = []
+    while sum(len(q) for q in queues.values()) >= k:
+        tiebreak = dict(zip(queues, torch.rand(len(queues), generator=generator).tolist()))
+        in_group: set[int] = set()
+        for _ in range(k):
+            candidates = [c for c, q in queues.items() if q and c not in in_group] or [c for c, q in queues.items() if q]
+            camera = max(candidates, key=lambda c: (len(queues[c]), tiebreak[c]))
+            order.append(queues[camera].pop(0))
+            in_group.add(camera)
+    order += [m for q in queues.values() for m in q]  # fewer than k left: dropped by the caller
+    return torch.tensor(order)

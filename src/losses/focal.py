@@ -4,7 +4,6 @@ so the many easy images of the frequent colours weigh less than the hard and rar
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
 
 def focal_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, gamma: float,
